@@ -1,0 +1,173 @@
+"""``strongroom seal | inspect | ls | unseal``: the sealed format from the command line."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import blake3
+import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from strongroom.atomic import atomic_directory, write_atomic
+from strongroom.cli.common import JsonOption, KekFileOption, KeysOption, console, open_provider, print_json
+from strongroom.seal import SealedModel, seal_path
+from strongroom.seal.errors import DigestMismatchError, SealError
+from strongroom.seal.stream import DEFAULT_SEGMENT_SIZE
+
+
+@contextlib.contextmanager
+def _progress(total: int, enabled: bool) -> Iterator[tuple[Any, Any]]:
+    """A byte-counting rich progress bar (silent when JSON output is asked for)."""
+    if not enabled:
+        yield (lambda n: None), (lambda name, size: None)
+        return
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+    with bar:
+        task = bar.add_task("sealing", total=total)
+        yield (lambda n: bar.advance(task, n)), (lambda name, size: bar.update(task, description=name))
+
+
+def _total_size(src: Path) -> int:
+    if src.is_file():
+        return src.stat().st_size
+    return sum(p.stat().st_size for p in src.rglob("*") if p.is_file())
+
+
+def seal(
+    src: Annotated[Path, typer.Argument(help="Model directory or single file to seal.")],
+    dst: Annotated[Path, typer.Argument(help="Sealed output (must not exist).")],
+    keys: KeysOption,
+    kek_file: KekFileOption = None,
+    segment_size: Annotated[int, typer.Option(help="Ciphertext segment size in bytes.")] = DEFAULT_SEGMENT_SIZE,
+    json_out: JsonOption = False,
+) -> None:
+    """Seal every file of a model directory under one fresh data key."""
+    provider = open_provider(keys, kek_file)
+    if not src.exists():
+        raise SealError(f"{src}: no such file or directory")
+    with _progress(_total_size(src), not json_out) as (advance, on_file):
+        summary = seal_path(src, dst, provider, segment_size=segment_size, progress=advance, on_file=on_file)
+    if json_out:
+        print_json(summary)
+        return
+    console.print(
+        f"sealed {len(summary['files'])} file(s), {summary['plaintext_bytes']:,} bytes, into {dst} "
+        f"(seal id {summary['seal_id']}, key {summary['key']['provider']}:{summary['key']['key_id']})"
+    )
+
+
+def inspect(
+    sealed: Annotated[Path, typer.Argument(help="Sealed directory or file.")],
+    json_out: JsonOption = False,
+) -> None:
+    """Show what a sealed model reveals without a key: files, sizes, digests, key reference."""
+    model = SealedModel.inspect(sealed)
+    data = {
+        "path": str(sealed),
+        "seal_id": model.seal_id,
+        "key": {"provider": model.key.provider, "key_id": model.key.key_id},
+        "files": [e.to_json() for e in model.members()],
+    }
+    if json_out:
+        print_json(data)
+        return
+    console.print(f"[bold]{sealed}[/]  seal id {model.seal_id}  key {model.key.provider}:{model.key.key_id}")
+    table = Table("file", "bytes", "type", "plaintext digest")
+    for e in model.members():
+        table.add_row(e.name, f"{e.plaintext_length:,}", e.content_type, e.plaintext_digest)
+    console.print(table)
+
+
+def ls(
+    sealed: Annotated[Path, typer.Argument(help="Sealed directory or file.")],
+    keys: KeysOption,
+    kek_file: KekFileOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """List tensor names, dtypes and shapes per file (needs the key; decrypts only the headers)."""
+    provider = open_provider(keys, kek_file)
+    listing: dict[str, list[dict[str, Any]]] = {}
+    with SealedModel.open(sealed, provider) as model:
+        for name in model.safetensors_names():
+            with model.safetensors(name) as st:
+                listing[name] = [
+                    {"name": t.name, "dtype": t.dtype, "shape": list(t.shape), "bytes": t.nbytes}
+                    for t in st.header.tensors.values()
+                ]
+    if json_out:
+        print_json({"path": str(sealed), "files": listing})
+        return
+    for file, tensors in listing.items():
+        table = Table("tensor", "dtype", "shape", "bytes", title=file)
+        for t in tensors:
+            table.add_row(t["name"], t["dtype"], "x".join(map(str, t["shape"])) or "scalar", f"{t['bytes']:,}")
+        console.print(table)
+
+
+def unseal(
+    sealed: Annotated[Path, typer.Argument(help="Sealed directory or file.")],
+    out: Annotated[Path, typer.Argument(help="Where to write PLAINTEXT (must not exist).")],
+    keys: KeysOption,
+    plaintext_to_disk: Annotated[
+        bool,
+        typer.Option("--plaintext-to-disk", help="Required: acknowledge that plaintext weights hit disk."),
+    ] = False,
+    kek_file: KekFileOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Export PLAINTEXT back to disk. Defeats sealing; refuses without --plaintext-to-disk."""
+    if not plaintext_to_disk:
+        raise SealError("unseal writes plaintext weights to disk; pass --plaintext-to-disk to confirm")
+    provider = open_provider(keys, kek_file)
+    written: list[str] = []
+    with SealedModel.open(sealed, provider) as model:
+        if model.single:
+            entry = next(model.members())
+            data = _checked(model, entry.name)
+            write_atomic(out, data)
+            written.append(str(out))
+        else:
+            with atomic_directory(out) as staging:
+                for entry in model.members():
+                    target = staging / entry.name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    write_atomic(target, _checked(model, entry.name))
+                    written.append(str(out / entry.name))
+    if json_out:
+        print_json({"plaintext_written": written})
+    else:
+        console.print(f"[bold yellow]wrote {len(written)} PLAINTEXT file(s) to {out}[/]")
+
+
+def _checked(model: SealedModel, name: str) -> bytes:
+    data = model.read_file(name)
+    digest = "blake3:" + blake3.blake3(data).hexdigest()
+    if digest != model.entries[name].plaintext_digest:
+        raise DigestMismatchError(f"{name}: decrypted bytes do not match the recorded digest")
+    return data
+
+
+def register(app: typer.Typer) -> None:
+    app.command("seal")(seal)
+    app.command("inspect")(inspect)
+    app.command("ls")(ls)
+    app.command("unseal")(unseal)

@@ -1,0 +1,164 @@
+"""Random-access decryption of one sealed file, in parallel, straight into caller-owned buffers."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from strongroom.seal.errors import (
+    SealedFormatError,
+    SegmentAuthError,
+    TrailingDataError,
+    TruncatedError,
+)
+from strongroom.seal.header import PREFIX, SealedHeader, split_prefix
+from strongroom.seal.stream import HEADER_BYTES, TAG_BYTES, SegmentCipher, StreamLayout
+
+BATCH_BYTES = 8 << 20
+
+
+def default_threads() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+class SealedFile:
+    """An open sealed file: its header is readable at once, its plaintext once a data key is given."""
+
+    def __init__(self, path: Path, display: str | None = None) -> None:
+        self.path = Path(path)
+        self.display = display or str(path)
+        try:
+            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except IsADirectoryError:
+            raise SealedFormatError(f"{self.display}: is a directory, not a sealed file") from None
+        except OSError as exc:
+            raise SealedFormatError(f"{self.display}: cannot open: {exc.strerror}") from None
+        self._cipher: SegmentCipher | None = None
+        try:
+            self.header, self.prefix = self._read_header()
+            self.layout: StreamLayout = self.header.layout
+            self.stream_offset = len(self.prefix)
+            self._check_length()
+        except BaseException:
+            os.close(self._fd)
+            raise
+
+    def _read_header(self) -> tuple[SealedHeader, bytes]:
+        head = os.pread(self._fd, PREFIX.size, 0)
+        length = split_prefix(head, self.display)
+        body = os.pread(self._fd, length, PREFIX.size)
+        if len(body) != length:
+            raise TruncatedError(f"{self.display}: truncated inside the sealed header")
+        return SealedHeader.decode(body, self.display), head + body
+
+    def _check_length(self) -> None:
+        expected = len(self.prefix) + self.layout.ciphertext_length
+        actual = os.fstat(self._fd).st_size
+        if actual < expected:
+            raise TruncatedError(f"{self.display}: truncated: {actual} bytes, the header promises {expected}")
+        if actual > expected:
+            raise TrailingDataError(f"{self.display}: {actual - expected} unexpected bytes after the last segment")
+
+    def unlock(self, data_key: bytes | bytearray) -> None:
+        """Check the key commitment and derive the segment key; the data key itself is not kept."""
+        self.header.check_key(data_key, self.display)
+        stream_header = os.pread(self._fd, HEADER_BYTES, self.stream_offset)
+        try:
+            self._cipher = SegmentCipher(data_key, stream_header, self.prefix)
+        except ValueError:
+            raise SealedFormatError(f"{self.display}: malformed stream header") from None
+
+    @property
+    def plaintext_length(self) -> int:
+        return self.layout.plaintext_length
+
+    def read(self, start: int, end: int) -> bytes:
+        """Decrypt plaintext bytes [start, end) and return them."""
+        out = bytearray(end - start)
+        self.read_into(start, end, memoryview(out))
+        return bytes(out)
+
+    def read_into(self, start: int, end: int, out: memoryview, threads: int = 1) -> None:
+        """Decrypt plaintext bytes [start, end) into ``out`` (exactly end - start bytes long)."""
+        if not 0 <= start <= end <= self.layout.plaintext_length:
+            raise ValueError(f"{self.display}: range [{start}, {end}) outside the plaintext")
+        if out.nbytes != end - start:
+            raise ValueError("output buffer has the wrong size")
+        if start == end and self.layout.plaintext_length != 0:
+            return
+        first = self.layout.segment_of(start)
+        last = self.layout.segment_of(max(start, end - 1))
+        count = last - first + 1
+        workers = max(1, min(threads, count))
+        if workers == 1:
+            self._decrypt_segments(first, last + 1, start, end, out)
+            return
+        bounds = [first + (count * i) // workers for i in range(workers + 1)]
+        with ThreadPoolExecutor(workers) as pool:
+            futures = [
+                pool.submit(self._decrypt_segments, bounds[i], bounds[i + 1], start, end, out) for i in range(workers)
+            ]
+            for future in futures:
+                future.result()
+
+    def _decrypt_segments(self, lo: int, hi: int, start: int, end: int, out: memoryview) -> None:
+        """Decrypt segments [lo, hi), keeping the parts that fall inside [start, end)."""
+        cipher = self._cipher
+        if cipher is None:
+            raise SealedFormatError(f"{self.display}: no data key given (call unlock first)")
+        layout = self.layout
+        final = layout.segment_count - 1
+        seg_cipher = layout.segment_size
+        per_batch = max(1, BATCH_BYTES // seg_cipher)
+        cbuf = bytearray(min(hi - lo, per_batch) * seg_cipher)
+        cview = memoryview(cbuf)
+        scratch: memoryview | None = None
+        index = lo
+        while index < hi:
+            batch_end = min(hi, index + per_batch)
+            c_lo = self.stream_offset + layout.ciphertext_start(index)
+            p_hi_last = layout.plaintext_range(batch_end - 1)[1]
+            c_hi = (
+                self.stream_offset
+                + layout.ciphertext_start(batch_end - 1)
+                + (p_hi_last - layout.plaintext_start(batch_end - 1))
+                + TAG_BYTES
+            )
+            got = os.preadv(self._fd, [cview[: c_hi - c_lo]], c_lo)
+            if got != c_hi - c_lo:
+                raise TruncatedError(f"{self.display}: short read at segment {index}")
+            for seg in range(index, batch_end):
+                p_lo, p_hi = layout.plaintext_range(seg)
+                rel = self.stream_offset + layout.ciphertext_start(seg) - c_lo
+                ciphertext = cview[rel : rel + (p_hi - p_lo) + TAG_BYTES]
+                if start <= p_lo and p_hi <= end:
+                    target = out[p_lo - start : p_hi - start]
+                    ok = cipher.decrypt_into(seg, seg == final, ciphertext, target)
+                else:
+                    if scratch is None:
+                        scratch = memoryview(bytearray(layout.plaintext_per_segment))
+                    ok = cipher.decrypt_into(seg, seg == final, ciphertext, scratch[: p_hi - p_lo])
+                    if ok:
+                        lo_cut, hi_cut = max(start, p_lo), min(end, p_hi)
+                        out[lo_cut - start : hi_cut - start] = scratch[lo_cut - p_lo : hi_cut - p_lo]
+                if not ok:
+                    raise SegmentAuthError(self.display, seg)
+            index = batch_end
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self._cipher = None
+
+    def __enter__(self) -> SealedFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_fd", -1)
+        if fd >= 0:
+            os.close(fd)

@@ -1,0 +1,206 @@
+"""Sealing: turn one plaintext file into a sealed file, encrypting segments in parallel."""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import blake3
+
+from strongroom.atomic import fsync_dir
+from strongroom.keys.provider import WrappedKey
+from strongroom.seal.errors import SealError
+from strongroom.seal.header import SealedHeader, key_commitment
+from strongroom.seal.reader import default_threads
+from strongroom.seal.safetensors_header import parse_safetensors_header
+from strongroom.seal.stream import (
+    DEFAULT_SEGMENT_SIZE,
+    TAG_BYTES,
+    SegmentCipher,
+    StreamLayout,
+    new_stream_header,
+)
+
+Progress = Callable[[int], None]
+ReadInto = Callable[[int, memoryview], int]
+BATCH_BYTES = 8 << 20
+
+
+def blake3_file(fd: int, length: int) -> str:
+    """BLAKE3 of an open file's first ``length`` bytes, hashed with all cores."""
+    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    if length:
+        with mmap.mmap(fd, length, access=mmap.ACCESS_READ) as view:
+            hasher.update(view)
+    return "blake3:" + hasher.hexdigest()
+
+
+def content_type_of(fd: int, length: int, name: str) -> str:
+    """``safetensors`` for a file named *.safetensors (validated), else ``file``."""
+    if not name.endswith(".safetensors"):
+        return "file"
+    parse_safetensors_header(lambda a, b: os.pread(fd, b - a, a), length, name)
+    return "safetensors"
+
+
+def seal_file(
+    src: Path,
+    dst: Path,
+    *,
+    name: str,
+    seal_id: str,
+    data_key: bytes | bytearray,
+    wrapped: WrappedKey,
+    segment_size: int = DEFAULT_SEGMENT_SIZE,
+    threads: int | None = None,
+    progress: Progress | None = None,
+) -> SealedHeader:
+    """Seal ``src`` into ``dst`` atomically; ``name`` is the file's path inside its model directory."""
+    try:
+        fd = os.open(src, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise SealError(f"{src}: cannot read: {exc.strerror}") from None
+    try:
+        length = os.fstat(fd).st_size
+        header = SealedHeader(
+            name=name,
+            seal_id=seal_id,
+            key=wrapped,
+            segment_size=segment_size,
+            plaintext_length=length,
+            plaintext_digest=blake3_file(fd, length),
+            key_commitment=key_commitment(data_key, seal_id),
+            content_type=content_type_of(fd, length, name),
+        )
+        _write_sealed(_file_reader(fd), Path(dst), header, data_key, threads or default_threads(), progress)
+        return header
+    finally:
+        os.close(fd)
+
+
+def seal_bytes(
+    data: bytes | bytearray | memoryview,
+    dst: Path,
+    *,
+    name: str,
+    seal_id: str,
+    data_key: bytes | bytearray,
+    wrapped: WrappedKey,
+    segment_size: int = DEFAULT_SEGMENT_SIZE,
+) -> SealedHeader:
+    """Seal an in-memory plaintext (a transcript, a manifest) into ``dst`` atomically; never touches disk in clear."""
+    source = memoryview(data).cast("B")
+    header = SealedHeader(
+        name=name,
+        seal_id=seal_id,
+        key=wrapped,
+        segment_size=segment_size,
+        plaintext_length=source.nbytes,
+        plaintext_digest="blake3:" + blake3.blake3(source).hexdigest(),
+        key_commitment=key_commitment(data_key, seal_id),
+        content_type="file",
+    )
+
+    def read_into(offset: int, view: memoryview) -> int:
+        chunk = source[offset : offset + view.nbytes]
+        view[: chunk.nbytes] = chunk
+        return chunk.nbytes
+
+    _write_sealed(read_into, Path(dst), header, data_key, 1, None)
+    return header
+
+
+def _file_reader(fd: int) -> ReadInto:
+    return lambda offset, view: os.preadv(fd, [view], offset)
+
+
+def _write_sealed(
+    read_into: ReadInto,
+    dst: Path,
+    header: SealedHeader,
+    data_key: bytes | bytearray,
+    threads: int,
+    progress: Progress | None,
+) -> None:
+    layout = header.layout
+    prefix = header.encode()
+    stream_header = new_stream_header()
+    cipher = SegmentCipher(data_key, stream_header, prefix)
+    out_fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    try:
+        os.ftruncate(out_fd, len(prefix) + layout.ciphertext_length)
+        os.pwrite(out_fd, prefix + stream_header, 0)
+        count = layout.segment_count
+        workers = max(1, min(threads, count))
+        bounds = [(count * i) // workers for i in range(workers + 1)]
+        job = _SegmentWriter(read_into, out_fd, len(prefix), layout, cipher, progress)
+        if workers == 1:
+            job.run(0, count)
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                for future in [pool.submit(job.run, bounds[i], bounds[i + 1]) for i in range(workers)]:
+                    future.result()
+        os.fsync(out_fd)
+        os.close(out_fd)
+        out_fd = -1
+        os.replace(tmp_name, dst)
+        fsync_dir(dst.parent)
+    except BaseException:
+        if out_fd >= 0:
+            os.close(out_fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+class _SegmentWriter:
+    """Encrypts a run of segments: pread plaintext, encrypt_into a batch buffer, pwrite ciphertext."""
+
+    def __init__(
+        self,
+        read_into: ReadInto,
+        out_fd: int,
+        offset: int,
+        layout: StreamLayout,
+        cipher: SegmentCipher,
+        progress: Progress | None,
+    ) -> None:
+        self.read_into, self.out_fd, self.offset = read_into, out_fd, offset
+        self.layout, self.cipher, self.progress = layout, cipher, progress
+
+    def run(self, lo: int, hi: int) -> None:
+        layout = self.layout
+        final = layout.segment_count - 1
+        per_batch = max(1, BATCH_BYTES // layout.segment_size)
+        pbuf = memoryview(bytearray(min(hi - lo, per_batch) * layout.segment_size))
+        cbuf = memoryview(bytearray(min(hi - lo, per_batch) * layout.segment_size))
+        index = lo
+        while index < hi:
+            batch_end = min(hi, index + per_batch)
+            p_lo = layout.plaintext_start(index)
+            p_hi = layout.plaintext_range(batch_end - 1)[1]
+            got = self.read_into(p_lo, pbuf[: p_hi - p_lo])
+            if got != p_hi - p_lo:
+                raise SealError(f"source changed while sealing (short read at byte {p_lo})")
+            c_lo = layout.ciphertext_start(index)
+            written = 0
+            for seg in range(index, batch_end):
+                s_lo, s_hi = layout.plaintext_range(seg)
+                size = s_hi - s_lo
+                self.cipher.encrypt_into(
+                    seg,
+                    seg == final,
+                    pbuf[s_lo - p_lo : s_hi - p_lo],
+                    cbuf[written : written + size + TAG_BYTES],
+                )
+                written += size + TAG_BYTES
+            if os.pwrite(self.out_fd, cbuf[:written], self.offset + c_lo) != written:
+                raise SealError("short write while sealing")
+            if self.progress is not None:
+                self.progress(p_hi - p_lo)
+            index = batch_end

