@@ -1,0 +1,153 @@
+"""Signing identities shared by every domain: PEM keys (ECDSA P-256 or Ed25519), sign and verify bytes.
+
+A signer is named by its key id: the lowercase hex SHA-256 of its public key's DER SubjectPublicKeyInfo.
+ECDSA signatures are DER-encoded over SHA-256 (what Sigstore bundles and ``model-signing`` use);
+Ed25519 signatures are the raw 64 bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from strongroom.atomic import write_atomic
+from strongroom.errors import StrongroomError
+
+KeyType = Literal["ecdsa-p256", "ed25519"]
+PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+
+
+class SigningKeyError(StrongroomError):
+    """A signing key file is missing, malformed or of an unsupported type."""
+
+
+class BadSignatureError(StrongroomError):
+    """A signature does not verify under the given public key."""
+
+
+def public_key_id(public: PublicKey) -> str:
+    der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
+
+
+def key_type_of(key: PrivateKey | PublicKey) -> KeyType:
+    if isinstance(key, ed25519.Ed25519PrivateKey | ed25519.Ed25519PublicKey):
+        return "ed25519"
+    if isinstance(key.curve, ec.SECP256R1):
+        return "ecdsa-p256"
+    raise SigningKeyError(f"unsupported elliptic curve {key.curve.name} (use P-256 or Ed25519)")
+
+
+@dataclass(frozen=True)
+class Verifier:
+    """A public key that checks signatures."""
+
+    public: PublicKey
+
+    @property
+    def key_id(self) -> str:
+        return public_key_id(self.public)
+
+    @property
+    def key_type(self) -> KeyType:
+        return key_type_of(self.public)
+
+    def pem(self) -> bytes:
+        return self.public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    def verify(self, signature: bytes, message: bytes) -> None:
+        """Raise BadSignatureError unless ``signature`` is valid for ``message``."""
+        try:
+            if isinstance(self.public, ed25519.Ed25519PublicKey):
+                self.public.verify(signature, message)
+            else:
+                self.public.verify(signature, message, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            raise BadSignatureError(f"signature does not verify under key {self.key_id[:16]}") from None
+
+    @classmethod
+    def from_pem(cls, data: bytes, source: str = "public key") -> Verifier:
+        try:
+            public = serialization.load_pem_public_key(data)
+        except (ValueError, UnsupportedAlgorithm):
+            raise SigningKeyError(f"{source}: not a PEM public key") from None
+        if not isinstance(public, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
+            raise SigningKeyError(f"{source}: unsupported public key type (use ECDSA P-256 or Ed25519)")
+        key_type_of(public)
+        return cls(public)
+
+    @classmethod
+    def load(cls, path: Path) -> Verifier:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise SigningKeyError(f"{path}: cannot read public key: {exc.strerror}") from None
+        return cls.from_pem(data, str(path))
+
+
+@dataclass(frozen=True)
+class Signer:
+    """A private key that signs."""
+
+    private: PrivateKey
+
+    @property
+    def verifier(self) -> Verifier:
+        return Verifier(self.private.public_key())
+
+    @property
+    def key_id(self) -> str:
+        return self.verifier.key_id
+
+    @property
+    def key_type(self) -> KeyType:
+        return key_type_of(self.private)
+
+    def sign(self, message: bytes) -> bytes:
+        if isinstance(self.private, ed25519.Ed25519PrivateKey):
+            return self.private.sign(message)
+        return self.private.sign(message, ec.ECDSA(hashes.SHA256()))
+
+    @classmethod
+    def generate(cls, key_type: KeyType = "ecdsa-p256") -> Signer:
+        if key_type == "ed25519":
+            return cls(ed25519.Ed25519PrivateKey.generate())
+        if key_type == "ecdsa-p256":
+            return cls(ec.generate_private_key(ec.SECP256R1()))
+        raise SigningKeyError(f"unknown key type {key_type!r} (ecdsa-p256 or ed25519)")
+
+    def pem(self) -> bytes:
+        return self.private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+
+    @classmethod
+    def from_pem(cls, data: bytes, source: str = "private key") -> Signer:
+        try:
+            private = serialization.load_pem_private_key(data, password=None)
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            raise SigningKeyError(f"{source}: not an unencrypted PEM private key") from None
+        if not isinstance(private, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
+            raise SigningKeyError(f"{source}: unsupported private key type (use ECDSA P-256 or Ed25519)")
+        key_type_of(private)
+        return cls(private)
+
+    @classmethod
+    def load(cls, path: Path) -> Signer:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise SigningKeyError(f"{path}: cannot read private key: {exc.strerror}") from None
+        return cls.from_pem(data, str(path))
+
+    def save(self, private_path: Path, public_path: Path) -> None:
+        """Write the private key (mode 0600) and public key (0644) atomically."""
+        write_atomic(private_path, self.pem(), mode=0o600)
+        write_atomic(public_path, self.verifier.pem(), mode=0o644)
