@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from strongroom.cli import demo as demo_cli
 from strongroom.cli import keys as keys_cli
 from strongroom.cli import seal as seal_cli
 from strongroom.cli.common import err_console
@@ -18,6 +19,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+demo_cli.register(app)
 keys_cli.register(app)
 seal_cli.register(app)
 

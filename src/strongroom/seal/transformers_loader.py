@@ -1,0 +1,75 @@
+"""Build a ``transformers`` model and tokenizer from a sealed directory entirely in memory.
+
+Config, tokenizer and weights are decrypted into Python objects; nothing is written to disk, so the
+usual ``from_pretrained(path)`` (which reads files) is replaced by ``from_config`` + ``load_state_dict``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from strongroom.seal.directory import SealedModel
+from strongroom.seal.errors import SealError
+
+
+@dataclass
+class LoadedTransformer:
+    """A model in eval mode, its fast tokenizer, and the parsed config."""
+
+    model: Any
+    tokenizer: Any
+    config: dict[str, Any]
+
+
+def _json_member(model: SealedModel, name: str) -> dict[str, Any]:
+    try:
+        value = json.loads(model.read_file(name))
+    except (ValueError, UnicodeDecodeError):
+        raise SealError(f"{model.root}: sealed {name} is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise SealError(f"{model.root}: sealed {name} is not a JSON object")
+    return value
+
+
+def load_transformers(model: SealedModel, device: str = "cpu") -> LoadedTransformer:
+    """Instantiate the architecture named in ``config.json`` and load the sealed weights into it."""
+    from tokenizers import Tokenizer
+    from transformers import AutoConfig, AutoModel, PreTrainedTokenizerFast
+
+    config_dict = _json_member(model, "config.json")
+    model_type = config_dict.get("model_type")
+    if not isinstance(model_type, str):
+        raise SealError(f"{model.root}: config.json has no model_type")
+    config = AutoConfig.for_model(**config_dict)
+    network = AutoModel.from_config(config).to(device)  # type: ignore[no-untyped-call]
+    state = model.load_tensors("torch", device)
+    result = network.load_state_dict(state, strict=False)
+    if result.missing_keys:
+        raise SealError(f"{model.root}: sealed weights lack tensor {result.missing_keys[0]!r} the model needs")
+    network.eval()
+
+    tokenizer_kwargs: dict[str, Any] = {}
+    if "tokenizer_config.json" in model.entries:
+        tokenizer_kwargs = {
+            k: v for k, v in _json_member(model, "tokenizer_config.json").items() if isinstance(v, str | int | bool)
+        }
+        tokenizer_kwargs.pop("tokenizer_class", None)
+    if "tokenizer.json" not in model.entries:
+        raise SealError(f"{model.root}: no sealed tokenizer.json")
+    backend = Tokenizer.from_str(model.read_file("tokenizer.json").decode("utf-8"))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, **tokenizer_kwargs)  # type: ignore[no-untyped-call]
+    return LoadedTransformer(network, tokenizer, config_dict)
+
+
+def mean_pooled_embedding(loaded: LoadedTransformer, sentences: list[str]) -> Any:
+    """Sentence embeddings as all-MiniLM-L6-v2 defines them: attention-masked mean, L2-normalised."""
+    import torch
+
+    batch = loaded.tokenizer(sentences, padding=True, truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = loaded.model(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled, p=2, dim=1)
