@@ -79,7 +79,7 @@ def _embed_if_possible(model: SealedModel, source: Path, say: Say) -> dict[str, 
 
     from strongroom.seal.transformers_loader import LoadedTransformer, load_transformers, mean_pooled_embedding
 
-    transformers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
     sealed = mean_pooled_embedding(load_transformers(model), [DEMO_SENTENCE])
     original = LoadedTransformer(AutoModel.from_pretrained(source).eval(), AutoTokenizer.from_pretrained(source), {})
