@@ -15,11 +15,28 @@ AGREEMENT = "sha256:" + "ab" * 32
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
-def enrol(registry: Registry, person: str, tier: int, *, custodian: bool = False, vetted: str = "2026-06-01",
-          sign: bool = True) -> Signer:
+def enrol(
+    registry: Registry,
+    person: str,
+    tier: int,
+    *,
+    custodian: bool = False,
+    vetted: str = "2026-06-01",
+    sign: bool = True,
+) -> Signer:
     key = Signer.generate("ed25519")
-    registry.apply({"change": "enrol", "person": person, "name": person.title(), "public_key": key.verifier.pem().decode(),
-                    "position": f"tier {tier}", "tier": tier, "custodian": custodian, "vetted_on": vetted})
+    registry.apply(
+        {
+            "change": "enrol",
+            "person": person,
+            "name": person.title(),
+            "public_key": key.verifier.pem().decode(),
+            "position": f"tier {tier}",
+            "tier": tier,
+            "custodian": custodian,
+            "vetted_on": vetted,
+        }
+    )
     if sign:
         signature = base64.b64encode(key.sign(agreement_message(person, AGREEMENT))).decode()
         registry.apply({"change": "agreement", "person": person, "agreement": AGREEMENT, "signature": signature})
@@ -61,8 +78,16 @@ def test_signal_suspends_until_cleared_by_someone_else() -> None:
     registry = Registry()
     enrol(registry, "erin", 4)
     enrol(registry, "frank", 5, custodian=True)
-    registry.apply({"change": "signal", "person": "erin", "signal_id": "s-1", "kind": "foreign_contact",
-                    "detail": "undisclosed contact", "observed_on": "2026-11-01"})
+    registry.apply(
+        {
+            "change": "signal",
+            "person": "erin",
+            "signal_id": "s-1",
+            "kind": "foreign_contact",
+            "detail": "undisclosed contact",
+            "observed_on": "2026-11-01",
+        }
+    )
     standing = registry.standing("erin", NOW)
     assert not standing.active and standing.reasons == ("suspended: open foreign_contact signal s-1",)
     with pytest.raises(PeopleError, match="cannot clear their own signal"):
@@ -93,12 +118,24 @@ def test_unsigned_or_forged_agreement() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"change": "enrol", "person": "x", "name": "X", "public_key": "nope", "position": "p", "tier": 1,
-          "vetted_on": "2026-01-01"}, "not a PEM public key"),
+        (
+            {
+                "change": "enrol",
+                "person": "x",
+                "name": "X",
+                "public_key": "nope",
+                "position": "p",
+                "tier": 1,
+                "vetted_on": "2026-01-01",
+            },
+            "not a PEM public key",
+        ),
         ({"change": "vetted", "person": "ivan", "vetted_on": "yesterday"}, "not an ISO date"),
         ({"change": "position", "person": "ivan", "position": "p", "tier": 6}, "SenL tier from 1 to 5"),
-        ({"change": "signal", "person": "ivan", "signal_id": "s", "kind": "gossip", "observed_on": "2026-01-01"},
-         "unknown signal kind"),
+        (
+            {"change": "signal", "person": "ivan", "signal_id": "s", "kind": "gossip", "observed_on": "2026-01-01"},
+            "unknown signal kind",
+        ),
         ({"change": "teleport", "person": "ivan"}, "unknown change"),
         ({"change": "vetted", "person": "nobody", "vetted_on": "2026-01-01"}, "no person 'nobody'"),
     ],
@@ -116,12 +153,30 @@ def test_people_must_use_ed25519_and_distinct_keys() -> None:
     registry = Registry()
     ecdsa = Signer.generate("ecdsa-p256").verifier.pem().decode()
     with pytest.raises(PeopleError, match="Ed25519"):
-        registry.apply({"change": "enrol", "person": "j", "name": "J", "public_key": ecdsa, "position": "p",
-                        "tier": 1, "vetted_on": "2026-01-01"})
+        registry.apply(
+            {
+                "change": "enrol",
+                "person": "j",
+                "name": "J",
+                "public_key": ecdsa,
+                "position": "p",
+                "tier": 1,
+                "vetted_on": "2026-01-01",
+            }
+        )
     key = enrol(registry, "kim", 2)
     with pytest.raises(PeopleError, match="already belongs"):
-        registry.apply({"change": "enrol", "person": "lee", "name": "L", "public_key": key.verifier.pem().decode(),
-                        "position": "p", "tier": 1, "vetted_on": "2026-01-01"})
+        registry.apply(
+            {
+                "change": "enrol",
+                "person": "lee",
+                "name": "L",
+                "public_key": key.verifier.pem().decode(),
+                "position": "p",
+                "tier": 1,
+                "vetted_on": "2026-01-01",
+            }
+        )
 
 
 def test_offboarded_person_loses_access() -> None:
