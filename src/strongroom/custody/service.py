@@ -65,12 +65,28 @@ class CustodyService:
 
     # -- people --------------------------------------------------------------------------------
 
-    def change_person(self, change: dict[str, Any], officer: Signer) -> dict[str, Any]:
-        """Validate a clearance change against a copy of the registry, log it, then apply it."""
+    def change_person(self, change: dict[str, Any], authorisation: SignedMessage | None = None) -> dict[str, Any]:
+        """Validate a clearance change against a copy of the registry, log it, then apply it.
+
+        ``authorisation`` is the security officer's signed message when the change came over HTTP; it is
+        logged inside the entry so auditors can check who authorised it.
+        """
+        body = dict(change)
+        if authorisation is not None:
+            body["authorised_by"] = authorisation.to_json()
         with self._lock:
             trial = copy.deepcopy(self.registry)
             trial.apply(change)
-            receipt = self.log.append_event("person.changed", change, officer)
+            if authorisation is not None:
+                try:
+                    with self.store.transaction() as tx:
+                        tx.execute(
+                            "INSERT INTO custody_nonces VALUES (?, ?)",
+                            (str(authorisation.payload.get("nonce")), format_time(self.clock())),
+                        )
+                except DuplicateError:
+                    raise MessageError("person change: replayed (its nonce was already used)") from None
+            receipt = self.log.append_event("person.changed", body, self.operator)
             self.registry = trial
             return receipt
 
