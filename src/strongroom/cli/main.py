@@ -6,9 +6,13 @@ import sys
 
 import typer
 
+from strongroom.cli import custody as custody_cli
 from strongroom.cli import demo as demo_cli
 from strongroom.cli import keys as keys_cli
+from strongroom.cli import ledger as ledger_cli
+from strongroom.cli import people as people_cli
 from strongroom.cli import seal as seal_cli
+from strongroom.cli import serve as serve_cli
 from strongroom.cli.common import err_console
 from strongroom.errors import StrongroomError
 
@@ -22,6 +26,10 @@ app = typer.Typer(
 demo_cli.register(app)
 keys_cli.register(app)
 seal_cli.register(app)
+serve_cli.register(app)
+ledger_cli.register(app)
+people_cli.register(app)
+custody_cli.register(app)
 
 
 def main() -> None:
