@@ -78,14 +78,7 @@ class CustodyService:
             trial = copy.deepcopy(self.registry)
             trial.apply(change)
             if authorisation is not None:
-                try:
-                    with self.store.transaction() as tx:
-                        tx.execute(
-                            "INSERT INTO custody_nonces VALUES (?, ?)",
-                            (str(authorisation.payload.get("nonce")), format_time(self.clock())),
-                        )
-                except DuplicateError:
-                    raise MessageError("person change: replayed (its nonce was already used)") from None
+                self._use_nonce(str(authorisation.payload.get("nonce")), "person change")
             receipt = self.log.append_event("person.changed", body, self.operator)
             self.registry = trial
             return receipt
@@ -109,6 +102,27 @@ class CustodyService:
                 (policy.model_id, dumps(policy.to_json()), dumps(key.to_json()), format_time(self.clock())),
             )
         return receipt
+
+    def register_signed(self, message: SignedMessage) -> dict[str, Any]:
+        """Register from an officer's signed registration message (already checked by the caller)."""
+        payload = message.payload
+        policy_fields = payload["policy"]
+        if not isinstance(policy_fields, dict) or not isinstance(payload["provenance"], dict):
+            raise MessageError("model registration: policy and provenance must be objects")
+        policy = ModelPolicy(
+            payload["model_id"],
+            **{k: policy_fields[k] for k in policy_fields if k in ("required_tier", "approvals", "delay_seconds")},
+        )
+        key = WrappedKey.from_json(payload["key"])
+        self._use_nonce(str(payload["nonce"]), "model registration")
+        registration = {
+            "model_id": policy.model_id,
+            "signer": message.signer,
+            "provenance": payload["provenance"],
+            "key": {"provider": key.provider, "key_id": key.key_id},
+            "authorised_by": message.to_json(),
+        }
+        return self.register_model(policy, key, registration, self.operator)
 
     def model(self, model_id: str) -> tuple[ModelPolicy, WrappedKey]:
         with self.store.transaction() as tx:
@@ -256,8 +270,7 @@ class CustodyService:
         decision = evaluate(policy, request, received_at, approvals, self.registry, now)
         if not decision.allowed:
             raise PolicyError(list(decision.reasons))
-        with self.store.transaction() as tx:
-            tx.execute("INSERT INTO custody_nonces VALUES (?, ?)", (fetch.payload["nonce"], format_time(now)))
+        self._use_nonce(fetch.payload["nonce"], "release fetch")
         host = payload["host"]
         info = release_info(request_id, payload["model_id"], host["host_id"])
         provider = self._provider_for(key)
@@ -337,6 +350,14 @@ class CustodyService:
         return self.log.append_event("model.loaded", entry, self.operator)
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def _use_nonce(self, nonce: str, what: str) -> None:
+        """Record a nonce; a second use is a replay."""
+        try:
+            with self.store.transaction() as tx:
+                tx.execute("INSERT INTO custody_nonces VALUES (?, ?)", (nonce, format_time(self.clock())))
+        except DuplicateError:
+            raise MessageError(f"{what}: replayed (its nonce was already used)") from None
 
     def _verify_person(self, message: SignedMessage, person_id: str, what: str) -> None:
         try:

@@ -28,6 +28,7 @@ from strongroom.people.errors import PeopleError
 
 PENDING_QUERY_TYPE = "strongroom.pending-query/v1"
 PERSON_CHANGE_TYPE = "strongroom.person-change/v1"
+REGISTRATION_TYPE = "strongroom.model-registration/v1"
 
 
 def status_for(exc: StrongroomError) -> int:
@@ -126,6 +127,26 @@ def custody_router(
             return service.change_person(payload["change"], message)
         except StrongroomError as exc:
             return error_response(exc)
+
+    @router.post("/v1/custody/models", status_code=201)
+    async def register_model(request: Request) -> Any:
+        """Register a model for custody: its id, wrapped data key, release policy and provenance."""
+        try:
+            message = await signed_body(request, "model registration")
+            payload = message.payload
+            fields = {"type", "model_id", "key", "policy", "provenance", "nonce", "issued_at", "expires_at"}
+            if set(payload) != fields or payload["type"] != REGISTRATION_TYPE:
+                raise MessageError(f"model registration: fields must be exactly {', '.join(sorted(fields))}")
+            check_window(payload, clock(), "model registration")
+            officer = officers().get(message.signer)
+            if officer is None:
+                raise MessageError("model registration: not signed by an authorised security officer")
+            message.verify(officer, "model registration")
+            return service.register_signed(message)
+        except StrongroomError as exc:
+            return error_response(exc)
+        except ValueError as exc:
+            return JSONResponse({"error": f"model registration: {exc}"}, status_code=400)
 
     @router.get("/v1/people/{person_id}")
     def standing(person_id: str) -> Any:
