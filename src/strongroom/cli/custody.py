@@ -148,13 +148,13 @@ def load(
 
     host, header = load_session(session, Signer.load(host_key))
     client = CustodyClient(header["server"])
-    result = load_released(client, host, header["request_id"], sealed)
+    _, summary = load_released(client, host, header["request_id"], sealed)
     if json_out:
-        print_json(result)
+        print_json(summary)
     else:
         console.print(
-            f"loaded {result['tensors']} tensors of {result['model_id']} into memory; "
-            f"logged as entry {result['loaded_entry']['index']}"
+            f"loaded {summary['tensors']} tensors of {summary['model_id']} into memory; "
+            f"logged as entry {summary['loaded_entry']['index']}"
         )
 
 

@@ -35,6 +35,11 @@ def _json_member(model: SealedModel, name: str) -> dict[str, Any]:
 
 def load_transformers(model: SealedModel, device: str = "cpu") -> LoadedTransformer:
     """Instantiate the architecture named in ``config.json`` and load the sealed weights into it."""
+    return build_transformers(model, model.load_tensors("torch", device), device)
+
+
+def build_transformers(model: SealedModel, state: dict[str, Any], device: str = "cpu") -> LoadedTransformer:
+    """Like ``load_transformers`` with weights already in memory (e.g. from a verified load)."""
     from tokenizers import Tokenizer
     from transformers import AutoConfig, AutoModel, PreTrainedTokenizerFast
 
@@ -44,7 +49,6 @@ def load_transformers(model: SealedModel, device: str = "cpu") -> LoadedTransfor
         raise SealError(f"{model.root}: config.json has no model_type")
     config = AutoConfig.for_model(**config_dict)
     network = AutoModel.from_config(config).to(device)  # type: ignore[no-untyped-call]
-    state = model.load_tensors("torch", device)
     result = network.load_state_dict(state, strict=False)
     if result.missing_keys:
         raise SealError(f"{model.root}: sealed weights lack tensor {result.missing_keys[0]!r} the model needs")
