@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,12 +10,12 @@ import typer
 from rich.table import Table
 
 from strongroom.cli.common import JsonOption, console, print_json
+from strongroom.custody.admin import pending_query
 from strongroom.custody.client import CustodyClient
 from strongroom.custody.errors import CustodyError
 from strongroom.custody.host import HostSession
-from strongroom.custody.messages import SignedMessage, format_time, new_approval, utc_now
+from strongroom.custody.messages import SignedMessage, new_approval
 from strongroom.custody.session_file import load_session, save_session
-from strongroom.server.custody_routes import PENDING_QUERY_TYPE
 from strongroom.signing import Signer
 
 ServerOption = Annotated[str, typer.Option("--server", help="Strongroom server URL.")]
@@ -55,18 +54,7 @@ def approvals(
     person: PersonOption, key: KeyOption, server: ServerOption = DEFAULT_SERVER, json_out: JsonOption = False
 ) -> None:
     """Pending requests you may decide on."""
-    now = utc_now()
-    query = SignedMessage.sign(
-        {
-            "type": PENDING_QUERY_TYPE,
-            "person": person,
-            "nonce": secrets.token_hex(16),
-            "issued_at": format_time(now),
-            "expires_at": format_time(now + timedelta(minutes=5)),
-        },
-        Signer.load(key),
-    )
-    pending = CustodyClient(server).pending(query)
+    pending = CustodyClient(server).pending(pending_query(person, Signer.load(key)))
     if json_out:
         print_json({"pending": pending})
         return
@@ -87,18 +75,7 @@ def approvals(
 def _decide(request_id: str, person: str, key: Path, server: str, decision: str, reason: str | None) -> dict[str, Any]:
     client = CustodyClient(server)
     signer = Signer.load(key)
-    now = utc_now()
-    query = SignedMessage.sign(
-        {
-            "type": PENDING_QUERY_TYPE,
-            "person": person,
-            "nonce": secrets.token_hex(16),
-            "issued_at": format_time(now),
-            "expires_at": format_time(now + timedelta(minutes=5)),
-        },
-        signer,
-    )
-    matches = [p for p in client.pending(query) if p["request_id"].startswith(request_id)]
+    matches = [p for p in client.pending(pending_query(person, signer)) if p["request_id"].startswith(request_id)]
     if len(matches) != 1:
         raise CustodyError(f"no single pending request starting with {request_id!r} for {person}")
     stored = SignedMessage.from_json(matches[0]["request"], "pending request")

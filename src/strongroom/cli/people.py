@@ -5,17 +5,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from strongroom.cli.common import JsonOption, console, print_json
+from strongroom.custody.admin import person_change
 from strongroom.custody.client import CustodyClient
-from strongroom.custody.messages import SignedMessage, format_time, utc_now
 from strongroom.people import SignalKind, agreement_message
-from strongroom.server.custody_routes import PERSON_CHANGE_TYPE
 from strongroom.signing import Signer
 
 people_app = typer.Typer(
@@ -27,15 +26,7 @@ DEFAULT_SERVER = "http://127.0.0.1:8750"
 
 
 def _submit(change: dict[str, Any], officer_key: Path, server: str, json_out: bool) -> None:
-    now = utc_now()
-    payload = {
-        "type": PERSON_CHANGE_TYPE,
-        "change": change,
-        "nonce": secrets.token_hex(16),
-        "issued_at": format_time(now),
-        "expires_at": format_time(now + timedelta(minutes=5)),
-    }
-    receipt = CustodyClient(server).change_person(SignedMessage.sign(payload, Signer.load(officer_key)))
+    receipt = CustodyClient(server).change_person(person_change(change, Signer.load(officer_key)))
     if json_out:
         print_json({"change": change, "ledger": receipt})
     else:

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 
+from strongroom.custody.admin import PENDING_QUERY_TYPE, PERSON_CHANGE_TYPE, REGISTRATION_TYPE
 from strongroom.custody.errors import (
     CustodyError,
     MessageError,
@@ -25,10 +26,6 @@ from strongroom.custody.messages import MAX_MESSAGE_BYTES, SignedMessage, check_
 from strongroom.custody.service import CustodyService
 from strongroom.errors import StrongroomError
 from strongroom.people.errors import PeopleError
-
-PENDING_QUERY_TYPE = "strongroom.pending-query/v1"
-PERSON_CHANGE_TYPE = "strongroom.person-change/v1"
-REGISTRATION_TYPE = "strongroom.model-registration/v1"
 
 
 def status_for(exc: StrongroomError) -> int:
