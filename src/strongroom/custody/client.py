@@ -62,6 +62,9 @@ class CustodyClient:
     def pending(self, query: SignedMessage) -> list[dict[str, Any]]:
         return list(self._post("/v1/custody/pending", query)["pending"])
 
+    def register_model(self, message: SignedMessage) -> dict[str, Any]:
+        return self._post("/v1/custody/models", message)
+
     def change_person(self, message: SignedMessage) -> dict[str, Any]:
         return self._post("/v1/people/changes", message)
 

@@ -56,7 +56,7 @@ class NoteVerifier:
 
     @classmethod
     def from_vkey(cls, vkey: str) -> NoteVerifier:
-        parts = vkey.strip().split("+")
+        parts = vkey.strip().split("+", 2)
         if len(parts) != 3:
             raise NoteError(f"vkey {vkey[:40]!r} must be name+hash+key")
         name, hash_hex, encoded = parts

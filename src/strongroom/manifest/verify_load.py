@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,15 @@ def first_difference(expected: Manifest, actual: Manifest) -> str:
     return "records are identical"
 
 
+@dataclass
+class VerifiedModel:
+    """Everything a verified load produced: tensors, the manifest they match, the other files' bytes."""
+
+    tensors: dict[str, Any]
+    manifest: Manifest
+    files: dict[str, bytes]
+
+
 def load_verified(
     sealed_dir: Path,
     provider: KeyProvider,
@@ -56,10 +66,11 @@ def load_verified(
     expected: Manifest | None = None,
     framework: Framework = "numpy",
     device: str = "cpu",
-) -> tuple[dict[str, Any], Manifest]:
-    """Every tensor of a sealed model, verified against ``expected_model_id`` in the same pass."""
+) -> VerifiedModel:
+    """Every tensor (and other file) of a sealed model, verified against ``expected_model_id`` in one pass."""
     manifest = Manifest()
     tensors: dict[str, Any] = {}
+    files: dict[str, bytes] = {}
     threads = os.cpu_count() or 1
     with SealedModel.open(Path(sealed_dir), provider) as model:
         for entry in model.members():
@@ -68,7 +79,9 @@ def load_verified(
                 view = memoryview(buffer.data).cast("B")
                 sealed.read_into(0, sealed.plaintext_length, view, threads=threads)
             add_file(manifest, entry.name, view)
-            if entry.content_type == "safetensors":
+            if entry.content_type != "safetensors":
+                files[entry.name] = bytes(view)
+            else:
                 header = parse_safetensors_header(_reader(view), view.nbytes, entry.name)
                 for info in header.tensors.values():
                     if info.name in tensors:
@@ -80,7 +93,8 @@ def load_verified(
         raise VerificationError(
             f"{sealed_dir}: model id is {actual}, expected {expected_model_id} ({detail}); nothing was loaded"
         )
-    return {
+    views = {
         name: view_tensor(buffer, 0, info, framework, device, str(sealed_dir))
         for name, (buffer, info) in tensors.items()
-    }, manifest
+    }
+    return VerifiedModel(views, manifest, files)
