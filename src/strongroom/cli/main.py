@@ -13,6 +13,7 @@ from strongroom.cli import ledger as ledger_cli
 from strongroom.cli import people as people_cli
 from strongroom.cli import seal as seal_cli
 from strongroom.cli import serve as serve_cli
+from strongroom.cli import witness as witness_cli
 from strongroom.cli.common import err_console
 from strongroom.errors import StrongroomError
 
@@ -27,6 +28,7 @@ demo_cli.register(app)
 keys_cli.register(app)
 seal_cli.register(app)
 serve_cli.register(app)
+witness_cli.register(app)
 ledger_cli.register(app)
 people_cli.register(app)
 custody_cli.register(app)

@@ -11,6 +11,7 @@ from strongroom.custody.service import CustodyService
 from strongroom.custody.store import CustodyStore
 from strongroom.keys.provider import KeyProvider
 from strongroom.ledger.log import Ledger
+from strongroom.ledger.witnessing import Witnessing
 from strongroom.server.custody_routes import custody_router
 from strongroom.server.ledger_routes import ledger_router
 from strongroom.signing import Signer, Verifier
@@ -66,6 +67,8 @@ def create_app(services: Services, data_dir: Path) -> FastAPI:
     def officers() -> dict[str, Verifier]:
         return {services.operator.key_id: services.operator.verifier, **_keys_in(data_dir / "officers")}
 
-    app.include_router(ledger_router(services.ledger, appenders))
+    witnesses_file = data_dir / "witnesses"
+    urls = witnesses_file.read_text().split() if witnesses_file.exists() else []
+    app.include_router(ledger_router(services.ledger, appenders, Witnessing(services.ledger, urls)))
     app.include_router(custody_router(services.custody, officers, services.custody.clock))
     return app

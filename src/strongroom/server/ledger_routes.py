@@ -17,6 +17,7 @@ from strongroom.ledger.entries import MAX_ENTRY_BYTES, parse_entry
 from strongroom.ledger.errors import EntryError, LedgerError, StorageError
 from strongroom.ledger.log import Ledger
 from strongroom.ledger.tiles import TILE_WIDTH, bundle, parse_tile_request
+from strongroom.ledger.witnessing import Witnessing
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 FRESH = "no-cache"
@@ -26,13 +27,13 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def ledger_router(ledger: Ledger, authorised: Callable[[], set[str]]) -> APIRouter:
+def ledger_router(ledger: Ledger, authorised: Callable[[], set[str]], witnessing: Witnessing) -> APIRouter:
     """``authorised`` returns the key ids allowed to append entries over HTTP."""
     router = APIRouter()
 
     @router.get("/checkpoint")
     def checkpoint() -> Response:
-        return PlainTextResponse(ledger.checkpoint(), headers={"Cache-Control": FRESH})
+        return PlainTextResponse(witnessing.checkpoint(), headers={"Cache-Control": FRESH})
 
     @router.get("/log.vkey")
     def vkey() -> Response:
