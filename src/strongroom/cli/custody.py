@@ -135,7 +135,41 @@ def load(
         )
 
 
+def register_model(
+    sealed: Annotated[Path, typer.Argument(help="The sealed model directory (its key reference is read).")],
+    model_id: Annotated[str, typer.Option("--model-id", help="Model id from 'strongroom manifest'.")],
+    officer_key: Annotated[Path, typer.Option("--officer-key", help="Security officer's private key (PEM).")],
+    required_tier: Annotated[int, typer.Option(min=1, max=5, help="SenL tier needed to request it.")] = 4,
+    approvals: Annotated[int, typer.Option(min=1, max=16, help="Distinct approvals needed.")] = 2,
+    delay: Annotated[int, typer.Option(help="Seconds between request and release.")] = 0,
+    provenance: Annotated[Path | None, typer.Option(help="JSON file: training run, hardware, site, controls.")] = None,
+    server: ServerOption = DEFAULT_SERVER,
+    json_out: JsonOption = False,
+) -> None:
+    """Register a sealed model for custody: its release policy goes on the ledger."""
+    import json
+
+    from strongroom.custody.admin import model_registration
+    from strongroom.custody.policy import ModelPolicy
+    from strongroom.seal import SealedModel
+
+    with SealedModel.inspect(sealed) as model:
+        key = model.key
+    details = json.loads(provenance.read_text()) if provenance else {}
+    if not isinstance(details, dict):
+        raise CustodyError(f"{provenance}: provenance must be a JSON object")
+    policy = ModelPolicy(model_id, required_tier, approvals, delay)
+    receipt = CustodyClient(server).register_model(model_registration(policy, key, details, Signer.load(officer_key)))
+    if json_out:
+        print_json({"model_id": model_id, "policy": policy.to_json(), "ledger": receipt})
+    else:
+        console.print(
+            f"registered {model_id} (SenL-{required_tier}, {approvals} approvals); ledger entry {receipt['index']}"
+        )
+
+
 def register(app: typer.Typer) -> None:
+    app.command("register")(register_model)
     app.command("request")(request)
     app.command("approvals")(approvals)
     app.command("approve")(approve)
