@@ -43,7 +43,7 @@ def test_two_approvals_release_load_and_audit(env: CustodyEnv) -> None:
 
 def test_replayed_and_transplanted_approvals(env: CustodyEnv) -> None:
     _, first, first_id = env.request()
-    _, second, second_id = env.request()
+    _, _second, second_id = env.request()
     approval = SignedMessage.sign(new_approval(request=first, approver="carol"), env.people["carol"])
     env.client.approve(first_id, approval)
     with pytest.raises(CustodyError, match="replayed"):

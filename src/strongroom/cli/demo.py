@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from strongroom.cli.common import JsonOption, console, print_json
-from strongroom.demo import run_demo
 from strongroom.errors import StrongroomError
 
 
@@ -20,6 +19,8 @@ def demo(
     json_out: JsonOption = False,
 ) -> None:
     """The whole custody chain on the bundled real model (all-MiniLM-L6-v2), then an independent audit."""
+    from strongroom.demo import run_demo
+
     target = workdir or Path(tempfile.mkdtemp(prefix="strongroom-demo-"))
     if workdir is not None and workdir.exists() and any(workdir.iterdir()):
         raise StrongroomError(f"{workdir}: demo directory must be empty or absent")
