@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -125,11 +126,10 @@ class CustodyService:
         return self.register_model(policy, key, registration, self.operator)
 
     def model(self, model_id: str) -> tuple[ModelPolicy, WrappedKey]:
-        with self.store.transaction() as tx:
+        with self.store.transaction(write=False) as tx:
             row = tx.one("SELECT policy, key_ref FROM custody_models WHERE model_id = ?", (model_id,))
         if row is None:
             raise CustodyError(f"model {model_id} is not registered for custody")
-        import json
 
         return ModelPolicy(**json.loads(row[0])), WrappedKey.from_json(json.loads(row[1]))
 
@@ -199,9 +199,7 @@ class CustodyService:
 
     def pending(self, person: str | None = None) -> list[dict[str, Any]]:
         """Pending requests (those ``person`` has not yet decided on, if given), newest last."""
-        import json
-
-        with self.store.transaction() as tx:
+        with self.store.transaction(write=False) as tx:
             rows = tx.all(
                 "SELECT request_id, message, received_at FROM custody_requests WHERE state = ? ORDER BY received_at",
                 (PENDING,),
@@ -382,14 +380,14 @@ class CustodyService:
         fetch.verify(host, "release fetch (only the requesting host may fetch)")
 
     def _request(self, request_id: str) -> tuple[SignedMessage, str, datetime]:
-        with self.store.transaction() as tx:
+        with self.store.transaction(write=False) as tx:
             row = tx.one("SELECT message, state, received_at FROM custody_requests WHERE request_id = ?", (request_id,))
         if row is None:
             raise CustodyError(f"no release request {request_id[:16]}")
         return SignedMessage.from_json(row[0], "stored request"), row[1], parse_time(row[2], "received_at")
 
     def _approvals(self, request_id: str) -> list[SignedMessage]:
-        with self.store.transaction() as tx:
+        with self.store.transaction(write=False) as tx:
             rows = tx.all(
                 "SELECT message FROM custody_approvals WHERE request_id = ? ORDER BY received_at", (request_id,)
             )

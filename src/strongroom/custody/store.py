@@ -75,15 +75,15 @@ class CustodyStore:
         return connection
 
     @contextmanager
-    def transaction(self) -> Iterator[_Tx]:
-        """One serialisable unit of work; SQLite takes the write lock at once (BEGIN IMMEDIATE)."""
+    def transaction(self, write: bool = True) -> Iterator[_Tx]:
+        """One unit of work; a writing one takes SQLite's write lock at once (BEGIN IMMEDIATE), a read does not."""
         connection = self._connection()
         try:
             if self._postgres:
                 with connection.transaction():
                     yield _Tx(connection.cursor(), True)
             else:
-                connection.execute("BEGIN IMMEDIATE")
+                connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 try:
                     yield _Tx(connection.cursor(), False)
                 except BaseException:
