@@ -122,6 +122,12 @@ def run(workdir: Path, database: str | None, clients: int) -> None:
         with ThreadPoolExecutor(clients) as pool:
             released = list(pool.map(flow, range(clients)))
         elapsed = time.perf_counter() - start
+        loaded = sorted(latencies)
+        latencies.clear()
+        for i in range(min(clients, 30)):  # the same flow, one at a time: the release step's own cost
+            released.append(flow(i))
+        quiet = sorted(latencies)
+        latencies[:] = loaded
         logged = [e.body["request_id"] for _, e in LedgerClient(url).query(type="key.released")]
     latencies.sort()
     p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
@@ -131,8 +137,11 @@ def run(workdir: Path, database: str | None, clients: int) -> None:
         f"  release step p50 {statistics.median(latencies) * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms "
         f"(target p99 < 100 ms: {p99 * 1e3 / 100:.2f}x target)"
     )
-    assert len(set(released)) == clients and sorted(logged) == sorted(released)
-    print(f"  {clients} releases, all distinct, each with exactly one key.released entry on the ledger")
+    print(
+        f"  one flow at a time: release step p50 {statistics.median(quiet) * 1e3:.1f} ms, max {quiet[-1] * 1e3:.1f} ms"
+    )
+    assert len(set(released)) == len(released) and sorted(logged) == sorted(released)
+    print(f"  {len(released)} releases, all distinct, each with exactly one key.released entry on the ledger")
 
 
 def main() -> None:

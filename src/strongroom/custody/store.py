@@ -7,6 +7,7 @@ conditional update claims it; exactly one racer wins).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -83,13 +84,16 @@ class CustodyStore:
                 with connection.transaction():
                     yield _Tx(connection.cursor(), True)
             else:
-                connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-                try:
-                    yield _Tx(connection.cursor(), False)
-                except BaseException:
-                    connection.execute("ROLLBACK")
-                    raise
-                connection.execute("COMMIT")
+                # One writer at a time inside this process: SQLite's own busy handler sleeps and backs off,
+                # which under load costs far more than waiting on a lock.
+                with self._lock if write else contextlib.nullcontext():
+                    connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                    try:
+                        yield _Tx(connection.cursor(), False)
+                    except BaseException:
+                        connection.execute("ROLLBACK")
+                        raise
+                    connection.execute("COMMIT")
         except CustodyError:
             raise
         except sqlite3.IntegrityError as exc:

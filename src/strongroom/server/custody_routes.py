@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from strongroom.custody.admin import PENDING_QUERY_TYPE, PERSON_CHANGE_TYPE, REGISTRATION_TYPE
 from strongroom.custody.errors import (
@@ -62,7 +63,8 @@ def custody_router(
     @router.post("/v1/custody/requests", status_code=201)
     async def submit_request(request: Request) -> Any:
         try:
-            return {"request_id": service.submit_request(await signed_body(request, "release request"))}
+            message = await signed_body(request, "release request")
+            return {"request_id": await run_in_threadpool(service.submit_request, message)}
         except StrongroomError as exc:
             return error_response(exc)
 
@@ -76,21 +78,24 @@ def custody_router(
     @router.post("/v1/custody/requests/{request_id}/approvals", status_code=201)
     async def approve(request_id: str, request: Request) -> Any:
         try:
-            return {"approvals": service.submit_approval(request_id, await signed_body(request, "approval"))}
+            message = await signed_body(request, "approval")
+            return {"approvals": await run_in_threadpool(service.submit_approval, request_id, message)}
         except StrongroomError as exc:
             return error_response(exc)
 
     @router.post("/v1/custody/requests/{request_id}/release")
     async def release(request_id: str, request: Request) -> Any:
         try:
-            return service.release(request_id, await signed_body(request, "release fetch"))
+            fetch = await signed_body(request, "release fetch")
+            return await run_in_threadpool(service.release, request_id, fetch)
         except StrongroomError as exc:
             return error_response(exc)
 
     @router.post("/v1/custody/requests/{request_id}/loaded", status_code=201)
     async def loaded(request_id: str, request: Request) -> Any:
         try:
-            return service.record_load(request_id, await signed_body(request, "model.loaded"))
+            message = await signed_body(request, "model.loaded")
+            return await run_in_threadpool(service.record_load, request_id, message)
         except StrongroomError as exc:
             return error_response(exc)
 
@@ -104,7 +109,7 @@ def custody_router(
                 raise MessageError("pending query: malformed")
             check_window(payload, clock(), "pending query")
             query.verify(service.registry.get(payload["person"]).verifier, "pending query")
-            return {"pending": service.pending(payload["person"])}
+            return {"pending": await run_in_threadpool(service.pending, payload["person"])}
         except StrongroomError as exc:
             return error_response(exc)
 
@@ -121,7 +126,7 @@ def custody_router(
             if officer is None:
                 raise MessageError("person change: not signed by an authorised security officer")
             message.verify(officer, "person change")
-            return service.change_person(payload["change"], message)
+            return await run_in_threadpool(service.change_person, payload["change"], message)
         except StrongroomError as exc:
             return error_response(exc)
 
@@ -139,7 +144,7 @@ def custody_router(
             if officer is None:
                 raise MessageError("model registration: not signed by an authorised security officer")
             message.verify(officer, "model registration")
-            return service.register_signed(message)
+            return await run_in_threadpool(service.register_signed, message)
         except StrongroomError as exc:
             return error_response(exc)
         except ValueError as exc:

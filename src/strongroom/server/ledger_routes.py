@@ -6,6 +6,7 @@ tiles and the checkpoint change as the log grows and are served ``no-cache``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Callable
 
@@ -78,7 +79,7 @@ def ledger_router(ledger: Ledger, authorised: Callable[[], set[str]], witnessing
             entry = parse_entry(raw)
             if entry.signer not in authorised():
                 return _error(403, f"key {entry.signer[:16]} is not authorised to append to this log")
-            receipt = ledger.submit(entry).result()
+            receipt = await asyncio.wrap_future(ledger.submit(entry))
         except EntryError as exc:
             return _error(400, str(exc))
         except StorageError as exc:
