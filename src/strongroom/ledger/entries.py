@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from strongroom.canonical_json import canonical_json
+from strongroom.canonical_json import canonical_json, is_canonical
 from strongroom.ledger.errors import EntryError
 from strongroom.signing import BadSignatureError, Signer, SigningKeyError, Verifier
 
@@ -103,6 +103,16 @@ def check_body(entry_type: str, body: Any) -> None:
             raise EntryError(f"{entry_type}: body field {field!r} missing or not a {getattr(kind, '__name__', kind)}")
 
 
+def _signed_bytes_from_raw(raw: bytes, entry_type: str, schema: int, time: str) -> bytes:
+    """``signed_bytes`` without re-serialising the body: in a canonical entry, ``body`` comes first and
+    its canonical bytes appear verbatim, so they are cut out of ``raw`` (type and time are plain ASCII)."""
+    text = raw.decode("utf-8")
+    _, end = json.JSONDecoder().raw_decode(text, len('{"body":'))
+    body = text[len('{"body":') : end].encode("utf-8")
+    tail = f',"domain":"{DOMAIN}","schema":{schema},"time":{json.dumps(time)},"type":{json.dumps(entry_type)}}}'
+    return b'{"body":' + body + tail.encode("ascii")
+
+
 def parse_entry(raw: bytes) -> Entry:
     """Decode and fully verify an entry's bytes (canonical form, schema, signature)."""
     if len(raw) > MAX_ENTRY_BYTES:
@@ -135,10 +145,10 @@ def parse_entry(raw: bytes) -> Entry:
         raise EntryError(f"{entry_type}: {exc}") from None
     if verifier.key_id != signer["key_id"]:
         raise EntryError(f"{entry_type}: signer key_id does not match its public key")
+    if not is_canonical(value, raw):
+        raise EntryError(f"{entry_type}: entry is not in canonical JSON form")
     try:
-        verifier.verify(signature, signed_bytes(entry_type, schema, time, body))
+        verifier.verify(signature, _signed_bytes_from_raw(raw, entry_type, schema, time))
     except BadSignatureError:
         raise EntryError(f"{entry_type}: signature does not verify (forged or altered)") from None
-    if canonical_json(value) != raw:
-        raise EntryError(f"{entry_type}: entry is not in canonical JSON form")
     return Entry(entry_type, schema, time, body, verifier.key_id, raw)
