@@ -44,13 +44,23 @@ sys.addaudithook(_audit)
 
 @contextmanager
 def forbid_writes() -> Iterator[list[str]]:
-    """Collect every file creation or write-mode open made by this process inside the block."""
+    """Collect every file creation or write-mode open made by this process inside the block.
+
+    ``tempfile`` is also pointed at a fresh private directory, which must still be empty afterwards.
+    """
     events: list[str] = []
+    private = Path(tempfile.mkdtemp(prefix="no-plaintext-"))
+    saved = tempfile.tempdir
+    tempfile.tempdir = str(private)
     _recording.append(events)
     try:
         yield events
     finally:
         _recording.pop()
+        tempfile.tempdir = saved
+    leftovers = list(private.iterdir())
+    private.rmdir() if not leftovers else None
+    events.extend(f"left in temp dir: {p}" for p in leftovers)
 
 
 def _snapshot(*roots: Path) -> dict[str, float]:
@@ -72,7 +82,7 @@ def test_audit_hook_sees_writes(tmp_path: Path) -> None:
 
 
 def test_loading_creates_no_file(model_dir: Path, sealed_model: Path, keyring: LocalKeyring) -> None:
-    watched = [Path(tempfile.gettempdir()), sealed_model, Path.cwd()]
+    watched = [sealed_model, Path.cwd()]
     before = _snapshot(*watched)
     with forbid_writes() as events:
         tensors = load_model_dir(sealed_model, keyring)
@@ -95,10 +105,10 @@ def test_transformers_load_creates_no_file(model_dir: Path, sealed_model: Path, 
     warm = LoadedTransformer(AutoModel.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir), {})
     mean_pooled_embedding(warm, ["warm up"])
 
-    before = _snapshot(Path(tempfile.gettempdir()), sealed_model)
+    before = _snapshot(sealed_model, Path.cwd())
     with forbid_writes() as events, SealedModel.open(sealed_model, keyring) as model:
         loaded = load_transformers(model)
         embedding = mean_pooled_embedding(loaded, ["no plaintext on disk"])
     assert events == [], events
-    assert _snapshot(Path(tempfile.gettempdir()), sealed_model) == before
+    assert _snapshot(sealed_model, Path.cwd()) == before
     assert tuple(embedding.shape) == (1, 384)
