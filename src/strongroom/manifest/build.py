@@ -1,0 +1,182 @@
+"""Build the manifest of a plain model directory or of a sealed directory opened with a key provider.
+
+Both give the same records, hence the same model id, for the same model: a sealed directory is hashed
+from its decrypted plaintext, which never touches disk.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from strongroom.keys.provider import KeyProvider
+from strongroom.manifest.digest import Algorithm, MappedFile, check_algorithm, hash_range, hash_reader, new_hasher
+from strongroom.manifest.errors import ExtraFileError, Failure, ModelPathError
+from strongroom.manifest.records import FileRecord, Manifest, TensorRecord
+from strongroom.manifest.safetensors_layout import read_header
+from strongroom.manifest.sealed_hash import hash_sealed_tensors
+from strongroom.manifest.walk import DEFAULT_IGNORED, is_ignored, list_files
+from strongroom.seal import SealedModel
+from strongroom.seal.directory import INDEX_FILE
+
+Progress = Callable[[int], None]
+
+
+def default_threads() -> int:
+    return max(1, min(16, os.cpu_count() or 1))
+
+
+def is_sealed_dir(path: Path) -> bool:
+    return Path(path).is_dir() and (Path(path) / INDEX_FILE).is_file()
+
+
+def build_manifest(
+    path: Path,
+    provider: KeyProvider | None = None,
+    *,
+    algorithm: str = "blake3",
+    whole_files: str | None = None,
+    ignored: Iterable[str] = DEFAULT_IGNORED,
+    threads: int | None = None,
+    progress: Progress | None = None,
+) -> Manifest:
+    """Digest every file and tensor of the model at ``path`` and return its manifest.
+
+    ``whole_files``: also digest every file whole with this algorithm (needed for OMS resources).
+    A sealed directory (one with SEALED.json) needs ``provider`` to decrypt it.
+    """
+    alg = check_algorithm(algorithm)
+    path = Path(path)
+    ignored = tuple(ignored)
+    threads = threads or default_threads()
+    if is_sealed_dir(path):
+        if provider is None:
+            raise ModelPathError(f"{path}: a sealed directory; give the key directory (--keys) to read it")
+        return _build_sealed(path, provider, alg, whole_files, ignored, threads, progress)
+    return _build_plain(path, alg, whole_files, ignored, threads, progress)
+
+
+def _build_plain(
+    root: Path, alg: Algorithm, whole: str | None, ignored: tuple[str, ...], threads: int, progress: Progress | None
+) -> Manifest:
+    names = list_files(root, ignored)
+    maps: dict[str, MappedFile] = {}
+    files: dict[str, FileRecord] = {}
+    tensors: dict[tuple[str, str], TensorRecord] = {}
+    whole_digests: dict[str, str] = {}
+    jobs: list[tuple[int, Callable[[], tuple[str, Any, str]]]] = []
+    try:
+        for name in names:
+            mapped = maps[name] = MappedFile(root / name, str(root / name))
+            if name.endswith(".safetensors"):
+                hd = read_header(mapped.read, mapped.size, name, alg)
+                files[name] = FileRecord(
+                    name, mapped.size, alg, None, True, hd.header.header_length,
+                    hd.header_digest, hd.canonical_header_digest,
+                )  # fmt: skip
+                for t in hd.tensors_in_order():
+                    jobs.append((t.nbytes, _job(("tensor", name, t), mapped, t.start, t.end, alg)))
+                if whole:
+                    jobs.append((mapped.size, _job(("whole", name, None), mapped, 0, mapped.size, whole)))
+            else:
+                jobs.append((mapped.size, _job(("file", name, None), mapped, 0, mapped.size, alg)))
+                if whole and whole != alg:
+                    jobs.append((mapped.size, _job(("whole", name, None), mapped, 0, mapped.size, whole)))
+        jobs.sort(key=lambda j: -j[0])
+        with ThreadPoolExecutor(threads) as pool:
+            futures = [pool.submit(fn) for _, fn in jobs]
+            for (size, _), future in zip(jobs, futures, strict=True):
+                (kind, name, t), _unused, digest = future.result()
+                if progress:
+                    progress(size)
+                if kind == "tensor":
+                    tensors[(name, t.name)] = _tensor_record(name, t, files[name], alg, digest)
+                elif kind == "whole":
+                    whole_digests[name] = digest
+                else:
+                    files[name] = FileRecord(name, maps[name].size, alg, digest)
+                    if whole == alg:
+                        whole_digests[name] = digest
+    finally:
+        for mapped in maps.values():
+            mapped.close()
+    return Manifest(alg, files, tensors, whole_digests, whole)
+
+
+def _job(
+    key: tuple[str, str, Any], mapped: MappedFile, start: int, end: int, alg: str
+) -> Callable[[], tuple[tuple[str, str, Any], None, str]]:
+    return lambda: (key, None, hash_range(mapped, start, end, alg))
+
+
+def _tensor_record(file: str, t: Any, record: FileRecord, alg: str, digest: str) -> TensorRecord:
+    base = 8 + record.header_size
+    return TensorRecord(file, t.name, t.dtype, tuple(t.shape), t.start - base, t.end - base, alg, digest)
+
+
+def sealed_extra_files(root: Path, model: SealedModel, ignored: tuple[str, ...]) -> list[str]:
+    """Files in a sealed directory that are neither its index nor one of its sealed members."""
+    allowed = {INDEX_FILE} | {e.sealed_name for e in model.members()}
+    return [n for n in list_files(root, ignored) if n not in allowed]
+
+
+def _build_sealed(
+    root: Path,
+    provider: KeyProvider,
+    alg: Algorithm,
+    whole: str | None,
+    ignored: tuple[str, ...],
+    threads: int,
+    progress: Progress | None,
+) -> Manifest:
+    list_files(root, ignored)  # refuses symbolic links before anything is opened
+    files: dict[str, FileRecord] = {}
+    tensors: dict[tuple[str, str], TensorRecord] = {}
+    whole_digests: dict[str, str] = {}
+    with SealedModel.open(root, provider) as model:
+        extra = sealed_extra_files(root, model, ignored)
+        if extra:
+            msg = f"not part of the sealed model (not in {INDEX_FILE})"
+            raise ExtraFileError(f"{root}: {extra[0]}: {msg}", [Failure("extra-file", n, msg) for n in extra])
+        for entry in model.members():
+            name = entry.name
+            if is_ignored(name, ignored):
+                continue
+            with model.open_file(name) as sealed:
+                size = sealed.plaintext_length
+                display = f"{root}:{name}"
+                if entry.content_type == "safetensors" or name.endswith(".safetensors"):
+                    hd = read_header(sealed.read, size, display, alg)
+                    record = FileRecord(
+                        name, size, alg, None, True, hd.header.header_length,
+                        hd.header_digest, hd.canonical_header_digest,
+                    )  # fmt: skip
+                    files[name] = record
+                    whole_hasher = None
+                    if whole:
+                        whole_hasher = new_hasher(whole, size)
+                        whole_hasher.update(sealed.read(0, hd.data_start))
+                    digests = hash_sealed_tensors(
+                        sealed, hd.tensors_in_order(), alg, threads=threads, whole=whole_hasher
+                    )
+                    for t in hd.tensors_in_order():
+                        tensors[(name, t.name)] = _tensor_record(name, t, record, alg, digests[t.name])
+                    if whole_hasher is not None:
+                        whole_digests[name] = whole_hasher.digest().hex()
+                else:
+
+                    def read_into(a: int, b: int, view: memoryview, s: Any = sealed) -> None:
+                        s.read_into(a, b, view, threads=threads)
+
+                    digest = hash_reader(read_into, 0, size, alg)
+                    files[name] = FileRecord(name, size, alg, digest)
+                    if whole == alg:
+                        whole_digests[name] = digest
+                    elif whole:
+                        whole_digests[name] = hash_reader(read_into, 0, size, whole)
+                if progress:
+                    progress(size)
+    return Manifest(alg, files, tensors, whole_digests, whole)
