@@ -37,5 +37,28 @@ def init(
         console.print(f"created keyring [bold]{summary['key_id']}[/] in {keydir} ({summary['protection']})")
 
 
+@keys_app.command("gen-signer")
+def gen_signer(
+    name: Annotated[Path, typer.Argument(help="Writes NAME.key (private, 0600) and NAME.pub.")],
+    key_type: Annotated[str, typer.Option("--type", help="ecdsa-p256 (default) or ed25519.")] = "ecdsa-p256",
+    json_out: JsonOption = False,
+) -> None:
+    """Generate a signing identity: ECDSA P-256 (what model-signing verifies) or Ed25519 (people, hosts)."""
+    from strongroom.signing import Signer, SigningKeyError
+
+    if key_type not in ("ecdsa-p256", "ed25519"):
+        raise SigningKeyError(f"unknown key type {key_type!r} (ecdsa-p256 or ed25519)")
+    private, public = name.with_name(name.name + ".key"), name.with_name(name.name + ".pub")
+    if private.exists() or public.exists():
+        raise SigningKeyError(f"{private} or {public} already exists")
+    signer = Signer.generate(key_type)  # type: ignore[arg-type]
+    signer.save(private, public)
+    summary = {"private_key": str(private), "public_key": str(public), "type": key_type, "key_id": signer.key_id}
+    if json_out:
+        print_json(summary)
+    else:
+        console.print(f"wrote {private} and {public} ({key_type}, key id {signer.key_id[:16]})")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(keys_app, name="keys")

@@ -6,8 +6,15 @@ import sys
 
 import typer
 
+from strongroom.cli import custody as custody_cli
+from strongroom.cli import demo as demo_cli
 from strongroom.cli import keys as keys_cli
+from strongroom.cli import ledger as ledger_cli
+from strongroom.cli import manifest as manifest_cli
+from strongroom.cli import people as people_cli
 from strongroom.cli import seal as seal_cli
+from strongroom.cli import serve as serve_cli
+from strongroom.cli import witness as witness_cli
 from strongroom.cli.common import err_console
 from strongroom.errors import StrongroomError
 
@@ -18,14 +25,23 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+demo_cli.register(app)
 keys_cli.register(app)
 seal_cli.register(app)
+manifest_cli.register(app)
+serve_cli.register(app)
+witness_cli.register(app)
+ledger_cli.register(app)
+people_cli.register(app)
+custody_cli.register(app)
 
 
 def main() -> None:
     """Run the CLI; a StrongroomError or OS error becomes one 'error:' line and exit status 1."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except StrongroomError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)

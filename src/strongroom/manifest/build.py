@@ -6,6 +6,7 @@ from its decrypted plaintext, which never touches disk.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,7 @@ from typing import Any
 
 from strongroom.keys.provider import KeyProvider
 from strongroom.manifest.digest import Algorithm, MappedFile, check_algorithm, hash_range, hash_reader, new_hasher
-from strongroom.manifest.errors import ExtraFileError, Failure, ModelPathError
+from strongroom.manifest.errors import ExtraFileError, Failure, ManifestError, ModelPathError
 from strongroom.manifest.records import FileRecord, Manifest, TensorRecord
 from strongroom.manifest.safetensors_layout import read_header
 from strongroom.manifest.sealed_hash import hash_sealed_tensors
@@ -55,8 +56,29 @@ def build_manifest(
     if is_sealed_dir(path):
         if provider is None:
             raise ModelPathError(f"{path}: a sealed directory; give the key directory (--keys) to read it")
-        return _build_sealed(path, provider, alg, whole_files, ignored, threads, progress)
+        list_files(path, ignored)  # refuses symbolic links before anything is opened
+        with SealedModel.open(path, provider) as model:
+            return build_sealed(model, alg, whole_files, ignored, threads, progress)
     return _build_plain(path, alg, whole_files, ignored, threads, progress)
+
+
+def manifest_of_plain(root: Path, progress: Callable[[str], None] | None = None) -> Manifest:
+    """The BLAKE3 manifest of a plain model directory."""
+    return build_manifest(root)
+
+
+def manifest_of_sealed(model: SealedModel, progress: Callable[[str], None] | None = None) -> Manifest:
+    """The BLAKE3 manifest of an opened sealed directory (the same model id as its plaintext)."""
+    return build_sealed(model, "blake3", None, DEFAULT_IGNORED, default_threads(), None)
+
+
+def load_manifest_json(path: Path) -> Manifest:
+    """A manifest saved with ``strongroom manifest --json`` (its model id is re-derived and checked)."""
+    try:
+        raw = json.loads(Path(path).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ManifestError(f"{path}: cannot read manifest: {exc}") from None
+    return Manifest.from_json(raw)
 
 
 def _build_plain(
@@ -67,7 +89,7 @@ def _build_plain(
     files: dict[str, FileRecord] = {}
     tensors: dict[tuple[str, str], TensorRecord] = {}
     whole_digests: dict[str, str] = {}
-    jobs: list[tuple[int, Callable[[], tuple[str, Any, str]]]] = []
+    jobs: list[tuple[int, tuple[str, str, Any], Callable[[], str]]] = []
     try:
         for name in names:
             mapped = maps[name] = MappedFile(root / name, str(root / name))
@@ -78,18 +100,18 @@ def _build_plain(
                     hd.header_digest, hd.canonical_header_digest,
                 )  # fmt: skip
                 for t in hd.tensors_in_order():
-                    jobs.append((t.nbytes, _job(("tensor", name, t), mapped, t.start, t.end, alg)))
+                    jobs.append((t.nbytes, ("tensor", name, t), _job(mapped, t.start, t.end, alg)))
                 if whole:
-                    jobs.append((mapped.size, _job(("whole", name, None), mapped, 0, mapped.size, whole)))
+                    jobs.append((mapped.size, ("whole", name, None), _job(mapped, 0, mapped.size, whole)))
             else:
-                jobs.append((mapped.size, _job(("file", name, None), mapped, 0, mapped.size, alg)))
+                jobs.append((mapped.size, ("file", name, None), _job(mapped, 0, mapped.size, alg)))
                 if whole and whole != alg:
-                    jobs.append((mapped.size, _job(("whole", name, None), mapped, 0, mapped.size, whole)))
+                    jobs.append((mapped.size, ("whole", name, None), _job(mapped, 0, mapped.size, whole)))
         jobs.sort(key=lambda j: -j[0])
         with ThreadPoolExecutor(threads) as pool:
-            futures = [pool.submit(fn) for _, fn in jobs]
-            for (size, _), future in zip(jobs, futures, strict=True):
-                (kind, name, t), _unused, digest = future.result()
+            futures = [pool.submit(fn) for _, _, fn in jobs]
+            for (size, (kind, name, t), _), future in zip(jobs, futures, strict=True):
+                digest = future.result()
                 if progress:
                     progress(size)
                 if kind == "tensor":
@@ -106,10 +128,8 @@ def _build_plain(
     return Manifest(alg, files, tensors, whole_digests, whole)
 
 
-def _job(
-    key: tuple[str, str, Any], mapped: MappedFile, start: int, end: int, alg: str
-) -> Callable[[], tuple[tuple[str, str, Any], None, str]]:
-    return lambda: (key, None, hash_range(mapped, start, end, alg))
+def _job(mapped: MappedFile, start: int, end: int, alg: str) -> Callable[[], str]:
+    return lambda: hash_range(mapped, start, end, alg)
 
 
 def _tensor_record(file: str, t: Any, record: FileRecord, alg: str, digest: str) -> TensorRecord:
@@ -123,60 +143,57 @@ def sealed_extra_files(root: Path, model: SealedModel, ignored: tuple[str, ...])
     return [n for n in list_files(root, ignored) if n not in allowed]
 
 
-def _build_sealed(
-    root: Path,
-    provider: KeyProvider,
+def build_sealed(
+    model: SealedModel,
     alg: Algorithm,
     whole: str | None,
     ignored: tuple[str, ...],
     threads: int,
     progress: Progress | None,
 ) -> Manifest:
-    list_files(root, ignored)  # refuses symbolic links before anything is opened
+    """Manifest of an opened sealed directory, decrypting each member once in bounded windows."""
+    root = model.root
     files: dict[str, FileRecord] = {}
     tensors: dict[tuple[str, str], TensorRecord] = {}
     whole_digests: dict[str, str] = {}
-    with SealedModel.open(root, provider) as model:
-        extra = sealed_extra_files(root, model, ignored)
-        if extra:
-            msg = f"not part of the sealed model (not in {INDEX_FILE})"
-            raise ExtraFileError(f"{root}: {extra[0]}: {msg}", [Failure("extra-file", n, msg) for n in extra])
-        for entry in model.members():
-            name = entry.name
-            if is_ignored(name, ignored):
-                continue
-            with model.open_file(name) as sealed:
-                size = sealed.plaintext_length
-                display = f"{root}:{name}"
-                if entry.content_type == "safetensors" or name.endswith(".safetensors"):
-                    hd = read_header(sealed.read, size, display, alg)
-                    record = FileRecord(
-                        name, size, alg, None, True, hd.header.header_length,
-                        hd.header_digest, hd.canonical_header_digest,
-                    )  # fmt: skip
-                    files[name] = record
-                    whole_hasher = None
-                    if whole:
-                        whole_hasher = new_hasher(whole, size)
-                        whole_hasher.update(sealed.read(0, hd.data_start))
-                    digests = hash_sealed_tensors(
-                        sealed, hd.tensors_in_order(), alg, threads=threads, whole=whole_hasher
-                    )
-                    for t in hd.tensors_in_order():
-                        tensors[(name, t.name)] = _tensor_record(name, t, record, alg, digests[t.name])
-                    if whole_hasher is not None:
-                        whole_digests[name] = whole_hasher.digest().hex()
-                else:
+    extra = sealed_extra_files(root, model, ignored)
+    if extra:
+        msg = f"not part of the sealed model (not in {INDEX_FILE})"
+        raise ExtraFileError(f"{root}: {extra[0]}: {msg}", [Failure("extra-file", n, msg) for n in extra])
+    for entry in model.members():
+        name = entry.name
+        if is_ignored(name, ignored):
+            continue
+        with model.open_file(name) as sealed:
+            size = sealed.plaintext_length
+            display = f"{root}:{name}"
+            if entry.content_type == "safetensors" or name.endswith(".safetensors"):
+                hd = read_header(sealed.read, size, display, alg)
+                record = FileRecord(
+                    name, size, alg, None, True, hd.header.header_length,
+                    hd.header_digest, hd.canonical_header_digest,
+                )  # fmt: skip
+                files[name] = record
+                whole_hasher = None
+                if whole:
+                    whole_hasher = new_hasher(whole, size)
+                    whole_hasher.update(sealed.read(0, hd.data_start))
+                digests = hash_sealed_tensors(sealed, hd.tensors_in_order(), alg, threads=threads, whole=whole_hasher)
+                for t in hd.tensors_in_order():
+                    tensors[(name, t.name)] = _tensor_record(name, t, record, alg, digests[t.name])
+                if whole_hasher is not None:
+                    whole_digests[name] = whole_hasher.digest().hex()
+            else:
 
-                    def read_into(a: int, b: int, view: memoryview, s: Any = sealed) -> None:
-                        s.read_into(a, b, view, threads=threads)
+                def read_into(a: int, b: int, view: memoryview, s: Any = sealed) -> None:
+                    s.read_into(a, b, view, threads=threads)
 
-                    digest = hash_reader(read_into, 0, size, alg)
-                    files[name] = FileRecord(name, size, alg, digest)
-                    if whole == alg:
-                        whole_digests[name] = digest
-                    elif whole:
-                        whole_digests[name] = hash_reader(read_into, 0, size, whole)
-                if progress:
-                    progress(size)
+                digest = hash_reader(read_into, 0, size, alg)
+                files[name] = FileRecord(name, size, alg, digest)
+                if whole == alg:
+                    whole_digests[name] = digest
+                elif whole:
+                    whole_digests[name] = hash_reader(read_into, 0, size, whole)
+            if progress:
+                progress(size)
     return Manifest(alg, files, tensors, whole_digests, whole)

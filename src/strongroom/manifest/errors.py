@@ -62,9 +62,9 @@ class Failure:
 class VerificationError(ManifestError):
     """The model's bytes do not match the signed (or expected) manifest; ``failures`` lists every mismatch."""
 
-    def __init__(self, message: str, failures: list[Failure]) -> None:
+    def __init__(self, message: str, failures: list[Failure] | None = None) -> None:
         super().__init__(message)
-        self.failures = failures
+        self.failures = failures or []
 
 
 class WrongModelError(VerificationError):

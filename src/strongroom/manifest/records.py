@@ -37,7 +37,13 @@ class FileRecord:
                 "header_digest": self.header_digest,
                 "canonical_header_digest": self.canonical_header_digest,
             }
-        return {"kind": "file", "name": self.name, "size": self.size, "algorithm": self.algorithm, "digest": self.digest}
+        return {
+            "kind": "file",
+            "name": self.name,
+            "size": self.size,
+            "algorithm": self.algorithm,
+            "digest": self.digest,
+        }
 
     def to_json(self) -> dict[str, Any]:
         out = self.leaf()
@@ -164,7 +170,7 @@ class Manifest:
         manifest = cls(algorithm, {f.name: f for f in files}, {(t.file, t.name): t for t in tensors})
         if len(manifest.files) != len(files) or len(manifest.tensors) != len(tensors):
             raise MalformedSignatureError("manifest lists a file or tensor twice")
-        if any(r.algorithm != algorithm for r in [*files, *tensors]):
+        if any(r.algorithm != algorithm for r in files) or any(t.algorithm != algorithm for t in tensors):
             raise MalformedSignatureError("manifest mixes digest algorithms")
         if raw.get("model_id") != manifest.model_id:
             raise MalformedSignatureError(

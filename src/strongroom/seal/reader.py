@@ -41,7 +41,7 @@ class SealedFile:
             self.stream_offset = len(self.prefix)
             self._check_length()
         except BaseException:
-            os.close(self._fd)
+            self.close()
             raise
 
     def _read_header(self) -> tuple[SealedHeader, bytes]:

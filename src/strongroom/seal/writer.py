@@ -27,16 +27,13 @@ from strongroom.seal.stream import (
 )
 
 Progress = Callable[[int], None]
-ReadInto = Callable[[int, memoryview], int]
 BATCH_BYTES = 8 << 20
 
 
-def blake3_file(fd: int, length: int) -> str:
-    """BLAKE3 of an open file's first ``length`` bytes, hashed with all cores."""
+def blake3_digest(data: memoryview) -> str:
+    """BLAKE3 of a buffer, hashed with all cores."""
     hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
-    if length:
-        with mmap.mmap(fd, length, access=mmap.ACCESS_READ) as view:
-            hasher.update(view)
+    hasher.update(data)
     return "blake3:" + hasher.hexdigest()
 
 
@@ -65,21 +62,31 @@ def seal_file(
         fd = os.open(src, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise SealError(f"{src}: cannot read: {exc.strerror}") from None
+    mapped: mmap.mmap | None = None
     try:
         length = os.fstat(fd).st_size
-        header = SealedHeader(
-            name=name,
-            seal_id=seal_id,
-            key=wrapped,
-            segment_size=segment_size,
-            plaintext_length=length,
-            plaintext_digest=blake3_file(fd, length),
-            key_commitment=key_commitment(data_key, seal_id),
-            content_type=content_type_of(fd, length, name),
-        )
-        _write_sealed(_file_reader(fd), Path(dst), header, data_key, threads or default_threads(), progress)
+        content_type = content_type_of(fd, length, name)
+        if length:
+            mapped = mmap.mmap(fd, length, access=mmap.ACCESS_READ)
+        source = memoryview(mapped if mapped is not None else b"")
+        try:
+            header = SealedHeader(
+                name=name,
+                seal_id=seal_id,
+                key=wrapped,
+                segment_size=segment_size,
+                plaintext_length=length,
+                plaintext_digest=blake3_digest(source),
+                key_commitment=key_commitment(data_key, seal_id),
+                content_type=content_type,
+            )
+            _write_sealed(source, Path(dst), header, data_key, threads or default_threads(), progress)
+        finally:
+            source.release()
         return header
     finally:
+        if mapped is not None:
+            mapped.close()
         os.close(fd)
 
 
@@ -93,7 +100,7 @@ def seal_bytes(
     wrapped: WrappedKey,
     segment_size: int = DEFAULT_SEGMENT_SIZE,
 ) -> SealedHeader:
-    """Seal an in-memory plaintext (a transcript, a manifest) into ``dst`` atomically; never touches disk in clear."""
+    """Seal in-memory plaintext (a transcript, a manifest) into ``dst`` atomically; no clear text on disk."""
     source = memoryview(data).cast("B")
     header = SealedHeader(
         name=name,
@@ -101,26 +108,16 @@ def seal_bytes(
         key=wrapped,
         segment_size=segment_size,
         plaintext_length=source.nbytes,
-        plaintext_digest="blake3:" + blake3.blake3(source).hexdigest(),
+        plaintext_digest=blake3_digest(source),
         key_commitment=key_commitment(data_key, seal_id),
         content_type="file",
     )
-
-    def read_into(offset: int, view: memoryview) -> int:
-        chunk = source[offset : offset + view.nbytes]
-        view[: chunk.nbytes] = chunk
-        return chunk.nbytes
-
-    _write_sealed(read_into, Path(dst), header, data_key, 1, None)
+    _write_sealed(source, Path(dst), header, data_key, 1, None)
     return header
 
 
-def _file_reader(fd: int) -> ReadInto:
-    return lambda offset, view: os.preadv(fd, [view], offset)
-
-
 def _write_sealed(
-    read_into: ReadInto,
+    source: memoryview,
     dst: Path,
     header: SealedHeader,
     data_key: bytes | bytearray,
@@ -138,7 +135,7 @@ def _write_sealed(
         count = layout.segment_count
         workers = max(1, min(threads, count))
         bounds = [(count * i) // workers for i in range(workers + 1)]
-        job = _SegmentWriter(read_into, out_fd, len(prefix), layout, cipher, progress)
+        job = _SegmentWriter(source, out_fd, len(prefix), layout, cipher, progress)
         if workers == 1:
             job.run(0, count)
         else:
@@ -163,30 +160,28 @@ class _SegmentWriter:
 
     def __init__(
         self,
-        read_into: ReadInto,
+        source: memoryview,
         out_fd: int,
         offset: int,
         layout: StreamLayout,
         cipher: SegmentCipher,
         progress: Progress | None,
     ) -> None:
-        self.read_into, self.out_fd, self.offset = read_into, out_fd, offset
+        self.source, self.out_fd, self.offset = source, out_fd, offset
         self.layout, self.cipher, self.progress = layout, cipher, progress
 
     def run(self, lo: int, hi: int) -> None:
         layout = self.layout
         final = layout.segment_count - 1
         per_batch = max(1, BATCH_BYTES // layout.segment_size)
-        pbuf = memoryview(bytearray(min(hi - lo, per_batch) * layout.segment_size))
         cbuf = memoryview(bytearray(min(hi - lo, per_batch) * layout.segment_size))
         index = lo
         while index < hi:
             batch_end = min(hi, index + per_batch)
             p_lo = layout.plaintext_start(index)
             p_hi = layout.plaintext_range(batch_end - 1)[1]
-            got = self.read_into(p_lo, pbuf[: p_hi - p_lo])
-            if got != p_hi - p_lo:
-                raise SealError(f"source changed while sealing (short read at byte {p_lo})")
+            if self.source.nbytes < p_hi:
+                raise SealError(f"source changed while sealing (now shorter than byte {p_hi})")
             c_lo = layout.ciphertext_start(index)
             written = 0
             for seg in range(index, batch_end):
@@ -195,7 +190,7 @@ class _SegmentWriter:
                 self.cipher.encrypt_into(
                     seg,
                     seg == final,
-                    pbuf[s_lo - p_lo : s_hi - p_lo],
+                    self.source[s_lo:s_hi],
                     cbuf[written : written + size + TAG_BYTES],
                 )
                 written += size + TAG_BYTES

@@ -1,0 +1,134 @@
+"""Ledger throughput and proof latency, measured in one run.
+
+    python benchmarks/bench_ledger.py [--entries 20000] [--postgres URL]
+
+Reports sustained appends/s in-process (SQLite, and PostgreSQL when a URL is given or
+STRONGROOM_TEST_POSTGRES_URL is set) and over HTTP with concurrent clients, inclusion and consistency
+proof time at 10^6 entries, and tile requests/s. Targets on this 2-core machine: >= 5,000 appends/s
+in-process on SQLite, >= 1,000/s over HTTP, proofs < 1 ms at 10^6 entries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+from strongroom.ledger import merkle
+from strongroom.ledger.entries import make_entry, parse_entry
+from strongroom.ledger.log import Ledger
+from strongroom.ledger.tree import HashTree
+from strongroom.server.app import create_app, open_services
+from strongroom.server.background import BackgroundServer
+from strongroom.signing import Signer
+
+
+def entries(signer: Signer, count: int) -> list[bytes]:
+    body = {"model_id": "blake3:" + "ab" * 32, "suite": "bench", "results": {"score": 1}, "evaluator": "bench"}
+    return [make_entry("model.evaluated", {**body, "suite": f"bench-{i}"}, signer) for i in range(count)]
+
+
+def in_process(database: str | None, raws: list[bytes], workdir: Path) -> float:
+    ledger = Ledger.open(workdir, database)
+    parsed = [parse_entry(r) for r in raws]
+    start = time.perf_counter()
+    futures = [ledger.submit(e) for e in parsed]
+    for f in futures:
+        f.result()
+    elapsed = time.perf_counter() - start
+    ledger.close()
+    return len(raws) / elapsed
+
+
+def over_http(raws: list[bytes], workdir: Path, clients: int) -> tuple[float, float]:
+    services = open_services(workdir)
+    signer = Signer.load(workdir / "operator.key")
+    raws = entries(signer, len(raws))
+    with BackgroundServer(create_app(services, workdir)) as url:
+        chunks = [raws[i::clients] for i in range(clients)]
+
+        def client(chunk: list[bytes]) -> None:
+            with httpx.Client(base_url=url) as http:
+                for raw in chunk:
+                    http.post("/add", content=raw).raise_for_status()
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            list(pool.map(client, chunks))
+        appends = len(raws) / (time.perf_counter() - start)
+        with httpx.Client(base_url=url) as http:
+            count, start = 0, time.perf_counter()
+            while time.perf_counter() - start < 3:
+                http.get("/tile/0/000").raise_for_status()
+                count += 1
+            tiles = count / (time.perf_counter() - start)
+    services.ledger.close()
+    return appends, tiles
+
+
+def proofs_at_a_million() -> tuple[float, float, float]:
+    tree = HashTree()
+    start = time.perf_counter()
+    for i in range(1_000_000):
+        tree.append(merkle.leaf_hash(i.to_bytes(8, "big")))
+    build = time.perf_counter() - start
+    size = tree.size
+    samples_incl, samples_cons = [], []
+    for i in range(0, size, size // 500):
+        t = time.perf_counter()
+        tree.inclusion_proof(i, size)
+        samples_incl.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        tree.consistency_proof(max(1, i), size)
+        samples_cons.append(time.perf_counter() - t)
+    return build, statistics.median(samples_incl), statistics.median(samples_cons)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--entries", type=int, default=20_000)
+    parser.add_argument("--http-entries", type=int, default=3_000)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--postgres", default=os.environ.get("STRONGROOM_TEST_POSTGRES_URL"))
+    args = parser.parse_args()
+    signer = Signer.generate("ed25519")
+    raws = entries(signer, args.entries)
+    with tempfile.TemporaryDirectory() as tmp:
+        sqlite_rate = in_process(None, raws, Path(tmp) / "sqlite")
+        print(
+            f"in-process appends, SQLite      : {sqlite_rate:9,.0f}/s  (target >= 5,000/s; "
+            f"{sqlite_rate / 5000:.2f}x target)"
+        )
+        if args.postgres:
+            import psycopg
+
+            name = f"strongroom_bench_{os.getpid()}"
+            with psycopg.connect(args.postgres, autocommit=True) as conn:
+                conn.execute(f"CREATE DATABASE {name}")
+            try:
+                url = args.postgres.rsplit("/", 1)[0] + "/" + name
+                pg_rate = in_process(url, raws, Path(tmp) / "pg")
+                print(f"in-process appends, PostgreSQL  : {pg_rate:9,.0f}/s  ({pg_rate / sqlite_rate:.2f}x SQLite)")
+            finally:
+                with psycopg.connect(args.postgres, autocommit=True) as conn:
+                    conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        http_rate, tiles = over_http(raws[: args.http_entries], Path(tmp) / "http", args.clients)
+        print(
+            f"HTTP appends, {args.clients} clients, SQLite: {http_rate:9,.0f}/s  (target >= 1,000/s; "
+            f"{http_rate / 1000:.2f}x target)"
+        )
+        print(f"full tile reads over HTTP       : {tiles:9,.0f}/s")
+    build, incl, cons = proofs_at_a_million()
+    print(f"hash tree of 10^6 leaves built in {build:.2f}s")
+    print(f"inclusion proof at 10^6 (median): {incl * 1e3:9.3f} ms  (target < 1 ms)")
+    print(f"consistency proof at 10^6       : {cons * 1e3:9.3f} ms  (target < 1 ms)")
+
+
+if __name__ == "__main__":
+    main()

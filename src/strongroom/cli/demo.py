@@ -1,0 +1,38 @@
+"""``strongroom demo``: the main job, end to end on this machine."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from strongroom.cli.common import JsonOption, console, print_json
+from strongroom.errors import StrongroomError
+
+
+def demo(
+    workdir: Annotated[
+        Path | None, typer.Option(help="Directory for the demo's keys and sealed model (default: a new temp dir).")
+    ] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """The whole custody chain on the bundled real model (all-MiniLM-L6-v2), then an independent audit."""
+    from strongroom.demo import run_demo
+
+    target = workdir or Path(tempfile.mkdtemp(prefix="strongroom-demo-"))
+    if workdir is not None and workdir.exists() and any(workdir.iterdir()):
+        raise StrongroomError(f"{workdir}: demo directory must be empty or absent")
+    say = (lambda _: None) if json_out else (lambda line: console.print(f"[green]•[/] {line}", highlight=False))
+    story = run_demo(target, say)
+    if json_out:
+        print_json(story)
+    if not all(finding["verified"] for finding in story["audit"]):
+        raise StrongroomError("demo failed: the auditor could not verify every release")
+    if story["embedding"] is not None and not story["embedding"]["equal_to_original"]:
+        raise StrongroomError("demo failed: the released model's embedding differs from the original's")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)

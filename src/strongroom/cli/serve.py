@@ -1,0 +1,41 @@
+"""``strongroom serve``: the ledger, custody and people service over HTTP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from strongroom.cli.common import KekFileOption, console, open_provider
+from strongroom.keys.provider import KeyProvider
+
+
+def serve(
+    data: Annotated[Path, typer.Option("--data", help="Data directory (log key, operator key, SQLite).")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8750,
+    database: Annotated[str | None, typer.Option(help="PostgreSQL URL instead of SQLite under --data.")] = None,
+    keys: Annotated[Path | None, typer.Option("--keys", help="Local keyring the custody service unwraps with.")] = None,
+    kek_file: KekFileOption = None,
+    origin: Annotated[str | None, typer.Option(help="Log origin name (first start only).")] = None,
+) -> None:
+    """Serve the transparency ledger (C2SP tlog-tiles), custody and people APIs."""
+    import uvicorn
+
+    from strongroom.server.app import create_app, open_services
+
+    providers: list[KeyProvider] = [open_provider(keys, kek_file)] if keys else []
+    services = open_services(data, database, providers, origin)
+    console.print(
+        f"ledger {services.ledger.origin} (size {services.ledger.size}) on http://{host}:{port}; "
+        f"verifier key in {data / 'log.vkey'}"
+    )
+    try:
+        uvicorn.run(create_app(services, data), host=host, port=port, log_level="warning")
+    finally:
+        services.ledger.close()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)

@@ -1,0 +1,35 @@
+"""``strongroom witness serve``: a C2SP tlog-witness for one or more logs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from strongroom.cli.common import console
+
+witness_app = typer.Typer(help="Run a witness that cosigns only consistent checkpoints.", no_args_is_help=True)
+
+
+@witness_app.command("serve")
+def serve(
+    data: Annotated[Path, typer.Option("--data", help="Witness key and state directory.")],
+    name: Annotated[str, typer.Option("--name", help="Witness name, e.g. witness.example.org/w1.")],
+    log_vkey: Annotated[list[str], typer.Option("--log-vkey", help="Verifier key of a log to witness.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8751,
+) -> None:
+    """Serve POST /add-checkpoint; the witness's vkey is written to DATA/witness.vkey."""
+    import uvicorn
+
+    from strongroom.ledger.witness import Witness
+    from strongroom.server.witness_app import create_witness_app
+
+    witness = Witness.open(data, name, log_vkey)
+    console.print(f"witness {witness.signer.verifier.vkey} on http://{host}:{port}")
+    uvicorn.run(create_witness_app(witness), host=host, port=port, log_level="warning")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(witness_app, name="witness")

@@ -1,0 +1,75 @@
+"""An HTTP client for the custody and people routes of ``strongroom serve``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from strongroom.custody.errors import CustodyError, UnavailableError
+from strongroom.custody.messages import SignedMessage
+
+
+class CustodyClient:
+    """Posts signed messages to a Strongroom server and turns error replies into CustodyError."""
+
+    def __init__(self, base_url: str, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, trust_env=False)
+
+    def _post(self, path: str, message: SignedMessage) -> dict[str, Any]:
+        try:
+            reply = self._http.post(path, json=message.to_json())
+        except httpx.HTTPError as exc:
+            raise UnavailableError(f"{self.base_url}: unreachable: {exc}") from None
+        return self._decode(reply)
+
+    def _get(self, path: str) -> dict[str, Any]:
+        try:
+            reply = self._http.get(path)
+        except httpx.HTTPError as exc:
+            raise UnavailableError(f"{self.base_url}: unreachable: {exc}") from None
+        return self._decode(reply)
+
+    def _decode(self, reply: httpx.Response) -> dict[str, Any]:
+        try:
+            data = reply.json()
+        except ValueError:
+            raise CustodyError(f"{self.base_url}: HTTP {reply.status_code} with a non-JSON body") from None
+        if reply.status_code >= 400:
+            detail = data.get("error") or data.get("detail") if isinstance(data, dict) else data
+            error = UnavailableError if reply.status_code == 503 else CustodyError
+            raise error(f"server refused (HTTP {reply.status_code}): {detail}")
+        if not isinstance(data, dict):
+            raise CustodyError(f"{self.base_url}: unexpected reply")
+        return data
+
+    def submit_request(self, message: SignedMessage) -> str:
+        return str(self._post("/v1/custody/requests", message)["request_id"])
+
+    def status(self, request_id: str) -> dict[str, Any]:
+        return self._get(f"/v1/custody/requests/{request_id}")
+
+    def approve(self, request_id: str, message: SignedMessage) -> int:
+        return int(self._post(f"/v1/custody/requests/{request_id}/approvals", message)["approvals"])
+
+    def release(self, request_id: str, fetch: SignedMessage) -> dict[str, Any]:
+        return self._post(f"/v1/custody/requests/{request_id}/release", fetch)
+
+    def loaded(self, request_id: str, message: SignedMessage) -> dict[str, Any]:
+        return self._post(f"/v1/custody/requests/{request_id}/loaded", message)
+
+    def pending(self, query: SignedMessage) -> list[dict[str, Any]]:
+        return list(self._post("/v1/custody/pending", query)["pending"])
+
+    def register_model(self, message: SignedMessage) -> dict[str, Any]:
+        return self._post("/v1/custody/models", message)
+
+    def change_person(self, message: SignedMessage) -> dict[str, Any]:
+        return self._post("/v1/people/changes", message)
+
+    def standing(self, person: str) -> dict[str, Any]:
+        return self._get(f"/v1/people/{person}")
+
+    def close(self) -> None:
+        self._http.close()

@@ -1,0 +1,113 @@
+"""The serving host's side of a release: an ephemeral key, the fetch, opening the key, the load report."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from strongroom.custody.errors import CustodyError
+from strongroom.custody.messages import SignedMessage, format_time, new_request, utc_now
+from strongroom.custody.release_crypto import release_info, unwrap_as_host
+from strongroom.custody.service import FETCH_TYPE, LOADED_TYPE
+from strongroom.keys.errors import UnwrapError
+from strongroom.keys.provider import WrappedKey
+from strongroom.memory import wipe
+from strongroom.signing import Signer
+
+
+@dataclass
+class HostSession:
+    """One host's attempt to load one model: its identity key and a fresh ephemeral X25519 key."""
+
+    host_id: str
+    identity: Signer
+    ephemeral: X25519PrivateKey = field(default_factory=X25519PrivateKey.generate)
+
+    @property
+    def ephemeral_public(self) -> bytes:
+        return self.ephemeral.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+    def request_payload(
+        self, model_id: str, purpose: str, requester: str, lifetime: timedelta = timedelta(hours=1)
+    ) -> dict[str, Any]:
+        """The request body the person acting through this host signs."""
+        return new_request(
+            model_id=model_id,
+            purpose=purpose,
+            requester=requester,
+            host_id=self.host_id,
+            host_identity_pem=self.identity.verifier.pem().decode(),
+            host_ephemeral=self.ephemeral_public,
+            lifetime=lifetime,
+        )
+
+    def fetch(self, request_id: str) -> SignedMessage:
+        """Proof that this host, and no other, is collecting the release."""
+        now = utc_now()
+        payload = {
+            "type": FETCH_TYPE,
+            "request_id": request_id,
+            "nonce": secrets.token_hex(16),
+            "issued_at": format_time(now),
+            "expires_at": format_time(now + timedelta(minutes=5)),
+        }
+        return SignedMessage.sign(payload, self.identity)
+
+    def open_release(self, bundle: dict[str, Any]) -> ReleasedKey:
+        """Decrypt the released data key; it opens only for this host, request and model."""
+        if bundle.get("host_id") != self.host_id:
+            raise CustodyError(f"release is for host {bundle.get('host_id')!r}, not {self.host_id!r}")
+        info = release_info(bundle["request_id"], bundle["model_id"], self.host_id)
+        data_key = unwrap_as_host(base64.b64decode(bundle["wrapped_key"]), self.ephemeral, info)
+        return ReleasedKey(WrappedKey.from_json(bundle["key"]), data_key)
+
+    def loaded(self, request_id: str, model_id: str) -> SignedMessage:
+        """The host's signed statement of the model id it verified while loading."""
+        payload = {
+            "type": LOADED_TYPE,
+            "request_id": request_id,
+            "model_id": model_id,
+            "host_id": self.host_id,
+            "loaded_at": format_time(utc_now()),
+        }
+        return SignedMessage.sign(payload, self.identity)
+
+
+class ReleasedKey:
+    """A key provider holding exactly one released data key, usable only for the wrapped key it came from."""
+
+    def __init__(self, wrapped: WrappedKey, data_key: bytearray) -> None:
+        self._wrapped = wrapped
+        self._data_key: bytearray | None = data_key
+
+    @property
+    def provider(self) -> str:
+        return self._wrapped.provider
+
+    @property
+    def key_id(self) -> str:
+        return self._wrapped.key_id
+
+    def generate_data_key(self) -> tuple[bytearray, WrappedKey]:
+        raise UnwrapError("a released key can only open the model it was released for")
+
+    def wrap(self, data_key: bytes | bytearray) -> WrappedKey:
+        raise UnwrapError("a released key can only open the model it was released for")
+
+    def unwrap(self, wrapped: WrappedKey) -> bytearray:
+        if self._data_key is None:
+            raise UnwrapError("the released key was already wiped")
+        if wrapped != self._wrapped:
+            raise UnwrapError("this release is for another model's data key")
+        return bytearray(self._data_key)
+
+    def close(self) -> None:
+        if self._data_key is not None:
+            wipe(self._data_key)
+            self._data_key = None

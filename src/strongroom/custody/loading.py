@@ -1,0 +1,39 @@
+"""The host's last step: collect the release, load the sealed model into memory, verify it, report it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from strongroom.custody.client import CustodyClient
+from strongroom.custody.errors import CustodyError
+from strongroom.custody.host import HostSession
+from strongroom.manifest.verify_load import VerifiedModel, load_verified
+from strongroom.seal.tensors import Framework
+
+
+def load_released(
+    client: CustodyClient, host: HostSession, request_id: str, sealed: Path, framework: Framework = "numpy"
+) -> tuple[VerifiedModel, dict[str, Any]]:
+    """Fetch and open the release, load every tensor verifying the model id as it decrypts, log the load.
+
+    Returns (the verified model, a summary). If verification fails nothing is returned and no load is logged.
+    """
+    bundle = client.release(request_id, host.fetch(request_id))
+    released = host.open_release(bundle)
+    try:
+        verified = load_verified(sealed, released, expected_model_id=bundle["model_id"], framework=framework)
+    finally:
+        released.close()
+    if not verified.tensors:
+        raise CustodyError(f"{sealed}: no tensors loaded")
+    receipt = client.loaded(request_id, host.loaded(request_id, bundle["model_id"]))
+    summary = {
+        "request_id": request_id,
+        "model_id": bundle["model_id"],
+        "tensors": len(verified.tensors),
+        "approvers": bundle["approvers"],
+        "released_entry": bundle["ledger"],
+        "loaded_entry": receipt,
+    }
+    return verified, summary

@@ -1,0 +1,400 @@
+"""The custody service: requests, approvals and single-use key releases, logged before they happen.
+
+Every state change passes four gates in order: the message is well-formed and unexpired, it is signed by
+the enrolled person (or host) it names, its nonce is new, and the policy holds. A release claims the
+request in the database first (one racer wins), then unwraps the data key inside the provider, wraps it
+to the host's ephemeral key, and appends ``key.released`` to the ledger; only after that append is
+durable does the caller get the wrapped key. Any failure returns the request to pending: fail closed.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from strongroom.custody.errors import CustodyError, MessageError, PolicyError, ReleaseConflictError, UnavailableError
+from strongroom.custody.messages import (
+    SignedMessage,
+    format_time,
+    parse_time,
+    utc_now,
+    validate_approval,
+    validate_request,
+)
+from strongroom.custody.policy import ModelPolicy, evaluate
+from strongroom.custody.ports import EventLog
+from strongroom.custody.release_crypto import release_info, wrap_to_host
+from strongroom.custody.store import PENDING, RELEASED, RELEASING, CustodyStore, DuplicateError, dumps
+from strongroom.errors import StrongroomError
+from strongroom.keys.provider import KeyProvider, WrappedKey
+from strongroom.memory import wipe
+from strongroom.people.errors import PeopleError
+from strongroom.people.registry import Registry
+from strongroom.signing import Signer, SigningKeyError, Verifier
+
+FETCH_TYPE = "strongroom.release-fetch/v1"
+LOADED_TYPE = "strongroom.model-loaded/v1"
+
+
+class CustodyService:
+    """Custody logic over a store, an event log, key providers and the people registry it replays."""
+
+    def __init__(
+        self,
+        store: CustodyStore,
+        log: EventLog,
+        operator: Signer,
+        providers: list[KeyProvider],
+        *,
+        required_agreement: str | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.store = store
+        self.log = log
+        self.operator = operator
+        self.providers = providers
+        self.clock = clock
+        self._lock = threading.RLock()
+        self.registry = Registry(required_agreement)
+        for _, body, _ in log.events("person.changed"):
+            self.registry.apply(body)
+
+    # -- people --------------------------------------------------------------------------------
+
+    def change_person(self, change: dict[str, Any], authorisation: SignedMessage | None = None) -> dict[str, Any]:
+        """Validate a clearance change against a copy of the registry, log it, then apply it.
+
+        ``authorisation`` is the security officer's signed message when the change came over HTTP; it is
+        logged inside the entry so auditors can check who authorised it.
+        """
+        body = dict(change)
+        if authorisation is not None:
+            body["authorised_by"] = authorisation.to_json()
+        with self._lock:
+            trial = copy.deepcopy(self.registry)
+            trial.apply(change)
+            if authorisation is not None:
+                self._use_nonce(str(authorisation.payload.get("nonce")), "person change")
+            receipt = self.log.append_event("person.changed", body, self.operator)
+            self.registry = trial
+            return receipt
+
+    # -- models --------------------------------------------------------------------------------
+
+    def register_model(
+        self, policy: ModelPolicy, key: WrappedKey, registration: dict[str, Any], signer: Signer
+    ) -> dict[str, Any]:
+        """Record a model's release policy and wrapped data key; log the registration and the policy."""
+        self._provider_for(key)
+        with self.store.transaction() as tx:
+            if tx.one("SELECT 1 FROM custody_models WHERE model_id = ?", (policy.model_id,)):
+                raise CustodyError(f"model {policy.model_id} is already registered")
+            receipt = self.log.append_event("model.registered", registration, signer)
+            self.log.append_event(
+                "policy.changed", {"scope": "model-release", "policy": policy.to_json()}, self.operator
+            )
+            tx.execute(
+                "INSERT INTO custody_models VALUES (?, ?, ?, ?)",
+                (policy.model_id, dumps(policy.to_json()), dumps(key.to_json()), format_time(self.clock())),
+            )
+        return receipt
+
+    def register_signed(self, message: SignedMessage) -> dict[str, Any]:
+        """Register from an officer's signed registration message (already checked by the caller)."""
+        payload = message.payload
+        policy_fields = payload["policy"]
+        if not isinstance(policy_fields, dict) or not isinstance(payload["provenance"], dict):
+            raise MessageError("model registration: policy and provenance must be objects")
+        policy = ModelPolicy(
+            payload["model_id"],
+            **{k: policy_fields[k] for k in policy_fields if k in ("required_tier", "approvals", "delay_seconds")},
+        )
+        key = WrappedKey.from_json(payload["key"])
+        self._use_nonce(str(payload["nonce"]), "model registration")
+        registration = {
+            "model_id": policy.model_id,
+            "signer": message.signer,
+            "provenance": payload["provenance"],
+            "key": {"provider": key.provider, "key_id": key.key_id},
+            "authorised_by": message.to_json(),
+        }
+        return self.register_model(policy, key, registration, self.operator)
+
+    def model(self, model_id: str) -> tuple[ModelPolicy, WrappedKey]:
+        with self.store.transaction(write=False) as tx:
+            row = tx.one("SELECT policy, key_ref FROM custody_models WHERE model_id = ?", (model_id,))
+        if row is None:
+            raise CustodyError(f"model {model_id} is not registered for custody")
+
+        return ModelPolicy(**json.loads(row[0])), WrappedKey.from_json(json.loads(row[1]))
+
+    # -- requests and approvals ----------------------------------------------------------------
+
+    def submit_request(self, message: SignedMessage) -> str:
+        now = self.clock()
+        validate_request(message.payload, now)
+        requester = message.payload["requester"]
+        self._verify_person(message, requester, "release request")
+        self.model(message.payload["model_id"])
+        try:
+            Verifier.from_pem(message.payload["host"]["identity"].encode(), "host identity")
+        except SigningKeyError as exc:
+            raise MessageError(f"release request: {exc}") from None
+        standing = self.registry.standing(requester, now)
+        if not standing.active:
+            raise PolicyError([f"requester {requester} has no access: {', '.join(standing.reasons)}"])
+        request_id = message.digest
+        try:
+            with self.store.transaction() as tx:
+                tx.execute("INSERT INTO custody_nonces VALUES (?, ?)", (message.payload["nonce"], format_time(now)))
+                tx.execute(
+                    "INSERT INTO custody_requests VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        request_id,
+                        message.payload["model_id"],
+                        requester,
+                        dumps(message.to_json()),
+                        format_time(now),
+                        PENDING,
+                    ),
+                )
+        except DuplicateError:
+            raise MessageError("release request: replayed (its nonce was already used)") from None
+        return request_id
+
+    def submit_approval(self, request_id: str, message: SignedMessage) -> int:
+        """Record one approval or denial; returns how many approvals the request now has."""
+        now = self.clock()
+        validate_approval(message.payload, now)
+        approver = message.payload["approver"]
+        self._verify_person(message, approver, "approval")
+        if message.payload["request_id"] != request_id:
+            raise MessageError("approval: signed for another request (transplanted)")
+        request, state, _ = self._request(request_id)
+        if message.payload["model_id"] != request.payload["model_id"]:
+            raise MessageError("approval: names another model than the request")
+        if state != PENDING:
+            raise CustodyError(f"request {request_id[:16]} is {state}, not pending")
+        if approver == request.payload["requester"]:
+            raise PolicyError([f"{approver} cannot approve their own request"])
+        standing = self.registry.standing(approver, now)
+        if not standing.active:
+            raise PolicyError([f"approver {approver} has no access: {', '.join(standing.reasons)}"])
+        try:
+            with self.store.transaction() as tx:
+                tx.execute("INSERT INTO custody_nonces VALUES (?, ?)", (message.payload["nonce"], format_time(now)))
+                tx.execute(
+                    "INSERT INTO custody_approvals VALUES (?, ?, ?, ?, ?)",
+                    (message.digest, request_id, approver, dumps(message.to_json()), format_time(now)),
+                )
+                row = tx.one("SELECT COUNT(*) FROM custody_approvals WHERE request_id = ?", (request_id,))
+        except DuplicateError:
+            raise MessageError(f"approval: replayed, or {approver} already decided on this request") from None
+        return int(row[0]) if row else 0
+
+    def pending(self, person: str | None = None) -> list[dict[str, Any]]:
+        """Pending requests (those ``person`` has not yet decided on, if given), newest last."""
+        with self.store.transaction(write=False) as tx:
+            rows = tx.all(
+                "SELECT request_id, message, received_at FROM custody_requests WHERE state = ? ORDER BY received_at",
+                (PENDING,),
+            )
+            decided = {
+                r[0] for r in tx.all("SELECT request_id FROM custody_approvals WHERE approver = ?", (person or "",))
+            }
+        out = []
+        for request_id, message, received_at in rows:
+            if request_id in decided:
+                continue
+            payload = json.loads(message)["payload"]
+            if person is not None and payload["requester"] == person:
+                continue
+            out.append({"request_id": request_id, "received_at": received_at, "request": json.loads(message)})
+        return out
+
+    def status(self, request_id: str) -> dict[str, Any]:
+        request, state, received_at = self._request(request_id)
+        approvals = self._approvals(request_id)
+        policy, _ = self.model(request.payload["model_id"])
+        decision = evaluate(policy, request, received_at, approvals, self.registry, self.clock())
+        return {
+            "request_id": request_id,
+            "state": state,
+            "model_id": request.payload["model_id"],
+            "requester": request.payload["requester"],
+            "approvals": [a.payload["approver"] for a in approvals],
+            "ready": decision.allowed,
+            "reasons": list(decision.reasons),
+        }
+
+    # -- release -------------------------------------------------------------------------------
+
+    def release(self, request_id: str, fetch: SignedMessage) -> dict[str, Any]:
+        """Release the data key to the requesting host, exactly once, logged before it leaves."""
+        now = self.clock()
+        request, _, received_at = self._request(request_id)
+        self._verify_fetch(fetch, request, request_id, now)
+        with self._lock, self.store.transaction() as tx:
+            if (
+                tx.execute(
+                    "UPDATE custody_requests SET state = ? WHERE request_id = ? AND state = ?",
+                    (RELEASING, request_id, PENDING),
+                )
+                != 1
+            ):
+                raise ReleaseConflictError(f"request {request_id[:16]} was already released or is being released")
+        try:
+            bundle = self._release_claimed(request, request_id, received_at, fetch, now)
+        except BaseException:
+            with self.store.transaction() as tx:
+                tx.execute(
+                    "UPDATE custody_requests SET state = ? WHERE request_id = ? AND state = ?",
+                    (PENDING, request_id, RELEASING),
+                )
+            raise
+        return bundle
+
+    def _release_claimed(
+        self, request: SignedMessage, request_id: str, received_at: datetime, fetch: SignedMessage, now: datetime
+    ) -> dict[str, Any]:
+        payload = request.payload
+        policy, key = self.model(payload["model_id"])
+        approvals = self._approvals(request_id)
+        decision = evaluate(policy, request, received_at, approvals, self.registry, now)
+        if not decision.allowed:
+            raise PolicyError(list(decision.reasons))
+        self._use_nonce(fetch.payload["nonce"], "release fetch")
+        host = payload["host"]
+        info = release_info(request_id, payload["model_id"], host["host_id"])
+        provider = self._provider_for(key)
+        try:
+            data_key = provider.unwrap(key)
+        except StrongroomError as exc:
+            raise UnavailableError(f"key provider {key.provider}:{key.key_id} could not unwrap: {exc}") from None
+        except Exception as exc:
+            raise UnavailableError(f"key provider {key.provider}:{key.key_id} unavailable: {exc}") from None
+        try:
+            wrapped = wrap_to_host(data_key, base64.b64decode(host["ephemeral"]), info)
+        finally:
+            wipe(data_key)
+        counted = [a for a in approvals if a.payload["approver"] in decision.approvers]
+        body = {
+            "model_id": payload["model_id"],
+            "request_id": request_id,
+            "request": request.to_json(),
+            "approvals": [a.to_json() for a in counted],
+            "approvers": list(decision.approvers),
+            "custodians": list(decision.custodians),
+            "host": {
+                "host_id": host["host_id"],
+                "identity_key_id": Verifier.from_pem(host["identity"].encode()).key_id,
+            },
+            "key": {"provider": key.provider, "key_id": key.key_id},
+            "released_at": format_time(now),
+        }
+        try:
+            receipt = self.log.append_event("key.released", body, self.operator)
+        except StrongroomError as exc:
+            raise UnavailableError(f"ledger append failed, nothing released: {exc}") from None
+        bundle = {
+            "request_id": request_id,
+            "model_id": payload["model_id"],
+            "host_id": host["host_id"],
+            "wrapped_key": base64.b64encode(wrapped).decode(),
+            "key": key.to_json(),
+            "approvers": list(decision.approvers),
+            "ledger": receipt,
+        }
+        with self.store.transaction() as tx:
+            tx.execute(
+                "INSERT INTO custody_releases VALUES (?, ?, ?, ?)",
+                (
+                    request_id,
+                    dumps({k: v for k, v in bundle.items() if k != "wrapped_key"}),
+                    int(receipt["index"]),
+                    format_time(now),
+                ),
+            )
+            tx.execute("UPDATE custody_requests SET state = ? WHERE request_id = ?", (RELEASED, request_id))
+        return bundle
+
+    def record_load(self, request_id: str, loaded: SignedMessage) -> dict[str, Any]:
+        """Log ``model.loaded`` signed by the host that received the release."""
+        request, state, _ = self._request(request_id)
+        if state != RELEASED:
+            raise CustodyError(f"request {request_id[:16]} has not been released")
+        host = Verifier.from_pem(request.payload["host"]["identity"].encode(), "host identity")
+        loaded.verify(host, "model.loaded")
+        body = loaded.payload
+        if body.get("type") != LOADED_TYPE or body.get("request_id") != request_id:
+            raise MessageError("model.loaded: wrong type or request id")
+        if body.get("model_id") != request.payload["model_id"]:
+            raise MessageError(
+                f"model.loaded: host loaded {body.get('model_id')}, "
+                f"but the release was for {request.payload['model_id']}"
+            )
+        entry = {
+            "model_id": body["model_id"],
+            "request_id": request_id,
+            "host": request.payload["host"]["host_id"],
+            "loaded_at": body.get("loaded_at"),
+            "statement": loaded.to_json(),
+        }
+        return self.log.append_event("model.loaded", entry, self.operator)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _use_nonce(self, nonce: str, what: str) -> None:
+        """Record a nonce; a second use is a replay."""
+        try:
+            with self.store.transaction() as tx:
+                tx.execute("INSERT INTO custody_nonces VALUES (?, ?)", (nonce, format_time(self.clock())))
+        except DuplicateError:
+            raise MessageError(f"{what}: replayed (its nonce was already used)") from None
+
+    def _verify_person(self, message: SignedMessage, person_id: str, what: str) -> None:
+        try:
+            person = self.registry.get(person_id)
+        except PeopleError as exc:
+            raise MessageError(f"{what}: {exc}") from None
+        message.verify(person.verifier, what)
+
+    def _verify_fetch(self, fetch: SignedMessage, request: SignedMessage, request_id: str, now: datetime) -> None:
+        payload = fetch.payload
+        if (
+            set(payload) != {"type", "request_id", "nonce", "issued_at", "expires_at"}
+            or payload.get("type") != FETCH_TYPE
+        ):
+            raise MessageError("release fetch: malformed")
+        if payload["request_id"] != request_id:
+            raise MessageError("release fetch: signed for another request")
+        from strongroom.custody.messages import check_window
+
+        check_window(payload, now, "release fetch")
+        host = Verifier.from_pem(request.payload["host"]["identity"].encode(), "host identity")
+        fetch.verify(host, "release fetch (only the requesting host may fetch)")
+
+    def _request(self, request_id: str) -> tuple[SignedMessage, str, datetime]:
+        with self.store.transaction(write=False) as tx:
+            row = tx.one("SELECT message, state, received_at FROM custody_requests WHERE request_id = ?", (request_id,))
+        if row is None:
+            raise CustodyError(f"no release request {request_id[:16]}")
+        return SignedMessage.from_json(row[0], "stored request"), row[1], parse_time(row[2], "received_at")
+
+    def _approvals(self, request_id: str) -> list[SignedMessage]:
+        with self.store.transaction(write=False) as tx:
+            rows = tx.all(
+                "SELECT message FROM custody_approvals WHERE request_id = ? ORDER BY received_at", (request_id,)
+            )
+        return [SignedMessage.from_json(r[0], "stored approval") for r in rows]
+
+    def _provider_for(self, key: WrappedKey) -> KeyProvider:
+        for provider in self.providers:
+            if provider.provider == key.provider and provider.key_id == key.key_id:
+                return provider
+        raise UnavailableError(f"no key provider for {key.provider}:{key.key_id} is configured")

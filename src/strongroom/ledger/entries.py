@@ -1,0 +1,144 @@
+"""Ledger entries: typed, schema-versioned JSON statements, signed by their author, in canonical form.
+
+An entry is the RFC 8785 canonical JSON of::
+
+    {"type": "model.registered", "schema": 1, "time": "2026-11-23T12:00:00Z", "body": {...},
+     "signer": {"key_id": <hex SHA-256 of SPKI>, "public_key": <PEM>}, "signature": <base64>}
+
+and the signature covers ``canonical_json({"domain": "strongroom-ledger-entry/v1", "type", "schema",
+"time", "body"})``. The leaf of the Merkle tree is exactly the entry's bytes. The appender checks the
+form, the schema of the body and the signature before sequencing: nothing malformed is ever logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from strongroom.canonical_json import canonical_json
+from strongroom.ledger.errors import EntryError
+from strongroom.signing import BadSignatureError, Signer, SigningKeyError, Verifier
+
+DOMAIN = "strongroom-ledger-entry/v1"
+SCHEMA_VERSION = 1
+MAX_ENTRY_BYTES = 60_000
+
+# Required body fields and their JSON types, per entry type (schema version 1).
+SCHEMAS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "model.registered": {"model_id": str, "signer": str, "provenance": dict},
+    "model.evaluated": {"model_id": str, "suite": str, "results": dict, "evaluator": str},
+    "key.released": {"model_id": str, "request_id": str, "approvers": list, "host": dict},
+    "model.loaded": {"model_id": str, "host": str},
+    "person.changed": {"person": str, "change": str},
+    "policy.changed": {"scope": str, "policy": dict},
+}
+ENTRY_FIELDS = {"type", "schema", "time", "body", "signer", "signature"}
+
+
+def now_text() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def signed_bytes(entry_type: str, schema: int, time: str, body: dict[str, Any]) -> bytes:
+    return canonical_json({"domain": DOMAIN, "type": entry_type, "schema": schema, "time": time, "body": body})
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A decoded, verified entry."""
+
+    type: str
+    schema: int
+    time: str
+    body: dict[str, Any]
+    signer: str
+    raw: bytes
+
+    @property
+    def model_id(self) -> str | None:
+        value = self.body.get("model_id")
+        return value if isinstance(value, str) else None
+
+    @property
+    def person(self) -> str | None:
+        for key in ("person", "requester"):
+            value = self.body.get(key)
+            if isinstance(value, str):
+                return value
+        return None
+
+
+def make_entry(entry_type: str, body: dict[str, Any], signer: Signer, time: str | None = None) -> bytes:
+    """Build and sign an entry; the result is exactly what gets logged."""
+    check_body(entry_type, body)
+    stamp = time or now_text()
+    signature = signer.sign(signed_bytes(entry_type, SCHEMA_VERSION, stamp, body))
+    entry = {
+        "type": entry_type,
+        "schema": SCHEMA_VERSION,
+        "time": stamp,
+        "body": body,
+        "signer": {"key_id": signer.key_id, "public_key": signer.verifier.pem().decode()},
+        "signature": base64.b64encode(signature).decode(),
+    }
+    raw = canonical_json(entry)
+    if len(raw) > MAX_ENTRY_BYTES:
+        raise EntryError(f"{entry_type} entry is {len(raw)} bytes; the limit is {MAX_ENTRY_BYTES}")
+    return raw
+
+
+def check_body(entry_type: str, body: Any) -> None:
+    schema = SCHEMAS.get(entry_type)
+    if schema is None:
+        raise EntryError(f"unknown entry type {entry_type!r} (known: {', '.join(sorted(SCHEMAS))})")
+    if not isinstance(body, dict):
+        raise EntryError(f"{entry_type}: body must be a JSON object")
+    for field, kind in schema.items():
+        value = body.get(field)
+        if value is None or not isinstance(value, kind) or (value == "" and kind is str):
+            raise EntryError(f"{entry_type}: body field {field!r} missing or not a {getattr(kind, '__name__', kind)}")
+
+
+def parse_entry(raw: bytes) -> Entry:
+    """Decode and fully verify an entry's bytes (canonical form, schema, signature)."""
+    if len(raw) > MAX_ENTRY_BYTES:
+        raise EntryError(f"entry is {len(raw)} bytes; the limit is {MAX_ENTRY_BYTES}")
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise EntryError("entry is not valid JSON") from None
+    if not isinstance(value, dict) or set(value) != ENTRY_FIELDS:
+        raise EntryError(f"entry must have exactly the fields {', '.join(sorted(ENTRY_FIELDS))}")
+    entry_type, schema, time, body = value["type"], value["schema"], value["time"], value["body"]
+    if not isinstance(entry_type, str):
+        raise EntryError("entry type must be a string")
+    if schema != SCHEMA_VERSION or isinstance(schema, bool):
+        raise EntryError(f"{entry_type}: unsupported schema version {schema!r}")
+    if not isinstance(time, str):
+        raise EntryError(f"{entry_type}: time must be a string")
+    try:
+        datetime.strptime(time, "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        raise EntryError(f"{entry_type}: time {time!r} is not like 2026-01-31T12:00:00Z") from None
+    check_body(entry_type, body)
+    signer = value["signer"]
+    if not isinstance(signer, dict) or set(signer) != {"key_id", "public_key"}:
+        raise EntryError(f"{entry_type}: signer must be {{key_id, public_key}}")
+    try:
+        verifier = Verifier.from_pem(str(signer["public_key"]).encode(), f"{entry_type} signer")
+        signature = base64.b64decode(str(value["signature"]), validate=True)
+    except (SigningKeyError, binascii.Error) as exc:
+        raise EntryError(f"{entry_type}: {exc}") from None
+    if verifier.key_id != signer["key_id"]:
+        raise EntryError(f"{entry_type}: signer key_id does not match its public key")
+    try:
+        verifier.verify(signature, signed_bytes(entry_type, schema, time, body))
+    except BadSignatureError:
+        raise EntryError(f"{entry_type}: signature does not verify (forged or altered)") from None
+    if canonical_json(value) != raw:
+        raise EntryError(f"{entry_type}: entry is not in canonical JSON form")
+    return Entry(entry_type, schema, time, body, verifier.key_id, raw)

@@ -1,0 +1,200 @@
+"""The in-process ledger: verify, sequence in batches, store durably, then acknowledge; serve proofs.
+
+``append`` hands an entry to a single sequencer thread, which drains everything waiting, commits it in
+one transaction (group commit) and only then extends the in-memory hash tree and wakes the callers. An
+acknowledged entry is therefore durable, and indices are assigned exactly once, in commit order.
+"""
+
+from __future__ import annotations
+
+import queue
+import secrets
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from strongroom.atomic import write_atomic
+from strongroom.ledger import merkle
+from strongroom.ledger.checkpoint import Checkpoint
+from strongroom.ledger.entries import Entry, make_entry, parse_entry
+from strongroom.ledger.errors import LedgerError, StorageError
+from strongroom.ledger.note import ED25519, NoteSigner, private_from_pem
+from strongroom.ledger.storage import LedgerStore, open_store
+from strongroom.ledger.tree import HashTree
+from strongroom.signing import Signer
+
+MAX_BATCH = 4096
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """Proof of sequencing: the entry's index and leaf hash, durable when returned."""
+
+    index: int
+    leaf_hash: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "leaf_hash": self.leaf_hash.hex()}
+
+
+class Ledger:
+    """An append-only log of verified entries with RFC 9162 proofs and signed C2SP checkpoints."""
+
+    def __init__(self, store: LedgerStore, signer: NoteSigner) -> None:
+        self.store = store
+        self.signer = signer
+        self.origin = signer.name
+        self.tree = HashTree()
+        for leaf in store.leaf_hashes():
+            self.tree.append(leaf)
+        self._tree_lock = threading.Lock()
+        self._queue: queue.Queue[tuple[Entry, Future[Receipt]] | None] = queue.Queue()
+        self._checkpoint: tuple[int, str] | None = None
+        self._closed = False
+        self._sequencer = threading.Thread(target=self._sequence, name="ledger-sequencer", daemon=True)
+        self._sequencer.start()
+
+    # -- opening ---------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, data_dir: Path, database: str | None = None, origin: str | None = None) -> Ledger:
+        """Open (creating on first use) the ledger under ``data_dir``: its key and, by default, SQLite."""
+        data_dir = Path(data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        key_path = data_dir / "log.key"
+        if key_path.exists():
+            key = private_from_pem(key_path.read_bytes(), str(key_path))
+            name = (data_dir / "log.origin").read_text().strip()
+        else:
+            key = Ed25519PrivateKey.generate()
+            name = origin or f"strongroom.local/log/{secrets.token_hex(4)}"
+            write_atomic(key_path, Signer(key).pem())
+            write_atomic(data_dir / "log.origin", (name + "\n").encode(), mode=0o644)
+        signer = NoteSigner(name, key, ED25519)
+        write_atomic(data_dir / "log.vkey", (signer.verifier.vkey + "\n").encode(), mode=0o644)
+        return cls(open_store(database or data_dir / "ledger.sqlite3"), signer)
+
+    # -- appending -------------------------------------------------------------------------------
+
+    def append(self, raw: bytes) -> Receipt:
+        """Verify and sequence one entry; returns once it is durable. Malformed entries raise EntryError."""
+        entry = parse_entry(raw)
+        return self.submit(entry).result()
+
+    def submit(self, entry: Entry) -> Future[Receipt]:
+        if self._closed:
+            raise LedgerError("ledger is closed")
+        future: Future[Receipt] = Future()
+        self._queue.put((entry, future))
+        return future
+
+    def append_event(self, entry_type: str, body: dict[str, Any], signer: Signer) -> dict[str, Any]:
+        """Build, sign and append an entry (the custody service's port); returns the receipt as JSON."""
+        return self.append(make_entry(entry_type, body, signer)).to_json()
+
+    def _sequence(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < MAX_BATCH:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)
+                    break
+                batch.append(more)
+            start = self.tree.size
+            leaves = [merkle.leaf_hash(e.raw) for e, _ in batch]
+            try:
+                self.store.append_batch(start, [e for e, _ in batch], leaves)
+            except Exception as exc:
+                error = exc if isinstance(exc, LedgerError) else StorageError(str(exc))
+                for _, future in batch:
+                    future.set_exception(error)
+                continue
+            with self._tree_lock:
+                for leaf in leaves:
+                    self.tree.append(leaf)
+            for offset, (_, future) in enumerate(batch):
+                future.set_result(Receipt(start + offset, leaves[offset]))
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        return self.tree.size
+
+    def checkpoint(self) -> str:
+        """The signed checkpoint note for the current size (cached until the log grows)."""
+        with self._tree_lock:
+            size = self.tree.size
+            cached = self._checkpoint
+            if cached is not None and cached[0] == size:
+                return cached[1]
+            root = self.tree.root(size)
+        note = self.signer.sign_note(Checkpoint(self.origin, size, root).text())
+        self.store.save_checkpoint(size, note)
+        self._checkpoint = (size, note)
+        return note
+
+    def root(self, size: int) -> bytes:
+        self._check_size(size)
+        with self._tree_lock:
+            return self.tree.root(size)
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        self._check_size(size)
+        with self._tree_lock:
+            return self.tree.inclusion_proof(index, size)
+
+    def consistency_proof(self, old: int, new: int) -> list[bytes]:
+        self._check_size(new)
+        with self._tree_lock:
+            return self.tree.consistency_proof(old, new)
+
+    def entry(self, index: int) -> bytes:
+        found = self.store.entries(index, index + 1)
+        if not found:
+            raise LedgerError(f"no entry {index} (log size {self.size})")
+        return found[0]
+
+    def entries(self, start: int, end: int) -> list[bytes]:
+        return self.store.entries(start, min(end, self.size))
+
+    def tile(self, level: int, index: int, width: int) -> bytes:
+        with self._tree_lock:
+            return self.tree.tile(level, index, width)
+
+    def available_width(self, level: int, index: int) -> int:
+        """How many hashes the tile at (level, index) holds right now (0..256)."""
+        with self._tree_lock:
+            count = len(self.tree.levels[8 * level]) if 8 * level < len(self.tree.levels) else 0
+        return max(0, min(256, count - 256 * index))
+
+    def query(self, **filters: str) -> list[tuple[int, Entry]]:
+        clean = {k: v for k, v in filters.items() if v}
+        return [(i, parse_entry(raw)) for i, raw in self.store.query(clean, limit=100_000)]
+
+    def events(self, entry_type: str) -> Iterator[tuple[int, dict[str, Any], str]]:
+        for index, entry in self.query(type=entry_type):
+            yield index, entry.body, entry.signer
+
+    def _check_size(self, size: int) -> None:
+        if not 0 <= size <= self.size:
+            raise LedgerError(f"tree size {size} is larger than the log ({self.size})")
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            self._sequencer.join(timeout=30)
+            self.store.close()

@@ -1,0 +1,158 @@
+"""The people of a release using the command line against a real 'strongroom serve' process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from strongroom.server.background import free_port
+from tests.cli.test_seal_cli import run
+
+SRC = str(Path(__file__).parents[2] / "src")
+
+
+def test_demo_main_job_json(tmp_path: Path) -> None:
+    result = run("demo", "--workdir", str(tmp_path / "demo"), "--json", passphrase=None)
+    assert result.returncode == 0, result.stderr
+    story = json.loads(result.stdout)
+    assert story["approvers"] == ["bob", "carol"] and len(story["release_ids"]) == 1
+    assert story["ledger_size"] >= 10 and story["model_id"].startswith("blake3:")
+    assert story["audit"][0]["verified"] and story["embedding"]["equal_to_original"]
+
+
+def test_request_approve_load_by_command_line(tmp_path: Path, model_dir: Path) -> None:
+    keys, sealed, data, port = tmp_path / "keys", tmp_path / "sealed", tmp_path / "srv", free_port()
+    url = f"http://127.0.0.1:{port}"
+    assert run("keys", "init", str(keys)).returncode == 0
+    assert run("seal", str(model_dir), str(sealed), "--keys", str(keys)).returncode == 0
+    model_id = json.loads(run("manifest", str(model_dir), "--json").stdout)["model_id"]
+    env = {**os.environ, "PYTHONPATH": SRC, "STRONGROOM_PASSPHRASE": "cli-pass"}
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "strongroom.cli.main",
+            "serve",
+            "--data",
+            str(data),
+            "--port",
+            str(port),
+            "--keys",
+            str(keys),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(url + "/checkpoint", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        officer = str(data / "operator.key")
+        for name, tier, custodian in [("alice", 3, False), ("bob", 4, False), ("carol", 5, True)]:
+            assert run("keys", "gen-signer", str(tmp_path / name), "--type", "ed25519").returncode == 0
+            enrol = [
+                "people",
+                "enrol",
+                name,
+                "--name",
+                name.title(),
+                "--public-key",
+                str(tmp_path / f"{name}.pub"),
+                "--position",
+                f"tier {tier}",
+                "--tier",
+                str(tier),
+                "--vetted-on",
+                "2026-10-01",
+                "--officer-key",
+                officer,
+                "--server",
+                url,
+            ]
+            result = run(*enrol, *(["--custodian"] if custodian else []))
+            assert result.returncode == 0, result.stderr
+        assert json.loads(run("people", "show", "carol", "--server", url, "--json").stdout)["custodian"] is True
+        registered = run(
+            "register",
+            str(sealed),
+            "--model-id",
+            model_id,
+            "--officer-key",
+            officer,
+            "--required-tier",
+            "3",
+            "--server",
+            url,
+            "--json",
+        )
+        assert registered.returncode == 0, registered.stderr
+        assert run("keys", "gen-signer", str(tmp_path / "host"), "--type", "ed25519").returncode == 0
+        requested = run(
+            "request",
+            model_id,
+            "--person",
+            "alice",
+            "--key",
+            str(tmp_path / "alice.key"),
+            "--host-id",
+            "gpu-07",
+            "--host-key",
+            str(tmp_path / "host.key"),
+            "--purpose",
+            "eval",
+            "--session",
+            str(tmp_path / "host.session"),
+            "--server",
+            url,
+            "--json",
+        )
+        assert requested.returncode == 0, requested.stderr
+        request_id = json.loads(requested.stdout)["request_id"]
+        pending = json.loads(
+            run("approvals", "--person", "bob", "--key", str(tmp_path / "bob.key"), "--server", url, "--json").stdout
+        )["pending"]
+        assert [p["request_id"] for p in pending] == [request_id]
+        early = run(
+            "load", str(tmp_path / "host.session"), "--sealed", str(sealed), "--host-key", str(tmp_path / "host.key")
+        )
+        assert early.returncode == 1 and "0 of 2 required approvals" in early.stderr
+        for approver in ("bob", "carol"):
+            approved = run(
+                "approve",
+                request_id[:12],
+                "--person",
+                approver,
+                "--key",
+                str(tmp_path / f"{approver}.key"),
+                "--server",
+                url,
+            )
+            assert approved.returncode == 0, approved.stderr
+        loaded = run(
+            "load",
+            str(tmp_path / "host.session"),
+            "--sealed",
+            str(sealed),
+            "--host-key",
+            str(tmp_path / "host.key"),
+            "--json",
+        )
+        assert loaded.returncode == 0, loaded.stderr
+        assert json.loads(loaded.stdout)["tensors"] == 104
+        shown = json.loads(run("ledger", "show", url, "--type", "key.released", "--json").stdout)
+        assert len(shown) == 1 and shown[0]["body"]["approvers"] == ["bob", "carol"]
+        audit = run("ledger", "verify", url, "--state", str(tmp_path / "audit.json"), "--full", "--json")
+        assert audit.returncode == 0 and json.loads(audit.stdout)["full_history"] is True
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
