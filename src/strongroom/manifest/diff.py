@@ -163,12 +163,12 @@ def diff_manifests(
     changed_files = []
     for name in sorted(set(left.files) & set(right.files)):
         fa, fb = left.files[name], right.files[name]
-        if fa.leaf() == fb.leaf():
+        tensors_same = {k[1]: v.leaf() for k, v in left.tensors.items() if k[0] == name} == {
+            k[1]: v.leaf() for k, v in right.tensors.items() if k[0] == name
+        }
+        if fa.leaf() == fb.leaf() and tensors_same:
             continue
         if fa.safetensors and fb.safetensors:
-            tensors_same = {k[1]: v.leaf() for k, v in left.tensors.items() if k[0] == name} == {
-                k[1]: v.leaf() for k, v in right.tensors.items() if k[0] == name
-            }
             if fa.canonical_header_digest == fb.canonical_header_digest and tensors_same:
                 reason = "header bytes only (reordered or re-serialised; same tensors)"
             elif fa.canonical_header_digest == fb.canonical_header_digest:
