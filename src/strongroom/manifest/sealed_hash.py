@@ -8,6 +8,7 @@ whole plaintext.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -66,13 +67,15 @@ def hash_sealed_tensors(
         return digests
     runs = [ordered] if whole is not None else split_runs(ordered, threads)
     results: list[dict[str, str]] = []
+    # One worker per run already fills the cores: only a lone run lets BLAKE3 use its own threads.
+    hint: Callable[[TensorInfo], int] = (lambda t: t.nbytes) if len(runs) == 1 else (lambda t: 0)
 
     def work(run: list[TensorInfo]) -> dict[str, str]:
         found: dict[str, str] = {}
         lo, hi = run[0].start, run[-1].end
         scratch: memoryview | None = None if out is not None else memoryview(bytearray(min(window * 2, hi - lo)))
         index = 0
-        hasher: Any = new_hasher(algorithm, run[0].nbytes)
+        hasher: Any = new_hasher(algorithm, hint(run[0]))
         position = lo
         while position < hi:
             stop = _window_end(sealed, position, hi, window)
@@ -96,7 +99,7 @@ def hash_sealed_tensors(
                     found[tensor.name] = hasher.digest().hex()
                     index += 1
                     if index < len(run):
-                        hasher = new_hasher(algorithm, run[index].nbytes)
+                        hasher = new_hasher(algorithm, hint(run[index]))
             position = stop
         return found
 
