@@ -1,8 +1,9 @@
 """Signing identities shared by every domain: PEM keys (ECDSA P-256 or Ed25519), sign and verify bytes.
 
 A signer is named by its key id: the lowercase hex SHA-256 of its public key's DER SubjectPublicKeyInfo.
-ECDSA signatures are DER-encoded over SHA-256 (what Sigstore bundles and ``model-signing`` use);
-Ed25519 signatures are the raw 64 bytes.
+ECDSA signatures are DER-encoded over SHA-256 (P-256), SHA-384 (P-384) or SHA-512 (P-521), as Sigstore
+bundles and ``model-signing`` use; Ed25519 signatures are the raw 64 bytes. P-384 and P-521 are accepted so
+signatures made elsewhere (``model-signing`` test keys are P-384) verify; new keys default to P-256.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from strongroom.atomic import write_atomic
 from strongroom.errors import StrongroomError
 
-KeyType = Literal["ecdsa-p256", "ed25519"]
+KeyType = Literal["ecdsa-p256", "ecdsa-p384", "ecdsa-p521", "ed25519"]
+
+_CURVES: dict[str, KeyType] = {"secp256r1": "ecdsa-p256", "secp384r1": "ecdsa-p384", "secp521r1": "ecdsa-p521"}
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 
@@ -40,9 +43,15 @@ def public_key_id(public: PublicKey) -> str:
 def key_type_of(key: PrivateKey | PublicKey) -> KeyType:
     if isinstance(key, ed25519.Ed25519PrivateKey | ed25519.Ed25519PublicKey):
         return "ed25519"
-    if isinstance(key.curve, ec.SECP256R1):
-        return "ecdsa-p256"
-    raise SigningKeyError(f"unsupported elliptic curve {key.curve.name} (use P-256 or Ed25519)")
+    if key.curve.name in _CURVES:
+        return _CURVES[key.curve.name]
+    raise SigningKeyError(f"unsupported elliptic curve {key.curve.name} (use P-256, P-384, P-521 or Ed25519)")
+
+
+def ecdsa_hash(key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) -> hashes.HashAlgorithm:
+    """The digest paired with a curve, as Sigstore specifies: SHA-256, SHA-384 or SHA-512."""
+    size = key.curve.key_size
+    return hashes.SHA256() if size <= 256 else hashes.SHA384() if size <= 384 else hashes.SHA512()
 
 
 @dataclass(frozen=True)
@@ -68,7 +77,7 @@ class Verifier:
             if isinstance(self.public, ed25519.Ed25519PublicKey):
                 self.public.verify(signature, message)
             else:
-                self.public.verify(signature, message, ec.ECDSA(hashes.SHA256()))
+                self.public.verify(signature, message, ec.ECDSA(ecdsa_hash(self.public)))
         except InvalidSignature:
             raise BadSignatureError(f"signature does not verify under key {self.key_id[:16]}") from None
 
@@ -79,7 +88,7 @@ class Verifier:
         except (ValueError, UnsupportedAlgorithm):
             raise SigningKeyError(f"{source}: not a PEM public key") from None
         if not isinstance(public, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
-            raise SigningKeyError(f"{source}: unsupported public key type (use ECDSA P-256 or Ed25519)")
+            raise SigningKeyError(f"{source}: unsupported public key type (use ECDSA P-256/P-384/P-521 or Ed25519)")
         key_type_of(public)
         return cls(public)
 
@@ -113,15 +122,16 @@ class Signer:
     def sign(self, message: bytes) -> bytes:
         if isinstance(self.private, ed25519.Ed25519PrivateKey):
             return self.private.sign(message)
-        return self.private.sign(message, ec.ECDSA(hashes.SHA256()))
+        return self.private.sign(message, ec.ECDSA(ecdsa_hash(self.private)))
 
     @classmethod
     def generate(cls, key_type: KeyType = "ecdsa-p256") -> Signer:
         if key_type == "ed25519":
             return cls(ed25519.Ed25519PrivateKey.generate())
-        if key_type == "ecdsa-p256":
-            return cls(ec.generate_private_key(ec.SECP256R1()))
-        raise SigningKeyError(f"unknown key type {key_type!r} (ecdsa-p256 or ed25519)")
+        curves = {"ecdsa-p256": ec.SECP256R1(), "ecdsa-p384": ec.SECP384R1(), "ecdsa-p521": ec.SECP521R1()}
+        if key_type in curves:
+            return cls(ec.generate_private_key(curves[key_type]))
+        raise SigningKeyError(f"unknown key type {key_type!r} (ecdsa-p256, ecdsa-p384, ecdsa-p521 or ed25519)")
 
     def pem(self) -> bytes:
         return self.private.private_bytes(
@@ -135,7 +145,7 @@ class Signer:
         except (ValueError, TypeError, UnsupportedAlgorithm):
             raise SigningKeyError(f"{source}: not an unencrypted PEM private key") from None
         if not isinstance(private, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
-            raise SigningKeyError(f"{source}: unsupported private key type (use ECDSA P-256 or Ed25519)")
+            raise SigningKeyError(f"{source}: unsupported private key type (use ECDSA P-256/P-384/P-521 or Ed25519)")
         key_type_of(private)
         return cls(private)
 

@@ -1,186 +1,199 @@
-"""Manifests of plain or sealed model directories: per-file and per-tensor BLAKE3 digests and the model id.
+"""Build the manifest of a plain model directory or of a sealed directory opened with a key provider.
 
-Plain files are hashed through mmap in chunks (a 100 GB model never needs 100 GB of RAM) with BLAKE3's
-multithreaded hasher; sealed files are decrypted into memory and hashed there, giving the same records,
-so a sealed copy and its plaintext share one model id.
+Both give the same records, hence the same model id, for the same model: a sealed directory is hashed
+from its decrypted plaintext, which never touches disk.
 """
 
 from __future__ import annotations
 
 import json
-import mmap
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import blake3
+from strongroom.keys.provider import KeyProvider
+from strongroom.manifest.digest import Algorithm, MappedFile, check_algorithm, hash_range, hash_reader, new_hasher
+from strongroom.manifest.errors import ExtraFileError, Failure, ManifestError, ModelPathError
+from strongroom.manifest.records import FileRecord, Manifest, TensorRecord
+from strongroom.manifest.safetensors_layout import read_header
+from strongroom.manifest.sealed_hash import hash_sealed_tensors
+from strongroom.manifest.walk import DEFAULT_IGNORED, is_ignored, list_files
+from strongroom.seal import SealedModel
+from strongroom.seal.directory import INDEX_FILE
 
-from strongroom.manifest.errors import ManifestError
-from strongroom.manifest.model_id import model_id
-from strongroom.seal.directory import INDEX_FILE, SealedModel
-from strongroom.seal.errors import SealError
-from strongroom.seal.safetensors_header import parse_safetensors_header
-
-CHUNK = 64 << 20
-SKIPPED_DIRS = {".git"}
-SIGNATURE_FILES = {"model.sig", "strongroom.sig.json"}
-
-
-@dataclass
-class Manifest:
-    """Every record of one model, and the id they hash to."""
-
-    files: dict[str, dict[str, Any]] = field(default_factory=dict)
-    tensors: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-
-    def records(self) -> list[dict[str, Any]]:
-        return [*self.files.values(), *self.tensors.values()]
-
-    @property
-    def model_id(self) -> str:
-        return model_id(self.records())
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "model_id": self.model_id,
-            "files": sorted(self.files.values(), key=lambda r: r["name"]),
-            "tensors": sorted(self.tensors.values(), key=lambda r: (r["file"], r["name"])),
-        }
-
-    @classmethod
-    def from_json(cls, value: dict[str, Any]) -> Manifest:
-        try:
-            manifest = cls(
-                {r["name"]: r for r in value["files"]},
-                {(r["file"], r["name"]): r for r in value["tensors"]},
-            )
-        except (KeyError, TypeError):
-            raise ManifestError("manifest JSON lacks files or tensors records") from None
-        if value.get("model_id") != manifest.model_id:
-            raise ManifestError("manifest JSON's model_id does not match its records")
-        return manifest
+Progress = Callable[[int], None]
 
 
-def _hash(view: memoryview | bytes) -> str:
-    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
-    data = memoryview(view)
-    for start in range(0, data.nbytes, CHUNK):
-        hasher.update(data[start : start + CHUNK])
-    return hasher.hexdigest()
-
-
-def add_file(
-    manifest: Manifest,
-    name: str,
-    data: memoryview | bytes | bytearray,
-    tensor_hasher: Callable[[memoryview], str] = _hash,
-) -> None:
-    """Records for one file whose plaintext bytes are ``data`` (an mmap or a decrypted buffer).
-
-    A safetensors file's record digests only its header bytes (``covers: "safetensors-header"``); its
-    data is covered tensor by tensor, each record naming dtype, shape and byte offsets. Together they fix
-    every byte of the file while hashing each byte once. Other files are digested whole.
-    """
-    view = memoryview(data).cast("B")
-    if not name.endswith(".safetensors"):
-        manifest.files[name] = {
-            "kind": "file",
-            "name": name,
-            "size": view.nbytes,
-            "covers": "content",
-            "algorithm": "blake3",
-            "digest": _hash(view),
-        }
-        return
-    try:
-        header = parse_safetensors_header(lambda a, b: bytes(view[a:b]), view.nbytes, name)
-    except SealError as exc:
-        raise ManifestError(str(exc)) from None
-    manifest.files[name] = {
-        "kind": "file",
-        "name": name,
-        "size": view.nbytes,
-        "covers": "safetensors-header",
-        "algorithm": "blake3",
-        "digest": _hash(view[: header.data_start]),
-    }
-    for tensor in header.tensors.values():
-        manifest.tensors[(name, tensor.name)] = {
-            "kind": "tensor",
-            "file": name,
-            "name": tensor.name,
-            "dtype": tensor.dtype,
-            "shape": list(tensor.shape),
-            "offsets": [tensor.start - header.data_start, tensor.end - header.data_start],
-            "algorithm": "blake3",
-            "digest": tensor_hasher(view[tensor.start : tensor.end]),
-        }
-
-
-def list_plain_files(root: Path) -> list[tuple[str, Path]]:
-    """Regular files under ``root``; a symlink that resolves outside the directory is an error."""
-    root = Path(root)
-    if not root.is_dir():
-        raise ManifestError(f"{root}: not a directory")
-    real_root = root.resolve()
-    found = []
-    for dirpath, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS)
-        for file in sorted(files):
-            path = Path(dirpath) / file
-            rel = path.relative_to(root).as_posix()
-            if rel in SIGNATURE_FILES:
-                continue
-            if path.is_symlink() and not path.resolve().is_relative_to(real_root):
-                raise ManifestError(f"{path}: symbolic link points outside the model directory")
-            if not path.is_file():
-                raise ManifestError(f"{path}: not a regular file")
-            found.append((rel, path))
-    return found
-
-
-def manifest_of_plain(root: Path, progress: Callable[[str], None] | None = None) -> Manifest:
-    manifest = Manifest()
-    for name, path in list_plain_files(root):
-        if progress:
-            progress(name)
-        with open(path, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            if size == 0:
-                add_file(manifest, name, b"")
-                continue
-            with mmap.mmap(handle.fileno(), size, access=mmap.ACCESS_READ) as mapped:
-                view = memoryview(mapped)
-                try:
-                    add_file(manifest, name, view)
-                finally:
-                    view.release()
-    return manifest
-
-
-def manifest_of_sealed(model: SealedModel, progress: Callable[[str], None] | None = None) -> Manifest:
-    """Decrypt each member into memory (one at a time) and describe it exactly as the plaintext would be."""
-    manifest = Manifest()
-    for entry in model.members():
-        if entry.name in SIGNATURE_FILES:
-            continue
-        if progress:
-            progress(entry.name)
-        with model.open_file(entry.name) as sealed:
-            buffer = bytearray(sealed.plaintext_length)
-            sealed.read_into(0, sealed.plaintext_length, memoryview(buffer), threads=os.cpu_count() or 1)
-        add_file(manifest, entry.name, buffer)
-    return manifest
+def default_threads() -> int:
+    return max(1, min(16, os.cpu_count() or 1))
 
 
 def is_sealed_dir(path: Path) -> bool:
-    return (Path(path) / INDEX_FILE).is_file()
+    return Path(path).is_dir() and (Path(path) / INDEX_FILE).is_file()
+
+
+def build_manifest(
+    path: Path,
+    provider: KeyProvider | None = None,
+    *,
+    algorithm: str = "blake3",
+    whole_files: str | None = None,
+    ignored: Iterable[str] = DEFAULT_IGNORED,
+    threads: int | None = None,
+    progress: Progress | None = None,
+) -> Manifest:
+    """Digest every file and tensor of the model at ``path`` and return its manifest.
+
+    ``whole_files``: also digest every file whole with this algorithm (needed for OMS resources).
+    A sealed directory (one with SEALED.json) needs ``provider`` to decrypt it.
+    """
+    alg = check_algorithm(algorithm)
+    path = Path(path)
+    ignored = tuple(ignored)
+    threads = threads or default_threads()
+    if is_sealed_dir(path):
+        if provider is None:
+            raise ModelPathError(f"{path}: a sealed directory; give the key directory (--keys) to read it")
+        list_files(path, ignored)  # refuses symbolic links before anything is opened
+        with SealedModel.open(path, provider) as model:
+            return build_sealed(model, alg, whole_files, ignored, threads, progress)
+    return _build_plain(path, alg, whole_files, ignored, threads, progress)
+
+
+def manifest_of_plain(root: Path, progress: Callable[[str], None] | None = None) -> Manifest:
+    """The BLAKE3 manifest of a plain model directory."""
+    return build_manifest(root)
+
+
+def manifest_of_sealed(model: SealedModel, progress: Callable[[str], None] | None = None) -> Manifest:
+    """The BLAKE3 manifest of an opened sealed directory (the same model id as its plaintext)."""
+    return build_sealed(model, "blake3", None, DEFAULT_IGNORED, default_threads(), None)
 
 
 def load_manifest_json(path: Path) -> Manifest:
+    """A manifest saved with ``strongroom manifest --json`` (its model id is re-derived and checked)."""
     try:
-        return Manifest.from_json(json.loads(Path(path).read_bytes()))
+        raw = json.loads(Path(path).read_bytes())
     except (OSError, ValueError) as exc:
         raise ManifestError(f"{path}: cannot read manifest: {exc}") from None
+    return Manifest.from_json(raw)
+
+
+def _build_plain(
+    root: Path, alg: Algorithm, whole: str | None, ignored: tuple[str, ...], threads: int, progress: Progress | None
+) -> Manifest:
+    names = list_files(root, ignored)
+    maps: dict[str, MappedFile] = {}
+    files: dict[str, FileRecord] = {}
+    tensors: dict[tuple[str, str], TensorRecord] = {}
+    whole_digests: dict[str, str] = {}
+    jobs: list[tuple[int, tuple[str, str, Any], Callable[[], str]]] = []
+    try:
+        for name in names:
+            mapped = maps[name] = MappedFile(root / name, str(root / name))
+            if name.endswith(".safetensors"):
+                hd = read_header(mapped.read, mapped.size, name, alg)
+                files[name] = FileRecord(
+                    name, mapped.size, alg, None, True, hd.header.header_length,
+                    hd.header_digest, hd.canonical_header_digest,
+                )  # fmt: skip
+                for t in hd.tensors_in_order():
+                    jobs.append((t.nbytes, ("tensor", name, t), _job(mapped, t.start, t.end, alg)))
+                if whole:
+                    jobs.append((mapped.size, ("whole", name, None), _job(mapped, 0, mapped.size, whole)))
+            else:
+                jobs.append((mapped.size, ("file", name, None), _job(mapped, 0, mapped.size, alg)))
+                if whole and whole != alg:
+                    jobs.append((mapped.size, ("whole", name, None), _job(mapped, 0, mapped.size, whole)))
+        jobs.sort(key=lambda j: -j[0])
+        with ThreadPoolExecutor(threads) as pool:
+            futures = [pool.submit(fn) for _, _, fn in jobs]
+            for (size, (kind, name, t), _), future in zip(jobs, futures, strict=True):
+                digest = future.result()
+                if progress:
+                    progress(size)
+                if kind == "tensor":
+                    tensors[(name, t.name)] = _tensor_record(name, t, files[name], alg, digest)
+                elif kind == "whole":
+                    whole_digests[name] = digest
+                else:
+                    files[name] = FileRecord(name, maps[name].size, alg, digest)
+                    if whole == alg:
+                        whole_digests[name] = digest
+    finally:
+        for mapped in maps.values():
+            mapped.close()
+    return Manifest(alg, files, tensors, whole_digests, whole)
+
+
+def _job(mapped: MappedFile, start: int, end: int, alg: str) -> Callable[[], str]:
+    return lambda: hash_range(mapped, start, end, alg)
+
+
+def _tensor_record(file: str, t: Any, record: FileRecord, alg: str, digest: str) -> TensorRecord:
+    base = 8 + record.header_size
+    return TensorRecord(file, t.name, t.dtype, tuple(t.shape), t.start - base, t.end - base, alg, digest)
+
+
+def sealed_extra_files(root: Path, model: SealedModel, ignored: tuple[str, ...]) -> list[str]:
+    """Files in a sealed directory that are neither its index nor one of its sealed members."""
+    allowed = {INDEX_FILE} | {e.sealed_name for e in model.members()}
+    return [n for n in list_files(root, ignored) if n not in allowed]
+
+
+def build_sealed(
+    model: SealedModel,
+    alg: Algorithm,
+    whole: str | None,
+    ignored: tuple[str, ...],
+    threads: int,
+    progress: Progress | None,
+) -> Manifest:
+    """Manifest of an opened sealed directory, decrypting each member once in bounded windows."""
+    root = model.root
+    files: dict[str, FileRecord] = {}
+    tensors: dict[tuple[str, str], TensorRecord] = {}
+    whole_digests: dict[str, str] = {}
+    extra = sealed_extra_files(root, model, ignored)
+    if extra:
+        msg = f"not part of the sealed model (not in {INDEX_FILE})"
+        raise ExtraFileError(f"{root}: {extra[0]}: {msg}", [Failure("extra-file", n, msg) for n in extra])
+    for entry in model.members():
+        name = entry.name
+        if is_ignored(name, ignored):
+            continue
+        with model.open_file(name) as sealed:
+            size = sealed.plaintext_length
+            display = f"{root}:{name}"
+            if entry.content_type == "safetensors" or name.endswith(".safetensors"):
+                hd = read_header(sealed.read, size, display, alg)
+                record = FileRecord(
+                    name, size, alg, None, True, hd.header.header_length,
+                    hd.header_digest, hd.canonical_header_digest,
+                )  # fmt: skip
+                files[name] = record
+                whole_hasher = None
+                if whole:
+                    whole_hasher = new_hasher(whole, size)
+                    whole_hasher.update(sealed.read(0, hd.data_start))
+                digests = hash_sealed_tensors(sealed, hd.tensors_in_order(), alg, threads=threads, whole=whole_hasher)
+                for t in hd.tensors_in_order():
+                    tensors[(name, t.name)] = _tensor_record(name, t, record, alg, digests[t.name])
+                if whole_hasher is not None:
+                    whole_digests[name] = whole_hasher.digest().hex()
+            else:
+
+                def read_into(a: int, b: int, view: memoryview, s: Any = sealed) -> None:
+                    s.read_into(a, b, view, threads=threads)
+
+                digest = hash_reader(read_into, 0, size, alg)
+                files[name] = FileRecord(name, size, alg, digest)
+                if whole == alg:
+                    whole_digests[name] = digest
+                elif whole:
+                    whole_digests[name] = hash_reader(read_into, 0, size, whole)
+            if progress:
+                progress(size)
+    return Manifest(alg, files, tensors, whole_digests, whole)

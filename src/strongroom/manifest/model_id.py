@@ -1,51 +1,51 @@
-"""The model id: a BLAKE3 Merkle root over one canonical record per file and per tensor.
+"""The model id: an RFC 9162-shaped Merkle root over sorted leaf records, written ``<algorithm>:<hex>``.
 
-Records are canonical JSON (RFC 8785) objects, sorted by their bytes:
-
-* ``{"kind": "file", "name": <posix path>, "size": <int>, "covers": "content" | "safetensors-header",
-  "algorithm": "blake3", "digest": <hex>}``: the whole file, or for safetensors its first 8 + N bytes
-  (length prefix and JSON header, exactly as stored);
-* ``{"kind": "tensor", "file": <posix path>, "name": <tensor>, "dtype": <str>, "shape": [..],
-  "offsets": [begin, end], "algorithm": "blake3", "digest": <hex of the tensor's bytes>}``.
-
-The tree hashes leaves as BLAKE3(0x00 || record) and nodes as BLAKE3(0x01 || left || right), splitting as
-RFC 9162 does; an empty model hashes to BLAKE3(""). The id commits to every name, dtype, shape and byte,
-so renaming or swapping files or tensors changes it, unlike a hash over sorted digests alone.
+Each leaf is the RFC 8785 canonical JSON of one record (a file, a safetensors file's headers, or a tensor);
+leaves are sorted bytewise; leaf hash = H(0x00 || leaf), node hash = H(0x01 || left || right), with the
+tree split at the largest power of two below the leaf count (RFC 9162 section 2.1.1). H is BLAKE3
+(32-byte output) or SHA-256. Because every leaf names its file, tensor, dtype, shape, algorithm and digest,
+renaming or swapping anything changes the id (model-signing's root digest does not commit to names).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import blake3
 
 from strongroom.canonical_json import canonical_json
+from strongroom.manifest.digest import check_algorithm
 
 
-def _leaf(record: bytes) -> bytes:
-    return blake3.blake3(b"\x00" + record).digest()
+def _h(algorithm: str, data: bytes) -> bytes:
+    if algorithm == "blake3":
+        return blake3.blake3(data).digest()
+    return hashlib.sha256(data).digest()
 
 
-def _node(left: bytes, right: bytes) -> bytes:
-    return blake3.blake3(b"\x01" + left + right).digest()
+def leaf_bytes(records: Iterable[dict[str, Any]]) -> list[bytes]:
+    """Canonical JSON of each leaf record, sorted bytewise (the order the tree is built in)."""
+    return sorted(canonical_json(r) for r in records)
 
 
-def merkle_root(leaves: Sequence[bytes]) -> bytes:
+def merkle_root(algorithm: str, leaves: Sequence[bytes]) -> bytes:
+    """RFC 9162 Merkle tree hash over already-ordered leaves."""
     if not leaves:
-        return blake3.blake3(b"").digest()
-    level = list(leaves)
-    # Iterative RFC 9162 shape: combine the largest power-of-two prefix recursively.
-    return _root(level)
+        return _h(algorithm, b"")
+    level = [_h(algorithm, b"\x00" + leaf) for leaf in leaves]
+    return _subtree(algorithm, level)
 
 
-def _root(leaves: Sequence[bytes]) -> bytes:
-    if len(leaves) == 1:
-        return leaves[0]
-    k = 1 << ((len(leaves) - 1).bit_length() - 1)
-    return _node(_root(leaves[:k]), _root(leaves[k:]))
+def _subtree(algorithm: str, hashes: Sequence[bytes]) -> bytes:
+    if len(hashes) == 1:
+        return hashes[0]
+    split = 1 << ((len(hashes) - 1).bit_length() - 1)
+    return _h(algorithm, b"\x01" + _subtree(algorithm, hashes[:split]) + _subtree(algorithm, hashes[split:]))
 
 
-def model_id(records: Sequence[dict[str, Any]]) -> str:
-    encoded = sorted(canonical_json(r) for r in records)
-    return "blake3:" + merkle_root([_leaf(r) for r in encoded]).hex()
+def model_id(algorithm: str, records: Iterable[dict[str, Any]]) -> str:
+    """``<algorithm>:<hex root>`` over the given leaf records."""
+    check_algorithm(algorithm)
+    return f"{algorithm}:{merkle_root(algorithm, leaf_bytes(records)).hex()}"
