@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import getpass
 import json
 import os
 import sys
+from collections.abc import Iterator
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from strongroom.keys import LocalKeyring
-from strongroom.keys.errors import KeyProviderError
+from strongroom.keys import factory
+from strongroom.keys.errors import KeyProviderError, KeySettingsError
 from strongroom.keys.provider import KeyProvider
+from strongroom.keys.settings import KeySettings
 
 console = Console()
 err_console = Console(stderr=True)
@@ -22,9 +27,37 @@ err_console = Console(stderr=True)
 PASSPHRASE_ENV = "STRONGROOM_PASSPHRASE"
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
-KeysOption = Annotated[Path, typer.Option("--keys", help="Local key directory (from 'strongroom keys init').")]
+KEY_CONFIG_ENV = "STRONGROOM_KEY_CONFIG"
+
+
+class ProviderChoice(StrEnum):
+    """The key providers ``--key-provider`` accepts."""
+
+    local = "local"
+    pkcs11 = "pkcs11"
+    openbao = "openbao"
+    shamir = "shamir"
+
+
+KeysOption = Annotated[Path | None, typer.Option("--keys", help="Local key directory (from 'strongroom keys init').")]
 KekFileOption = Annotated[
     Path | None, typer.Option("--kek-file", help="Read the KEK from this file instead of a passphrase.")
+]
+KeyProviderOption = Annotated[
+    ProviderChoice | None,
+    typer.Option(
+        "--key-provider",
+        help="Where data keys are wrapped (default: the settings' provider, else local).",
+        case_sensitive=False,
+    ),
+]
+KeyConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--key-config",
+        envvar=KEY_CONFIG_ENV,
+        help="Key-provider settings file (TOML or JSON); STRONGROOM_* variables override it.",
+    ),
 ]
 
 
@@ -47,9 +80,50 @@ def read_passphrase(confirm: bool = False) -> str:
     return first
 
 
-def open_provider(keys: Path, kek_file: Path | None = None) -> KeyProvider:
-    """Open the local keyring in ``keys`` with its KEK file or passphrase."""
-    record = LocalKeyring.read_record(keys)
-    if record["protection"] == "kek-file":
-        return LocalKeyring.open(keys, kek_file=kek_file)
-    return LocalKeyring.open(keys, passphrase=read_passphrase())
+def key_settings(
+    keys: Path | None = None,
+    kek_file: Path | None = None,
+    key_provider: ProviderChoice | str | None = None,
+    key_config: Path | None = None,
+) -> KeySettings:
+    """Combine the CLI's key options, the settings file and the environment into one ``KeySettings``."""
+    kind = key_provider.value if isinstance(key_provider, ProviderChoice) else key_provider
+    if keys is not None or kek_file is not None:
+        if kind not in (None, "local"):
+            raise KeySettingsError(f"--keys and --kek-file are for the local provider, not {kind}")
+        kind = "local"  # --keys names a local key directory, whatever the settings say
+    settings = KeySettings.load(key_config, provider=kind)
+    if keys is not None or kek_file is not None:
+        local = dataclasses.replace(
+            settings.local, keys=keys or settings.local.keys, kek_file=kek_file or settings.local.kek_file
+        )
+        settings = dataclasses.replace(settings, local=local)
+    return settings
+
+
+def open_provider(
+    keys: Path | None = None,
+    kek_file: Path | None = None,
+    key_provider: ProviderChoice | str | None = None,
+    key_config: Path | None = None,
+) -> KeyProvider:
+    """Open the key provider the options name: a local key directory, or any provider from settings."""
+    settings = key_settings(keys, kek_file, key_provider, key_config)
+    return factory.open_provider(settings, ask_passphrase=read_passphrase)
+
+
+@contextlib.contextmanager
+def provider_from_options(
+    keys: Path | None = None,
+    kek_file: Path | None = None,
+    key_provider: ProviderChoice | str | None = None,
+    key_config: Path | None = None,
+) -> Iterator[KeyProvider]:
+    """``open_provider`` as a context manager that closes the provider (HSM session, HTTP client, KEK)."""
+    provider = open_provider(keys, kek_file, key_provider, key_config)
+    try:
+        yield provider
+    finally:
+        close = getattr(provider, "close", None)
+        if callable(close):
+            close()

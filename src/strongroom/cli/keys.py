@@ -1,14 +1,33 @@
-"""``strongroom keys ...``: create and describe local key directories."""
+"""``strongroom keys ...``: local key directories, provider checks, PKCS#11 KEKs and custodian key pairs."""
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from strongroom.cli.common import JsonOption, KekFileOption, console, print_json, read_passphrase
+from strongroom.cli.common import (
+    JsonOption,
+    KekFileOption,
+    KeyConfigOption,
+    KeyProviderOption,
+    KeysOption,
+    console,
+    key_settings,
+    print_json,
+    provider_from_options,
+    read_passphrase,
+)
 from strongroom.keys import LocalKeyring
+from strongroom.keys.errors import KeyProviderError, KeySettingsError
+from strongroom.keys.hpke import fingerprint, write_private_key, write_public_key
+from strongroom.memory import wipe
+
+CUSTODIAN_PASSPHRASE_ENV = "STRONGROOM_CUSTODIAN_PASSPHRASE"
 
 keys_app = typer.Typer(help="Key directories and signing keys.", no_args_is_help=True)
 
@@ -58,6 +77,100 @@ def gen_signer(
         print_json(summary)
     else:
         console.print(f"wrote {private} and {public} ({key_type}, key id {signer.key_id[:16]})")
+
+
+@keys_app.command("check")
+def check(
+    keys: KeysOption = None,
+    kek_file: KekFileOption = None,
+    key_provider: KeyProviderOption = None,
+    key_config: KeyConfigOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Open the configured key provider and round-trip one throwaway data key through it."""
+    with provider_from_options(keys, kek_file, key_provider, key_config) as provider:
+        start = time.perf_counter()
+        data_key, wrapped = provider.generate_data_key()
+        wrapped_s = time.perf_counter() - start
+        try:
+            start = time.perf_counter()
+            try:
+                again = provider.unwrap(wrapped)
+                unwrap_note = "ok" if again == data_key else "MISMATCH"
+                wipe(again)
+            except KeyProviderError as exc:  # Shamir without local custodian keys cannot unwrap alone
+                unwrap_note = f"not by this provider alone ({type(exc).__name__})"
+            unwrap_s = time.perf_counter() - start
+        finally:
+            wipe(data_key)
+    if unwrap_note == "MISMATCH":
+        raise KeyProviderError(f"{provider.provider}:{provider.key_id} unwrapped a different key than it wrapped")
+    summary = {
+        "provider": provider.provider,
+        "key_id": provider.key_id,
+        "wrapped_bytes": len(wrapped.blob),
+        "generate_ms": round(wrapped_s * 1000, 3),
+        "unwrap": unwrap_note,
+        "unwrap_ms": round(unwrap_s * 1000, 3),
+    }
+    if json_out:
+        print_json(summary)
+        return
+    console.print(
+        f"{summary['provider']}:{summary['key_id']}: data key wrapped in {summary['generate_ms']} ms "
+        f"({summary['wrapped_bytes']} bytes), unwrap {unwrap_note}"
+    )
+
+
+@keys_app.command("pkcs11-init")
+def pkcs11_init(key_config: KeyConfigOption = None, json_out: JsonOption = False) -> None:
+    """Generate the AES-256 KEK inside the PKCS#11 token named by the settings (non-extractable)."""
+    from strongroom.keys.pkcs11 import Pkcs11Provider, create_kek
+
+    settings = key_settings(key_provider="pkcs11", key_config=key_config)
+    p = settings.pkcs11
+    assert p is not None
+    if p.pin is None:
+        raise KeySettingsError(f"{settings.origin}: [pkcs11] no PIN: set STRONGROOM_PKCS11_PIN or pkcs11.pin_file")
+    create_kek(p.module, p.token_label, p.pin.reveal(), p.key_label)
+    with Pkcs11Provider(p.module, p.token_label, p.pin.reveal(), p.key_label, mechanism=p.mechanism) as provider:
+        summary = {"provider": provider.provider, "key_id": provider.key_id, "attributes": provider.kek_attributes()}
+    if json_out:
+        print_json(summary)
+    else:
+        console.print(f"created non-extractable KEK [bold]{summary['key_id']}[/] in token {p.token_label!r}")
+
+
+@keys_app.command("custodian-init")
+def custodian_init(
+    name: Annotated[str, typer.Argument(help="Custodian name (file stem).")],
+    directory: Annotated[Path, typer.Option("--dir", help="Where to write NAME.pem and NAME.pub.pem.")] = Path("."),
+    json_out: JsonOption = False,
+) -> None:
+    """Create a custodian's X25519 key pair; the private key is encrypted under STRONGROOM_CUSTODIAN_PASSPHRASE."""
+    if not name or "/" in name or name.startswith("."):
+        raise KeyProviderError(f"custodian name {name!r} must be a plain file stem")
+    private_path, public_path = directory / f"{name}.pem", directory / f"{name}.pub.pem"
+    for path in (private_path, public_path):
+        if path.exists():
+            raise KeyProviderError(f"{path}: already exists")
+    directory.mkdir(parents=True, exist_ok=True)
+    passphrase = os.environ.get(CUSTODIAN_PASSPHRASE_ENV)
+    key = X25519PrivateKey.generate()
+    write_private_key(private_path, key, passphrase.encode() if passphrase else None)
+    write_public_key(public_path, key.public_key())
+    summary = {
+        "name": name,
+        "private_key": str(private_path),
+        "public_key": str(public_path),
+        "fingerprint": fingerprint(key.public_key()),
+        "encrypted": bool(passphrase),
+    }
+    if json_out:
+        print_json(summary)
+    else:
+        note = "" if passphrase else f" [yellow](unencrypted: set {CUSTODIAN_PASSPHRASE_ENV} to protect it)[/]"
+        console.print(f"custodian [bold]{name}[/] {summary['fingerprint']}: {public_path}, {private_path}{note}")
 
 
 def register(app: typer.Typer) -> None:

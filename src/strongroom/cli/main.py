@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 
 from strongroom.cli import custody as custody_cli
 from strongroom.cli import demo as demo_cli
@@ -43,11 +44,12 @@ def main() -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except StrongroomError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
-        err_console.print(f"[bold red]error:[/] {where}{exc.strerror or exc}", highlight=False, soft_wrap=True)
+        text = escape(f"{where}{exc.strerror or exc}")
+        err_console.print(f"[bold red]error:[/] {text}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         err_console.print("[bold red]error:[/] interrupted")

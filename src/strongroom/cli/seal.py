@@ -20,7 +20,16 @@ from rich.progress import (
 from rich.table import Table
 
 from strongroom.atomic import atomic_directory, write_atomic
-from strongroom.cli.common import JsonOption, KekFileOption, KeysOption, console, open_provider, print_json
+from strongroom.cli.common import (
+    JsonOption,
+    KekFileOption,
+    KeyConfigOption,
+    KeyProviderOption,
+    KeysOption,
+    console,
+    print_json,
+    provider_from_options,
+)
 from strongroom.seal import SealedModel, seal_path
 from strongroom.seal.errors import DigestMismatchError, SealError
 from strongroom.seal.stream import DEFAULT_SEGMENT_SIZE
@@ -55,16 +64,20 @@ def _total_size(src: Path) -> int:
 def seal(
     src: Annotated[Path, typer.Argument(help="Model directory or single file to seal.")],
     dst: Annotated[Path, typer.Argument(help="Sealed output (must not exist).")],
-    keys: KeysOption,
+    keys: KeysOption = None,
     kek_file: KekFileOption = None,
+    key_provider: KeyProviderOption = None,
+    key_config: KeyConfigOption = None,
     segment_size: Annotated[int, typer.Option(help="Ciphertext segment size in bytes.")] = DEFAULT_SEGMENT_SIZE,
     json_out: JsonOption = False,
 ) -> None:
-    """Seal every file of a model directory under one fresh data key."""
-    provider = open_provider(keys, kek_file)
+    """Seal every file of a model directory under one fresh data key from the chosen key provider."""
     if not src.exists():
         raise SealError(f"{src}: no such file or directory")
-    with _progress(_total_size(src), not json_out) as (advance, on_file):
+    with (
+        provider_from_options(keys, kek_file, key_provider, key_config) as provider,
+        _progress(_total_size(src), not json_out) as (advance, on_file),
+    ):
         summary = seal_path(src, dst, provider, segment_size=segment_size, progress=advance, on_file=on_file)
     if json_out:
         print_json(summary)
@@ -99,14 +112,18 @@ def inspect(
 
 def ls(
     sealed: Annotated[Path, typer.Argument(help="Sealed directory or file.")],
-    keys: KeysOption,
+    keys: KeysOption = None,
     kek_file: KekFileOption = None,
+    key_provider: KeyProviderOption = None,
+    key_config: KeyConfigOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """List tensor names, dtypes and shapes per file (needs the key; decrypts only the headers)."""
-    provider = open_provider(keys, kek_file)
     listing: dict[str, list[dict[str, Any]]] = {}
-    with SealedModel.open(sealed, provider) as model:
+    with (
+        provider_from_options(keys, kek_file, key_provider, key_config) as provider,
+        SealedModel.open(sealed, provider) as model,
+    ):
         for name in model.safetensors_names():
             with model.safetensors(name) as st:
                 listing[name] = [
@@ -126,20 +143,24 @@ def ls(
 def unseal(
     sealed: Annotated[Path, typer.Argument(help="Sealed directory or file.")],
     out: Annotated[Path, typer.Argument(help="Where to write PLAINTEXT (must not exist).")],
-    keys: KeysOption,
+    keys: KeysOption = None,
     plaintext_to_disk: Annotated[
         bool,
         typer.Option("--plaintext-to-disk", help="Required: acknowledge that plaintext weights hit disk."),
     ] = False,
     kek_file: KekFileOption = None,
+    key_provider: KeyProviderOption = None,
+    key_config: KeyConfigOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Export PLAINTEXT back to disk. Defeats sealing; refuses without --plaintext-to-disk."""
     if not plaintext_to_disk:
         raise SealError("unseal writes plaintext weights to disk; pass --plaintext-to-disk to confirm")
-    provider = open_provider(keys, kek_file)
     written: list[str] = []
-    with SealedModel.open(sealed, provider) as model:
+    with (
+        provider_from_options(keys, kek_file, key_provider, key_config) as provider,
+        SealedModel.open(sealed, provider) as model,
+    ):
         if model.single:
             entry = next(model.members())
             data = _checked(model, entry.name)

@@ -23,3 +23,39 @@ class WrongPassphraseError(KeyProviderError):
 
 class UnwrapError(KeyProviderError):
     """A wrapped data key could not be unwrapped: wrong key, tampered blob, or another provider's key."""
+
+
+class KeySettingsError(KeyProviderError):
+    """The key-provider settings (file or environment) are missing a field or hold a bad value."""
+
+
+class ProviderUnavailableError(KeyProviderError):
+    """The key store cannot be reached or loaded (server down, module missing): nothing was done."""
+
+
+class ProviderAuthError(KeyProviderError):
+    """The key store refused our credentials (wrong PIN, wrong or expired token)."""
+
+
+class KekNotFoundError(KeyProviderError):
+    """The named key-encryption key does not exist in the key store (or is ambiguous)."""
+
+
+class KekPolicyError(KeyProviderError):
+    """The key-encryption key exists but its attributes are unsafe (e.g. extractable): refused."""
+
+
+class QuorumRequiredError(KeyProviderError):
+    """A Shamir-split data key can only be recovered by a quorum of custodians, not by the provider alone."""
+
+
+class ShareError(UnwrapError):
+    """A Shamir share is missing, duplicated, corrupted, from the wrong custodian or for another release."""
+
+
+class InsufficientSharesError(ShareError):
+    """Fewer distinct shares than the threshold were presented."""
+
+
+class HpkeError(KeyProviderError):
+    """An HPKE message could not be opened: wrong recipient key, wrong context, or tampered ciphertext."""
