@@ -13,10 +13,12 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from strongroom.custody.errors import CustodyError
 from strongroom.custody.messages import SignedMessage, format_time, new_request, utc_now
-from strongroom.custody.release_crypto import release_info, unwrap_as_host
+from strongroom.custody.release_crypto import release_info
 from strongroom.custody.service import FETCH_TYPE, LOADED_TYPE
-from strongroom.keys.errors import UnwrapError
+from strongroom.keys.errors import KeyProviderError
+from strongroom.keys.hpke import open_as_host
 from strongroom.keys.provider import WrappedKey
+from strongroom.keys.released import ReleasedKey
 from strongroom.memory import wipe
 from strongroom.signing import Signer
 
@@ -64,8 +66,14 @@ class HostSession:
         if bundle.get("host_id") != self.host_id:
             raise CustodyError(f"release is for host {bundle.get('host_id')!r}, not {self.host_id!r}")
         info = release_info(bundle["request_id"], bundle["model_id"], self.host_id)
-        data_key = unwrap_as_host(base64.b64decode(bundle["wrapped_key"]), self.ephemeral, info)
-        return ReleasedKey(WrappedKey.from_json(bundle["key"]), data_key)
+        try:
+            data_key = open_as_host(self.ephemeral, base64.b64decode(bundle["wrapped_key"]), info)
+        except KeyProviderError as exc:
+            raise CustodyError(f"released key does not open for this host and request: {exc}") from None
+        try:
+            return ReleasedKey(WrappedKey.from_json(bundle["key"]), data_key)
+        finally:
+            wipe(data_key)
 
     def loaded(self, request_id: str, model_id: str) -> SignedMessage:
         """The host's signed statement of the model id it verified while loading."""
@@ -77,37 +85,3 @@ class HostSession:
             "loaded_at": format_time(utc_now()),
         }
         return SignedMessage.sign(payload, self.identity)
-
-
-class ReleasedKey:
-    """A key provider holding exactly one released data key, usable only for the wrapped key it came from."""
-
-    def __init__(self, wrapped: WrappedKey, data_key: bytearray) -> None:
-        self._wrapped = wrapped
-        self._data_key: bytearray | None = data_key
-
-    @property
-    def provider(self) -> str:
-        return self._wrapped.provider
-
-    @property
-    def key_id(self) -> str:
-        return self._wrapped.key_id
-
-    def generate_data_key(self) -> tuple[bytearray, WrappedKey]:
-        raise UnwrapError("a released key can only open the model it was released for")
-
-    def wrap(self, data_key: bytes | bytearray) -> WrappedKey:
-        raise UnwrapError("a released key can only open the model it was released for")
-
-    def unwrap(self, wrapped: WrappedKey) -> bytearray:
-        if self._data_key is None:
-            raise UnwrapError("the released key was already wiped")
-        if wrapped != self._wrapped:
-            raise UnwrapError("this release is for another model's data key")
-        return bytearray(self._data_key)
-
-    def close(self) -> None:
-        if self._data_key is not None:
-            wipe(self._data_key)
-            self._data_key = None

@@ -28,9 +28,10 @@ from strongroom.custody.messages import (
 )
 from strongroom.custody.policy import ModelPolicy, evaluate
 from strongroom.custody.ports import EventLog
-from strongroom.custody.release_crypto import release_info, wrap_to_host
+from strongroom.custody.release_crypto import release_info
 from strongroom.custody.store import PENDING, RELEASED, RELEASING, CustodyStore, DuplicateError, dumps
 from strongroom.errors import StrongroomError
+from strongroom.keys.hpke import public_from_bytes, seal_to_host
 from strongroom.keys.provider import KeyProvider, WrappedKey
 from strongroom.memory import wipe
 from strongroom.people.errors import PeopleError
@@ -279,7 +280,7 @@ class CustodyService:
         except Exception as exc:
             raise UnavailableError(f"key provider {key.provider}:{key.key_id} unavailable: {exc}") from None
         try:
-            wrapped = wrap_to_host(data_key, base64.b64decode(host["ephemeral"]), info)
+            wrapped = seal_to_host(public_from_bytes(base64.b64decode(host["ephemeral"])), data_key, info)
         finally:
             wipe(data_key)
         counted = [a for a in approvals if a.payload["approver"] in decision.approvers]
