@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from strongroom.cli.common import KekFileOption, console, open_provider
+from strongroom.cli.common import KekFileOption, KeyConfigOption, KeyProviderOption, console, open_provider
 from strongroom.keys.provider import KeyProvider
 
 
@@ -18,14 +18,21 @@ def serve(
     database: Annotated[str | None, typer.Option(help="PostgreSQL URL instead of SQLite under --data.")] = None,
     keys: Annotated[Path | None, typer.Option("--keys", help="Local keyring the custody service unwraps with.")] = None,
     kek_file: KekFileOption = None,
+    key_provider: KeyProviderOption = None,
+    key_config: KeyConfigOption = None,
     origin: Annotated[str | None, typer.Option(help="Log origin name (first start only).")] = None,
 ) -> None:
-    """Serve the transparency ledger (C2SP tlog-tiles), custody and people APIs."""
+    """Serve the transparency ledger (C2SP tlog-tiles), custody and people APIs.
+
+    The custody service unwraps data keys with the key provider given (--keys for a local keyring, or
+    --key-provider/--key-config for PKCS#11, OpenBao or Shamir); without one, nothing can be released.
+    """
     import uvicorn
 
     from strongroom.server.app import create_app, open_services
 
-    providers: list[KeyProvider] = [open_provider(keys, kek_file)] if keys else []
+    wanted = keys or key_provider or key_config
+    providers: list[KeyProvider] = [open_provider(keys, kek_file, key_provider, key_config)] if wanted else []
     services = open_services(data, database, providers, origin)
     console.print(
         f"ledger {services.ledger.origin} (size {services.ledger.size}) on http://{host}:{port}; "
