@@ -108,3 +108,17 @@ def test_queries_and_tiles(tmp_path: Path, database: str) -> None:
     assert ledger.available_width(0, 1) == 45 and ledger.available_width(1, 0) == 1
     assert unbundle(bundle(ledger.entries(0, 3))) == ledger.entries(0, 3)
     ledger.close()
+
+
+def test_appending_the_same_entry_twice_sequences_it_once(tmp_path: Path, database: str) -> None:
+    ledger = Ledger.open(tmp_path / "data", database)
+    raw = evaluated(Signer.generate("ed25519"), 1)
+    first = ledger.append(raw)
+    again = ledger.append(raw)
+    assert (again.index, again.duplicate, first.duplicate) == (first.index, True, False)
+    futures = [ledger.submit(parse_entry(raw)) for _ in range(5)]
+    assert {f.result().index for f in futures} == {first.index} and ledger.size == 1
+    ledger.close()
+    reopened = Ledger.open(tmp_path / "data", database)
+    assert reopened.append(raw).duplicate and reopened.size == 1
+    reopened.close()

@@ -37,9 +37,10 @@ class Receipt:
 
     index: int
     leaf_hash: bytes
+    duplicate: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"index": self.index, "leaf_hash": self.leaf_hash.hex()}
+        return {"index": self.index, "leaf_hash": self.leaf_hash.hex(), "duplicate": self.duplicate}
 
 
 class Ledger:
@@ -50,7 +51,9 @@ class Ledger:
         self.signer = signer
         self.origin = signer.name
         self.tree = HashTree()
+        self._index_of: dict[bytes, int] = {}
         for leaf in store.leaf_hashes():
+            self._index_of.setdefault(leaf, self.tree.size)
             self.tree.append(leaf)
         self._tree_lock = threading.Lock()
         self._queue: queue.Queue[tuple[Entry, Future[Receipt]] | None] = queue.Queue()
@@ -112,20 +115,38 @@ class Ledger:
                     self._queue.put(None)
                     break
                 batch.append(more)
-            start = self.tree.size
-            leaves = [merkle.leaf_hash(e.raw) for e, _ in batch]
-            try:
-                self.store.append_batch(start, [e for e, _ in batch], leaves)
-            except Exception as exc:
-                error = exc if isinstance(exc, LedgerError) else StorageError(str(exc))
-                for _, future in batch:
-                    future.set_exception(error)
-                continue
-            with self._tree_lock:
-                for leaf in leaves:
-                    self.tree.append(leaf)
-            for offset, (_, future) in enumerate(batch):
-                future.set_result(Receipt(start + offset, leaves[offset]))
+            self._commit(batch)
+
+    def _commit(self, batch: list[tuple[Entry, Future[Receipt]]]) -> None:
+        """Store a batch in one transaction, then extend the tree and answer; a repeat answers its original."""
+        start = self.tree.size
+        fresh: list[tuple[Entry, bytes]] = []
+        answers: list[tuple[Future[Receipt], bytes, int | None]] = []
+        pending: dict[bytes, int] = {}
+        for entry, future in batch:
+            leaf = merkle.leaf_hash(entry.raw)
+            known = self._index_of.get(leaf, pending.get(leaf))
+            if known is None:
+                pending[leaf] = start + len(fresh)
+                fresh.append((entry, leaf))
+            answers.append((future, leaf, known))
+        try:
+            if fresh:
+                self.store.append_batch(start, [e for e, _ in fresh], [leaf for _, leaf in fresh])
+        except Exception as exc:
+            error = exc if isinstance(exc, LedgerError) else StorageError(str(exc))
+            for future, _, _ in answers:
+                future.set_exception(error)
+            return
+        with self._tree_lock:
+            for _, leaf in fresh:
+                self._index_of.setdefault(leaf, self.tree.size)
+                self.tree.append(leaf)
+        for future, leaf, known in answers:
+            if known is None:
+                future.set_result(Receipt(pending[leaf], leaf))
+            else:
+                future.set_result(Receipt(known, leaf, duplicate=True))
 
     # -- reading ---------------------------------------------------------------------------------
 
