@@ -72,7 +72,15 @@ def approvals(
     console.print(table if pending else "no pending requests")
 
 
-def _decide(request_id: str, person: str, key: Path, server: str, decision: str, reason: str | None) -> dict[str, Any]:
+def _decide(
+    request_id: str,
+    person: str,
+    key: Path,
+    server: str,
+    decision: str,
+    reason: str | None,
+    custodian_key: Path | None = None,
+) -> dict[str, Any]:
     client = CustodyClient(server)
     signer = Signer.load(key)
     matches = [p for p in client.pending(pending_query(person, signer)) if p["request_id"].startswith(request_id)]
@@ -91,11 +99,14 @@ def approve(
     person: PersonOption,
     key: KeyOption,
     reason: Annotated[str | None, typer.Option(help="Note for the log.")] = None,
+    custodian_key: Annotated[
+        Path | None, typer.Option("--custodian-key", help="Your X25519 custodian key: send your key share.")
+    ] = None,
     server: ServerOption = DEFAULT_SERVER,
     json_out: JsonOption = False,
 ) -> None:
-    """Approve a pending request (signed over its exact content)."""
-    result = _decide(request_id, person, key, server, "approve", reason)
+    """Approve a pending request (signed over its exact content); custodians of a split key add their share."""
+    result = _decide(request_id, person, key, server, "approve", reason, custodian_key)
     print_json(result) if json_out else console.print(
         f"approved {result['request_id'][:16]} ({result['approvals']} decision(s) recorded)"
     )

@@ -19,6 +19,7 @@ from strongroom.keys.errors import KeyProviderError
 from strongroom.keys.hpke import open_as_host
 from strongroom.keys.provider import WrappedKey
 from strongroom.keys.released import ReleasedKey
+from strongroom.keys.shamir import ReencryptedShare, host_combine
 from strongroom.memory import wipe
 from strongroom.signing import Signer
 
@@ -66,14 +67,23 @@ class HostSession:
         if bundle.get("host_id") != self.host_id:
             raise CustodyError(f"release is for host {bundle.get('host_id')!r}, not {self.host_id!r}")
         info = release_info(bundle["request_id"], bundle["model_id"], self.host_id)
+        wrapped = WrappedKey.from_json(bundle["key"])
         try:
-            data_key = open_as_host(self.ephemeral, base64.b64decode(bundle["wrapped_key"]), info)
+            if "shares" in bundle:
+                shares = [ReencryptedShare.from_json(s) for s in bundle["shares"]]
+                data_key = host_combine(wrapped, shares, self.ephemeral, info)
+            else:
+                data_key = open_as_host(self.ephemeral, base64.b64decode(bundle["wrapped_key"]), info)
         except KeyProviderError as exc:
             raise CustodyError(f"released key does not open for this host and request: {exc}") from None
         try:
-            return ReleasedKey(WrappedKey.from_json(bundle["key"]), data_key)
+            return ReleasedKey(wrapped, data_key)
         finally:
             wipe(data_key)
+
+    def release_context(self, request_id: str, model_id: str) -> bytes:
+        """What a custodian binds its re-encrypted share to: this request, model and host."""
+        return release_info(request_id, model_id, self.host_id)
 
     def loaded(self, request_id: str, model_id: str) -> SignedMessage:
         """The host's signed statement of the model id it verified while loading."""

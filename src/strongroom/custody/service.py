@@ -31,14 +31,17 @@ from strongroom.custody.ports import EventLog
 from strongroom.custody.release_crypto import release_info
 from strongroom.custody.store import PENDING, RELEASED, RELEASING, CustodyStore, DuplicateError, dumps
 from strongroom.errors import StrongroomError
+from strongroom.keys.errors import KeyProviderError
 from strongroom.keys.hpke import public_from_bytes, seal_to_host
 from strongroom.keys.provider import KeyProvider, WrappedKey
+from strongroom.keys.shamir import ReencryptedShare, ShamirBlob
 from strongroom.memory import wipe
 from strongroom.people.errors import PeopleError
 from strongroom.people.registry import Registry
 from strongroom.signing import Signer, SigningKeyError, Verifier
 
 FETCH_TYPE = "strongroom.release-fetch/v1"
+SHAMIR = "shamir"
 LOADED_TYPE = "strongroom.model-loaded/v1"
 
 
@@ -91,7 +94,8 @@ class CustodyService:
         self, policy: ModelPolicy, key: WrappedKey, registration: dict[str, Any], signer: Signer
     ) -> dict[str, Any]:
         """Record a model's release policy and wrapped data key; log the registration and the policy."""
-        self._provider_for(key)
+        if key.provider != SHAMIR:
+            self._provider_for(key)
         with self.store.transaction() as tx:
             if tx.one("SELECT 1 FROM custody_models WHERE model_id = ?", (policy.model_id,)):
                 raise CustodyError(f"model {policy.model_id} is already registered")
@@ -186,6 +190,16 @@ class CustodyService:
         standing = self.registry.standing(approver, now)
         if not standing.active:
             raise PolicyError([f"approver {approver} has no access: {', '.join(standing.reasons)}"])
+        if "share" in message.payload:
+            _, key = self.model(request.payload["model_id"])
+            if key.provider != SHAMIR:
+                raise MessageError("approval: carries a custodian share, but the model's key is not split")
+            try:
+                share = ReencryptedShare.from_json(message.payload["share"])
+            except KeyProviderError as exc:
+                raise MessageError(f"approval: malformed custodian share: {exc}") from None
+            if share.key_id != key.key_id:
+                raise MessageError("approval: the custodian share is for another key")
         try:
             with self.store.transaction() as tx:
                 tx.execute("INSERT INTO custody_nonces VALUES (?, ?)", (message.payload["nonce"], format_time(now)))
@@ -215,7 +229,11 @@ class CustodyService:
             payload = json.loads(message)["payload"]
             if person is not None and payload["requester"] == person:
                 continue
-            out.append({"request_id": request_id, "received_at": received_at, "request": json.loads(message)})
+            item = {"request_id": request_id, "received_at": received_at, "request": json.loads(message)}
+            _, key = self.model(payload["model_id"])
+            if key.provider == SHAMIR:
+                item["key"] = key.to_json()
+            out.append(item)
         return out
 
     def status(self, request_id: str) -> dict[str, Any]:
@@ -271,19 +289,12 @@ class CustodyService:
             raise PolicyError(list(decision.reasons))
         self._use_nonce(fetch.payload["nonce"], "release fetch")
         host = payload["host"]
-        info = release_info(request_id, payload["model_id"], host["host_id"])
-        provider = self._provider_for(key)
-        try:
-            data_key = provider.unwrap(key)
-        except StrongroomError as exc:
-            raise UnavailableError(f"key provider {key.provider}:{key.key_id} could not unwrap: {exc}") from None
-        except Exception as exc:
-            raise UnavailableError(f"key provider {key.provider}:{key.key_id} unavailable: {exc}") from None
-        try:
-            wrapped = seal_to_host(public_from_bytes(base64.b64decode(host["ephemeral"])), data_key, info)
-        finally:
-            wipe(data_key)
         counted = [a for a in approvals if a.payload["approver"] in decision.approvers]
+        delivery: dict[str, Any]
+        if key.provider == SHAMIR:
+            delivery = self._shamir_delivery(key, counted)
+        else:
+            delivery = self._unwrap_and_seal(key, host, release_info(request_id, payload["model_id"], host["host_id"]))
         body = {
             "model_id": payload["model_id"],
             "request_id": request_id,
@@ -298,6 +309,11 @@ class CustodyService:
             "key": {"provider": key.provider, "key_id": key.key_id},
             "released_at": format_time(now),
         }
+        if "shares" in delivery:
+            body["custodian_shares"] = [
+                {"index": share["index"], "custodian_public_key": share["custodian_public_key"]}
+                for share in delivery["shares"]
+            ]
         try:
             receipt = self.log.append_event("key.released", body, self.operator)
         except StrongroomError as exc:
@@ -306,7 +322,7 @@ class CustodyService:
             "request_id": request_id,
             "model_id": payload["model_id"],
             "host_id": host["host_id"],
-            "wrapped_key": base64.b64encode(wrapped).decode(),
+            **delivery,
             "key": key.to_json(),
             "approvers": list(decision.approvers),
             "ledger": receipt,
@@ -323,6 +339,30 @@ class CustodyService:
             )
             tx.execute("UPDATE custody_requests SET state = ? WHERE request_id = ?", (RELEASED, request_id))
         return bundle
+
+    def _unwrap_and_seal(self, key: WrappedKey, host: dict[str, Any], info: bytes) -> dict[str, Any]:
+        """Unwrap inside the provider and seal the data key to the host's ephemeral key (HPKE)."""
+        provider = self._provider_for(key)
+        try:
+            data_key = provider.unwrap(key)
+        except StrongroomError as exc:
+            raise UnavailableError(f"key provider {key.provider}:{key.key_id} could not unwrap: {exc}") from None
+        except Exception as exc:
+            raise UnavailableError(f"key provider {key.provider}:{key.key_id} unavailable: {exc}") from None
+        try:
+            wrapped = seal_to_host(public_from_bytes(base64.b64decode(host["ephemeral"])), data_key, info)
+        finally:
+            wipe(data_key)
+        return {"wrapped_key": base64.b64encode(wrapped).decode()}
+
+    def _shamir_delivery(self, key: WrappedKey, counted: list[SignedMessage]) -> dict[str, Any]:
+        """A split key is never unwrapped here: forward the custodians' shares, re-encrypted to the host."""
+        threshold = ShamirBlob.parse(key).threshold
+        shares = [a.payload["share"] for a in counted if "share" in a.payload]
+        indices = {ReencryptedShare.from_json(share).index for share in shares}
+        if len(indices) < threshold:
+            raise PolicyError([f"{len(indices)} of {threshold} custodian key shares among the approvals"])
+        return {"shares": shares}
 
     def record_load(self, request_id: str, loaded: SignedMessage) -> dict[str, Any]:
         """Log ``model.loaded`` signed by the host that received the release."""
