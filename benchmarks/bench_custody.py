@@ -11,20 +11,14 @@ that every release has its key.released entry on the ledger.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from pathlib import Path
-
-import httpx
 
 from strongroom.custody.admin import model_registration, person_change
 from strongroom.custody.client import CustodyClient
@@ -33,48 +27,18 @@ from strongroom.custody.messages import SignedMessage, new_approval
 from strongroom.custody.policy import ModelPolicy
 from strongroom.keys import LocalKeyring
 from strongroom.ledger.client import LedgerClient
-from strongroom.server.background import free_port
+from strongroom.server.background import serve_process
 from strongroom.signing import Signer
 
 MODEL = "blake3:" + "5e" * 32
 
 
-@contextlib.contextmanager
-def served(workdir: Path, database: str | None) -> Iterator[str]:
-    """'strongroom serve' in its own process, as in production (clients and server do not share a GIL)."""
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "strongroom.cli.main",
-        "serve",
-        "--data",
-        str(workdir / "srv"),
-        "--port",
-        str(port),
-        "--keys",
-        str(workdir / "keys"),
-    ] + (["--database", database] if database else [])
-    env = {**os.environ, "STRONGROOM_PASSPHRASE": "bench"}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                if httpx.get(url + "/checkpoint", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
 def run(workdir: Path, database: str | None, clients: int) -> None:
     keyring = LocalKeyring.init(workdir / "keys", passphrase="bench", scrypt_n=2**10)
     _, wrapped = keyring.generate_data_key()
-    with served(workdir, database) as url:
+    env = {**os.environ, "STRONGROOM_PASSPHRASE": "bench"}
+    extra = ["--keys", str(workdir / "keys"), *(["--database", database] if database else [])]
+    with serve_process(workdir / "srv", *extra, env=env) as url:
         operator = Signer.load(workdir / "srv" / "operator.key")
         admin = CustodyClient(url)
         admin.register_model(model_registration(ModelPolicy(MODEL, 3, 2), wrapped, {}, operator))

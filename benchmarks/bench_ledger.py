@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +24,7 @@ from strongroom.ledger import merkle
 from strongroom.ledger.entries import make_entry
 from strongroom.ledger.log import Ledger
 from strongroom.ledger.tree import HashTree
-from strongroom.server.background import free_port
+from strongroom.server.background import serve_process
 from strongroom.signing import Signer
 
 
@@ -49,20 +47,7 @@ def in_process(database: str | None, raws: list[bytes], workdir: Path) -> float:
 
 def over_http(count: int, workdir: Path, clients: int) -> tuple[float, float]:
     """'strongroom serve' in its own process; ``clients`` threads append over HTTP, then read tiles."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "strongroom.cli.main", "serve", "--data", str(workdir), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(600):
-            try:
-                if httpx.get(url + "/checkpoint", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+    with serve_process(workdir) as url:
         raws = entries(Signer.load(workdir / "operator.key"), count)
         chunks = [raws[i::clients] for i in range(clients)]
 
@@ -81,9 +66,6 @@ def over_http(count: int, workdir: Path, clients: int) -> tuple[float, float]:
                 http.get("/tile/0/000").raise_for_status()
                 done += 1
             tiles = done / (time.perf_counter() - start)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
     return appends, tiles
 
 

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
-
-from strongroom.server.background import free_port
+from strongroom.server.background import serve_process
 from tests.cli.test_seal_cli import run
 
 SRC = str(Path(__file__).parents[2] / "src")
@@ -27,36 +22,12 @@ def test_demo_main_job_json(tmp_path: Path) -> None:
 
 
 def test_request_approve_load_by_command_line(tmp_path: Path, model_dir: Path) -> None:
-    keys, sealed, data, port = tmp_path / "keys", tmp_path / "sealed", tmp_path / "srv", free_port()
-    url = f"http://127.0.0.1:{port}"
+    keys, sealed, data = tmp_path / "keys", tmp_path / "sealed", tmp_path / "srv"
     assert run("keys", "init", str(keys)).returncode == 0
     assert run("seal", str(model_dir), str(sealed), "--keys", str(keys)).returncode == 0
     model_id = json.loads(run("manifest", str(model_dir), "--json").stdout)["model_id"]
     env = {**os.environ, "PYTHONPATH": SRC, "STRONGROOM_PASSPHRASE": "cli-pass"}
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "strongroom.cli.main",
-            "serve",
-            "--data",
-            str(data),
-            "--port",
-            str(port),
-            "--keys",
-            str(keys),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(url + "/checkpoint", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+    with serve_process(data, "--keys", str(keys), env=env) as url:
         officer = str(data / "operator.key")
         for name, tier, custodian in [("alice", 3, False), ("bob", 4, False), ("carol", 5, True)]:
             assert run("keys", "gen-signer", str(tmp_path / name), "--type", "ed25519").returncode == 0
@@ -153,6 +124,3 @@ def test_request_approve_load_by_command_line(tmp_path: Path, model_dir: Path) -
         assert len(shown) == 1 and shown[0]["body"]["approvers"] == ["bob", "carol"]
         audit = run("ledger", "verify", url, "--state", str(tmp_path / "audit.json"), "--full", "--json")
         assert audit.returncode == 0 and json.loads(audit.stdout)["full_history"] is True
-    finally:
-        server.terminate()
-        server.wait(timeout=30)

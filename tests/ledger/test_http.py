@@ -23,7 +23,7 @@ from strongroom.ledger.entries import make_entry
 from strongroom.ledger.errors import LedgerError, NoteError, SplitViewError
 from strongroom.ledger.note import COSIGNATURE_V1, NoteSigner
 from strongroom.server.app import create_app, open_services
-from strongroom.server.background import BackgroundServer, free_port
+from strongroom.server.background import BackgroundServer, free_port, wait_until_serving
 from strongroom.signing import Signer
 from tests.ledger.test_log import evaluated
 
@@ -134,15 +134,8 @@ def test_sigkill_mid_stream_loses_no_acknowledged_entry(tmp_path: Path) -> None:
 
     def start() -> subprocess.Popen[bytes]:
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/checkpoint", timeout=1).status_code == 200:
-                    return process
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        process.kill()
-        raise AssertionError("server did not start")
+        wait_until_serving(f"http://127.0.0.1:{port}", process)
+        return process
 
     server = start()
     signer = Signer.load(data / "operator.key")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -45,9 +46,41 @@ def open_store(database: str | Path) -> LedgerStore:
     return SqliteStore(Path(text))
 
 
-class SqliteStore:
+class _SqlStore(ABC):
+    """The queries both backends share; each backend supplies ``_run`` (with ``?`` placeholders)."""
+
+    where: str
+
+    @abstractmethod
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Execute one statement and return its rows."""
+
+    def leaf_hashes(self) -> list[bytes]:
+        rows = self._run("SELECT idx, leaf FROM entries ORDER BY idx")
+        for expected, (idx, _) in enumerate(rows):
+            if idx != expected:
+                raise StorageError(f"{self.where}: entry {expected} is missing (found {idx})")
+        return [bytes(r[1]) for r in rows]
+
+    def entries(self, start: int, end: int) -> list[bytes]:
+        rows = self._run("SELECT data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end))
+        return [bytes(r[0]) for r in rows]
+
+    def query(self, filters: dict[str, str], limit: int) -> list[tuple[int, bytes]]:
+        where = [FILTER_COLUMNS[k] for k in filters]
+        sql = "SELECT idx, data FROM entries" + (" WHERE " + " AND ".join(where) if where else "")
+        rows = self._run(sql + " ORDER BY idx LIMIT ?", [*filters.values(), limit])
+        return [(int(r[0]), bytes(r[1])) for r in rows]
+
+    def latest_checkpoint(self) -> tuple[int, str] | None:
+        rows = self._run("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1")
+        return (int(rows[0][0]), str(rows[0][1])) if rows else None
+
+
+class SqliteStore(_SqlStore):
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.where = str(path)
         self._lock = threading.Lock()
         try:
             self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
@@ -70,13 +103,6 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: {exc}") from None
 
-    def leaf_hashes(self) -> list[bytes]:
-        rows = self._run("SELECT idx, leaf FROM entries ORDER BY idx")
-        for expected, (idx, _) in enumerate(rows):
-            if idx != expected:
-                raise StorageError(f"{self.path}: entry {expected} is missing (found {idx})")
-        return [bytes(r[1]) for r in rows]
-
     def append_batch(self, start: int, entries: Sequence[Entry], leaves: Sequence[bytes]) -> None:
         rows = [
             (start + i, e.raw, leaves[i], e.type, e.model_id, e.person, e.signer, e.time) for i, e in enumerate(entries)
@@ -93,35 +119,20 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: append failed: {exc}") from None
 
-    def entries(self, start: int, end: int) -> list[bytes]:
-        return [
-            bytes(r[0])
-            for r in self._run("SELECT data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end))
-        ]
-
-    def query(self, filters: dict[str, str], limit: int) -> list[tuple[int, bytes]]:
-        where = [FILTER_COLUMNS[k] for k in filters]
-        sql = "SELECT idx, data FROM entries" + (" WHERE " + " AND ".join(where) if where else "")
-        rows = self._run(sql + " ORDER BY idx LIMIT ?", [*filters.values(), limit])
-        return [(int(r[0]), bytes(r[1])) for r in rows]
-
     def save_checkpoint(self, size: int, note: str) -> None:
         self._run("INSERT OR IGNORE INTO checkpoints VALUES (?, ?)", (size, note))
-
-    def latest_checkpoint(self) -> tuple[int, str] | None:
-        rows = self._run("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1")
-        return (int(rows[0][0]), str(rows[0][1])) if rows else None
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
 
-class PostgresStore:
+class PostgresStore(_SqlStore):
     def __init__(self, url: str) -> None:
         import psycopg
 
         self.url = url
+        self.where = "PostgreSQL ledger"
         self._lock = threading.Lock()
         try:
             self._db = psycopg.connect(url, autocommit=True, connect_timeout=5)
@@ -145,13 +156,6 @@ class PostgresStore:
         except psycopg.Error as exc:
             raise StorageError(f"PostgreSQL: {exc}") from None
 
-    def leaf_hashes(self) -> list[bytes]:
-        rows = self._run("SELECT idx, leaf FROM entries ORDER BY idx")
-        for expected, (idx, _) in enumerate(rows):
-            if idx != expected:
-                raise StorageError(f"PostgreSQL ledger: entry {expected} is missing (found {idx})")
-        return [bytes(r[1]) for r in rows]
-
     def append_batch(self, start: int, entries: Sequence[Entry], leaves: Sequence[bytes]) -> None:
         import psycopg
 
@@ -164,24 +168,8 @@ class PostgresStore:
         except psycopg.Error as exc:
             raise StorageError(f"PostgreSQL: append failed: {exc}") from None
 
-    def entries(self, start: int, end: int) -> list[bytes]:
-        return [
-            bytes(r[0])
-            for r in self._run("SELECT data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end))
-        ]
-
-    def query(self, filters: dict[str, str], limit: int) -> list[tuple[int, bytes]]:
-        where = [FILTER_COLUMNS[k] for k in filters]
-        sql = "SELECT idx, data FROM entries" + (" WHERE " + " AND ".join(where) if where else "")
-        rows = self._run(sql + " ORDER BY idx LIMIT ?", [*filters.values(), limit])
-        return [(int(r[0]), bytes(r[1])) for r in rows]
-
     def save_checkpoint(self, size: int, note: str) -> None:
         self._run("INSERT INTO checkpoints VALUES (?, ?) ON CONFLICT DO NOTHING", (size, note))
-
-    def latest_checkpoint(self) -> tuple[int, str] | None:
-        rows = self._run("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1")
-        return (int(rows[0][0]), str(rows[0][1])) if rows else None
 
     def close(self) -> None:
         with self._lock:

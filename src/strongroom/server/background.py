@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from types import TracebackType
 
 import uvicorn
@@ -44,3 +49,34 @@ class BackgroundServer:
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+def wait_until_serving(url: str, process: subprocess.Popen[bytes] | None = None, timeout: float = 60.0) -> None:
+    """Poll ``url``/checkpoint until the server answers; raise if it exits or the time runs out."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise StrongroomError(f"the server for {url} exited with status {process.returncode}")
+        try:
+            if httpx.get(url + "/checkpoint", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise StrongroomError(f"{url} did not start serving within {timeout:.0f}s")
+
+
+@contextlib.contextmanager
+def serve_process(data: Path, *extra: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``strongroom serve`` in its own process on a free loopback port; yields its URL, stops it after."""
+    port = free_port()
+    command = [sys.executable, "-m", "strongroom.cli.main", "serve", "--data", str(data), "--port", str(port), *extra]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(url, process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
