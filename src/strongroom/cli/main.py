@@ -7,6 +7,7 @@ import sys
 import typer
 
 from strongroom.cli import keys as keys_cli
+from strongroom.cli import meetings as meetings_cli
 from strongroom.cli import seal as seal_cli
 from strongroom.cli.common import err_console
 from strongroom.errors import StrongroomError
@@ -20,6 +21,7 @@ app = typer.Typer(
 )
 keys_cli.register(app)
 seal_cli.register(app)
+meetings_cli.register(app)
 
 
 def main() -> None:

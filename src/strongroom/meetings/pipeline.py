@@ -72,8 +72,13 @@ def transcribe_meeting(
     transcriber: Transcriber | None = None,
     stage: Stage | None = None,
     on_refusal: Callable[[str], None] | None = None,
+    on_progress: Callable[[float, float], None] | None = None,
 ) -> MeetingResult:
-    """Run the whole pipeline with the network guard up; the audio is deleted only after outputs are safe."""
+    """Run the whole pipeline with the network guard up; the audio is deleted only after outputs are safe.
+
+    ``stage`` hears each step's name, ``on_refusal`` each refused connection, ``on_progress`` (seconds
+    done, seconds total) the speech model's progress.
+    """
     opts = options or MeetingOptions()
     say: Stage = stage or (lambda name: None)
     timings: dict[str, float] = {}
@@ -92,7 +97,11 @@ def transcribe_meeting(
         model = transcriber or Transcriber(opts.transcribe)
         t = timed("load_model", t)
         say("transcribing")
-        segments, facts = model.transcribe(audio)
+        segments, facts = model.transcribe(
+            audio, None if on_progress is None else (lambda done: on_progress(done, audio.duration))
+        )
+        if on_progress is not None:
+            on_progress(audio.duration, audio.duration)
         t = timed("transcribe", t)
         if opts.diarizer is not None and segments:
             say("telling speakers apart")

@@ -7,6 +7,7 @@ downloaded at run time; any faster-whisper (CTranslate2) model directory can be 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,8 +116,13 @@ class Transcriber:
                 "pass a multilingual model with --model"
             )
 
-    def transcribe(self, audio: Audio) -> tuple[list[Segment], dict[str, Any]]:
-        """The segments (with words) of ``audio``, and facts about the run (language, model, device)."""
+    def transcribe(
+        self, audio: Audio, on_progress: Callable[[float], None] | None = None
+    ) -> tuple[list[Segment], dict[str, Any]]:
+        """The segments (with words) of ``audio``, and facts about the run (language, model, device).
+
+        ``on_progress`` hears the seconds of audio done after each segment.
+        """
         opts = self.options
         try:
             raw, info = self.model.transcribe(
@@ -127,7 +133,11 @@ class Transcriber:
                 word_timestamps=opts.word_timestamps,
                 condition_on_previous_text=False,
             )
-            segments = [_segment(s) for s in raw]
+            segments = []
+            for item in raw:
+                segments.append(_segment(item))
+                if on_progress is not None:
+                    on_progress(float(item.end))
         except (RuntimeError, ValueError) as exc:
             raise TranscriptionError(f"{audio.source}: speech model failed: {exc}") from None
         facts = {
