@@ -90,7 +90,7 @@ def make_meeting(dst: Path, turns: list[tuple[str, str]] = SCRIPT) -> list[tuple
 
 
 def long_meeting_turns(seconds: float) -> list[tuple[str, str]]:
-    """Turns cycling SCRIPT + MORE, enough for about ``seconds`` of speech (~3.5 s per turn)."""
+    """Turns cycling SCRIPT + MORE, enough for about ``seconds`` of meeting (~4.85 s per turn with its gap)."""
     pool = SCRIPT + MORE
-    count = int(seconds / 3.5) + 1
+    count = max(1, round(seconds / 4.85))
     return [pool[i % len(pool)] for i in range(count)]

@@ -91,11 +91,11 @@ def test_corrupt_flac(tmp_path: Path, short_meeting: Meeting) -> None:
     good = _flac(short_meeting.path, tmp_path / "good.flac").read_bytes()
     zeroed = tmp_path / "zeroed.flac"
     zeroed.write_bytes(good[:200] + bytes(len(good) - 200))  # header intact, frames destroyed
-    with pytest.raises(CorruptAudioError, match="zeroed.flac"):
+    with pytest.raises(CorruptAudioError, match=r"zeroed\.flac"):
         load_audio(zeroed)
     truncated = tmp_path / "truncated.flac"
     truncated.write_bytes(good[:60])  # cut inside the STREAMINFO block
-    with pytest.raises(CorruptAudioError, match="truncated.flac"):
+    with pytest.raises(CorruptAudioError, match=r"truncated\.flac"):
         load_audio(truncated)
 
 
@@ -104,7 +104,7 @@ def test_corrupt_ogg(tmp_path: Path, short_meeting: Meeting) -> None:
     rng = np.random.default_rng(7)
     bad = tmp_path / "bad.ogg"
     bad.write_bytes(good[:100] + rng.integers(0, 256, len(good) - 100, dtype=np.uint8).tobytes())
-    with pytest.raises(CorruptAudioError, match="bad.ogg"):
+    with pytest.raises(CorruptAudioError, match=r"bad\.ogg"):
         load_audio(bad)
 
 
@@ -179,7 +179,8 @@ def test_cli_errors_are_one_line(tmp_path: Path, cli_env: dict[str, str], cli_ke
     }
     for name, message in cases.items():
         run = subprocess.run(
-            [*CLI, "meetings", "transcribe", str(tmp_path / name), "--out", str(tmp_path / "o"), "--keys", str(cli_keys)],
+            [*CLI, "meetings", "transcribe", str(tmp_path / name), "--out", str(tmp_path / "o"),
+             "--keys", str(cli_keys)],
             env=cli_env, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         assert run.returncode == 1, run.stderr

@@ -16,7 +16,9 @@ def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
     return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=300, check=False)
 
 
-def test_transcribe_sealed_then_show(tmp_path: Path, short_meeting: Meeting, cli_env: dict[str, str], cli_keys: Path) -> None:
+def test_transcribe_sealed_then_show(
+    tmp_path: Path, short_meeting: Meeting, cli_env: dict[str, str], cli_keys: Path
+) -> None:
     audio = tmp_path / "call.wav"
     shutil.copyfile(short_meeting.path, audio)
     out = tmp_path / "call"
@@ -50,7 +52,10 @@ def test_transcribe_sealed_then_show(tmp_path: Path, short_meeting: Meeting, cli
 
 def test_plaintext_only_when_asked(tmp_path: Path, short_meeting: Meeting, cli_env: dict[str, str]) -> None:
     out = tmp_path / "plain"
-    run = _run(["meetings", "transcribe", str(short_meeting.path), "--out", str(out), "--plaintext", "--diarizer", "none"], cli_env)
+    run = _run(
+        ["meetings", "transcribe", str(short_meeting.path), "--out", str(out), "--plaintext", "--diarizer", "none"],
+        cli_env,
+    )
     assert run.returncode == 0, run.stderr
     assert "PLAINTEXT" in run.stdout and "network guard: on" in run.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted(

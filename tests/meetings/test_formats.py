@@ -11,8 +11,7 @@ import srt
 import webvtt
 
 from strongroom.meetings.errors import OutputError
-from strongroom.meetings.formats import clock, from_json, parse_speaker_names, render, to_json
-from strongroom.meetings.formats import Transcript
+from strongroom.meetings.formats import Transcript, clock, from_json, parse_speaker_names, render, to_json
 from strongroom.meetings.transcribe import Segment, Word
 
 
@@ -64,7 +63,7 @@ def test_json_round_trip_and_names() -> None:
     ],
 )
 def test_malformed_json_is_refused(doc: str) -> None:
-    with pytest.raises(OutputError, match="transcript.json"):
+    with pytest.raises(OutputError, match=r"transcript\.json"):
         from_json(doc)
 
 

@@ -89,7 +89,7 @@ def test_every_egress_path_is_refused(connect_spy: list[Any]) -> None:
                 v6.connect(("2001:db8::1", 80, 0, 0))  # RFC 3849 documentation prefix
             with pytest.raises(EgressBlockedError):
                 v6.connect((f"::ffff:{TEST_NET}", 80, 0, 0))
-        with pytest.raises(EgressBlockedError, match="name lookup of 'example.com'"):
+        with pytest.raises(EgressBlockedError, match=r"name lookup of 'example\.com'"):
             socket.getaddrinfo("example.com", 443)
         with pytest.raises(EgressBlockedError):
             socket.create_connection(("example.com", 80), timeout=0.5)
@@ -177,7 +177,9 @@ def test_a_swallowed_attempt_is_still_reported(
     assert TEST_NET.encode() in facts
 
 
-def test_cli_refuses_a_summary_endpoint_off_the_machine(tmp_path: Path, short_meeting: Meeting, cli_env: dict[str, str], cli_keys: Path) -> None:
+def test_cli_refuses_a_summary_endpoint_off_the_machine(
+    tmp_path: Path, short_meeting: Meeting, cli_env: dict[str, str], cli_keys: Path
+) -> None:
     run = subprocess.run(
         [*CLI, "meetings", "transcribe", str(short_meeting.path), "--out", str(tmp_path / "o"), "--keys", str(cli_keys),
          "--llm-url", f"http://{TEST_NET}:8080/v1"],

@@ -60,7 +60,9 @@ def test_two_voices_are_told_apart(sealed_run: Run, meeting: Meeting) -> None:
     assert transcript.speakers == ["SPEAKER_00", "SPEAKER_01"], "the speaker count was not found as two"
 
     def true_voice(t: float) -> str:
-        return min(meeting.timeline, key=lambda turn: 0 if turn[0] <= t <= turn[1] else min(abs(t - turn[0]), abs(t - turn[1])))[2]
+        return min(
+            meeting.timeline, key=lambda turn: 0 if turn[0] <= t <= turn[1] else min(abs(t - turn[0]), abs(t - turn[1]))
+        )[2]
 
     pairs = [(w.speaker, true_voice((w.start + w.end) / 2)) for s in transcript.segments for w in s.words]
     best = max(

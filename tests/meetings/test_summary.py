@@ -113,7 +113,9 @@ def test_loopback_endpoints_are_accepted() -> None:
 
 
 def test_long_transcripts_are_chunked_then_merged(chat_server: ChatServer) -> None:
-    long = _transcript([("SPEAKER_00", f"Item {i}: the team reviewed finding number {i} in detail.") for i in range(200)])
+    long = _transcript(
+        [("SPEAKER_00", f"Item {i}: the team reviewed finding number {i} in detail.") for i in range(200)]
+    )
     url = f"http://127.0.0.1:{chat_server.server_address[1]}/v1"
     summary = summarize(long, url, model="tiny", chunk_chars=2000)
     assert summary.method == "llm:tiny"

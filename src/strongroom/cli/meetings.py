@@ -18,9 +18,7 @@ meetings_app = typer.Typer(
     no_args_is_help=True,
 )
 
-OptionalKeys = Annotated[
-    Path | None, typer.Option("--keys", help="Local key directory (from 'strongroom keys init').")
-]
+OptionalKeys = Annotated[Path | None, typer.Option("--keys", help="Local key directory (from 'strongroom keys init').")]
 NamesOption = Annotated[
     list[str] | None,
     typer.Option("--speaker-name", help="Map a label to a name, e.g. SPEAKER_00=Alice (repeatable)."),
@@ -147,7 +145,8 @@ def transcribe(
     kind = "PLAINTEXT" if plaintext else "sealed"
     console.print(
         f"transcribed {data['duration']:.1f} s in {sum(result.timings.values()):.1f} s: "
-        f"{data['segments']} segment(s), {len(data['speakers'])} speaker(s); {len(result.files)} {kind} file(s) in {out}",
+        f"{data['segments']} segment(s), {len(data['speakers'])} speaker(s); "
+        f"{len(result.files)} {kind} file(s) in {out}",
         highlight=False,
     )
     if result.refused:

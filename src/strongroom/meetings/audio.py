@@ -11,6 +11,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -114,7 +115,7 @@ def _decode_stream(container: object, path: Path, container_name: str) -> npt.ND
     from av.audio.resampler import AudioResampler
 
     resampler = AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-    chunks: list[npt.NDArray[np.int16]] = []
+    chunks: list[npt.NDArray[Any]] = []
     decoded_s = 0.0
     try:
         for frame in container.decode(audio=0):  # type: ignore[attr-defined]

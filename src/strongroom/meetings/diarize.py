@@ -100,7 +100,7 @@ def standardise(vectors: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     scale = vectors.std(axis=0)
     z = (vectors - vectors.mean(axis=0)) / np.where(scale > 1e-9, scale, 1.0)
     z[:, :-1] /= np.sqrt(vectors.shape[1] - 1)
-    return z
+    return np.asarray(z, dtype=np.float64)
 
 
 def cluster(

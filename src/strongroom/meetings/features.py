@@ -10,7 +10,7 @@ from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
-from scipy.fft import dct
+from scipy.fft import dct, irfft, rfft
 
 FRAME_S = 0.025
 HOP_S = 0.010
@@ -30,7 +30,7 @@ def mel_filterbank(sample_rate: int, n_fft: int = N_FFT, n_mels: int = N_MELS) -
         return 2595.0 * np.log10(1.0 + hz / 700.0)
 
     def mel_to_hz(mel: FloatArray) -> FloatArray:
-        return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+        return np.asarray(700.0 * (10.0 ** (mel / 2595.0) - 1.0), dtype=np.float64)
 
     edges = mel_to_hz(np.linspace(hz_to_mel(np.array(F_MIN)), hz_to_mel(np.array(F_MAX)), n_mels + 2))
     bins = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
@@ -51,7 +51,7 @@ def frames(samples: npt.NDArray[np.float32], sample_rate: int) -> FloatArray:
         samples = np.pad(samples, (0, length - samples.size))
     count = 1 + (samples.size - length) // hop
     index = np.arange(length)[None, :] + hop * np.arange(count)[:, None]
-    return samples[index].astype(np.float64) * np.hamming(length)
+    return np.asarray(samples[index].astype(np.float64) * np.hamming(length), dtype=np.float64)
 
 
 def mfcc(samples: npt.NDArray[np.float32], sample_rate: int) -> tuple[FloatArray, FloatArray]:
@@ -75,20 +75,24 @@ def pitch(samples: npt.NDArray[np.float32], sample_rate: int, fmin: float = 60.0
         return np.zeros(0)
     count = 1 + (samples.size - length) // hop
     index = np.arange(length)[None, :] + hop * np.arange(count)[:, None]
-    chunk = samples[index].astype(np.float64)
+    chunk = samples[index].astype(np.float32)
     chunk -= chunk.mean(axis=1, keepdims=True)
-    spectrum = np.fft.rfft(chunk, n=2 * length)
-    corr = np.fft.irfft(np.abs(spectrum) ** 2)[:, :length]
+    size = 1 << (2 * length - 1).bit_length()
+    spectrum = rfft(chunk, n=size, axis=1)
+    corr = irfft(np.abs(spectrum) ** 2, n=size, axis=1)[:, :length].astype(np.float64)
     corr = corr / (corr[:, :1] + 1e-10) * (length / (length - np.arange(length)))
     lag_min, lag_max = int(sample_rate / fmax), int(sample_rate / fmin)
     region = corr[:, lag_min:lag_max]
     peak = region.max(axis=1)
-    f0 = np.zeros(count)
-    for i in np.nonzero(peak >= 0.5)[0]:
-        k = int(np.argmax(region[i] >= 0.85 * peak[i]))
-        while k + 1 < region.shape[1] and region[i, k + 1] > region[i, k]:
-            k += 1
-        f0[i] = sample_rate / (k + lag_min)
+    voiced = peak >= 0.5
+    first = np.argmax(region >= 0.85 * peak[:, None], axis=1)
+    # climb to the local maximum: the first lag at or after ``first`` where the curve stops rising
+    falling = np.zeros_like(region, dtype=bool)
+    falling[:, :-1] = region[:, 1:] <= region[:, :-1]
+    falling[:, -1] = True
+    falling &= np.arange(region.shape[1])[None, :] >= first[:, None]
+    best = np.argmax(falling, axis=1)
+    f0 = np.where(voiced, sample_rate / (best + lag_min), 0.0)
     return f0
 
 

@@ -151,7 +151,13 @@ def from_json(text: str | bytes, source: str = "transcript.json") -> Transcript:
                 text=str(s["text"]),
                 speaker=s.get("speaker"),
                 words=[
-                    Word(float(w["start"]), float(w["end"]), " " + str(w["word"]), float(w["probability"]), w.get("speaker"))
+                    Word(
+                        float(w["start"]),
+                        float(w["end"]),
+                        " " + str(w["word"]),
+                        float(w["probability"]),
+                        w.get("speaker"),
+                    )
                     for w in s.get("words", [])
                 ],
             )
@@ -163,6 +169,10 @@ def from_json(text: str | bytes, source: str = "transcript.json") -> Transcript:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise OutputError(f"{source}: malformed transcript field: {exc}") from None
+
+
+def _word(w: dict[str, Any]) -> Word:
+    return Word(float(w["start"]), float(w["end"]), " " + str(w["word"]), float(w["probability"]), w.get("speaker"))
 
 
 def render(t: Transcript, fmt: Format) -> str:

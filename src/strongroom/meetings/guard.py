@@ -135,10 +135,10 @@ def _getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def _install() -> None:
-    socket.socket.connect = _connect  # type: ignore[method-assign]
-    socket.socket.connect_ex = _connect_ex  # type: ignore[method-assign]
+    socket.socket.connect = _connect  # type: ignore[method-assign,assignment]
+    socket.socket.connect_ex = _connect_ex  # type: ignore[method-assign,assignment]
     socket.socket.sendto = _sendto  # type: ignore[method-assign,assignment]
-    socket.socket.sendmsg = _sendmsg  # type: ignore[method-assign]
+    socket.socket.sendmsg = _sendmsg  # type: ignore[method-assign,assignment]
     socket.getaddrinfo = _getaddrinfo
     for key, value in OFFLINE_ENV.items():
         _saved_env[key] = os.environ.get(key)
@@ -146,7 +146,7 @@ def _install() -> None:
     hub = sys.modules.get("huggingface_hub.constants")
     if hub is not None:  # it reads HF_HUB_OFFLINE once, at import
         _saved_env["__hub_offline__"] = "1" if getattr(hub, "HF_HUB_OFFLINE", False) else ""
-        hub.HF_HUB_OFFLINE = True
+        vars(hub)["HF_HUB_OFFLINE"] = True
 
 
 def _uninstall() -> None:
@@ -158,7 +158,7 @@ def _uninstall() -> None:
     hub_saved = _saved_env.pop("__hub_offline__", None)
     hub = sys.modules.get("huggingface_hub.constants")
     if hub is not None and hub_saved is not None:
-        hub.HF_HUB_OFFLINE = bool(hub_saved)
+        vars(hub)["HF_HUB_OFFLINE"] = bool(hub_saved)
     for key, value in _saved_env.items():
         if value is None:
             os.environ.pop(key, None)

@@ -37,14 +37,13 @@ ACTION_CUES = re.compile(
     r"i'll|we'll|please)\b",
     re.I,
 )
-STOPWORDS = frozenset(
-    """a about above after again all also am an and any are as at be because been before being below between
-    both but by can could did do does doing down during each few for from further had has have having he her
-    here hers him his how i if in into is it its itself just let me more most my no nor not now of off on once
-    only or other our ours out over own same she should so some such than that the their them then there these
-    they this those through to too under until up us very was we were what when where which while who whom why
-    will with would you your yes okay ok thanks thank good morning everyone""".split()
-)
+_STOPWORD_TEXT = """a about above after again all also am an and any are as at be because been before being below
+between both but by can could did do does doing down during each few for from further had has have having he her
+here hers him his how i if in into is it its itself just let me more most my no nor not now of off on once only or
+other our ours out over own same she should so some such than that the their them then there these they this those
+through to too under until up us very was we were what when where which while who whom why will with would you your
+yes okay ok thanks thank good morning everyone"""
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 
 @dataclass
@@ -124,8 +123,17 @@ def summary_markdown(s: Summary) -> str:
 
     head = "# Meeting summary (extractive, offline)\n"
     note = f"\n> {s.note}\n" if s.note else ""
-    return head + note + "\n" + "\n".join(
-        [section("Key points", s.key_points), section("Decisions", s.decisions), section("Action items", s.action_items)]
+    return (
+        head
+        + note
+        + "\n"
+        + "\n".join(
+            [
+                section("Key points", s.key_points),
+                section("Decisions", s.decisions),
+                section("Action items", s.action_items),
+            ]
+        )
     )
 
 
