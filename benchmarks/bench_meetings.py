@@ -86,6 +86,12 @@ def main() -> None:
         print(f"{'':28}{'seconds':>9}{'x real time':>13}{'WER':>8}")
         print(f"{'faster-whisper alone':28}{plain:9.2f}{duration / plain:13.1f}{wer(script, plain_text):8.1%}")
         print(f"{'strongroom pipeline':28}{pipe:9.2f}{duration / pipe:13.1f}{wer(script, pipe_text):8.1%}")
+        print(
+            "all runs (s): reference "
+            + ", ".join(f"{t:.2f}" for t in plain_times)
+            + "; pipeline "
+            + ", ".join(f"{t:.2f}" for t in pipe_times)
+        )
         print(f"pipeline / reference time: {pipe / plain:.3f} (target <= 1.20)")
         print(f"real-time speed of the pipeline: {duration / pipe:.1f}x (target >= 10x)")
         print("pipeline stages (s): " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()))

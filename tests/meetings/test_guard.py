@@ -188,3 +188,14 @@ def test_cli_refuses_a_summary_endpoint_off_the_machine(
     assert run.returncode == 1
     assert run.stderr.startswith("error: ") and "not loopback" in run.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_pyannote_backend_is_local_only(tmp_path: Path) -> None:
+    from strongroom.meetings.diarize import PyannoteDiarizer
+    from strongroom.meetings.errors import DiarizationError, ModelNotFoundError
+
+    with pytest.raises(ModelNotFoundError, match="not a local pyannote pipeline"):
+        PyannoteDiarizer(tmp_path / "no-such-pipeline")
+    (tmp_path / "config.yaml").write_text("pipeline:\n  name: pyannote.audio.pipelines.SpeakerDiarization\n")
+    with pytest.raises((DiarizationError, ModelNotFoundError)):
+        PyannoteDiarizer(tmp_path)  # without pyannote installed, or with this incomplete pipeline

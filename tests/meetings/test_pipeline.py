@@ -23,7 +23,7 @@ from .conftest import Meeting
 
 # Whisper tiny.en scores 5.6% WER on LibriSpeech test-clean (Radford et al. 2022, table 2). espeak-ng's
 # formant voices are further from its training data than read human speech: on this script it measures
-# ~10-13% (names such as "Bob" and phrases such as "on call" are misheard). 25% leaves room for CPU
+# ~8% (names such as "Bob" and phrases such as "on call" are misheard). 25% leaves room for CPU
 # and library-version variation while still failing on any real regression (a broken decoder, a wrong
 # sample rate or a lost turn each push WER far above it).
 WER_BOUND = 0.25
