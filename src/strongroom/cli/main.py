@@ -12,6 +12,7 @@ from strongroom.cli import demo as demo_cli
 from strongroom.cli import keys as keys_cli
 from strongroom.cli import ledger as ledger_cli
 from strongroom.cli import manifest as manifest_cli
+from strongroom.cli import meetings as meetings_cli
 from strongroom.cli import people as people_cli
 from strongroom.cli import seal as seal_cli
 from strongroom.cli import serve as serve_cli
@@ -35,6 +36,7 @@ witness_cli.register(app)
 ledger_cli.register(app)
 people_cli.register(app)
 custody_cli.register(app)
+meetings_cli.register(app)
 
 
 def main() -> None:
