@@ -81,7 +81,7 @@ def test_flipped_payload_bit_names_the_segment(sealed_dir: Path, keyring: LocalK
 def test_flipped_header_bit_is_caught(sealed_dir: Path, keyring: LocalKeyring) -> None:
     path = sealed_dir / (SHARD + ".sealed")
     data = bytearray(path.read_bytes())
-    position = data.index(b'"plaintext_digest":"blake3:') + 30
+    position = data.index(b'"plaintext_digest":"blake3-keyed:') + 36
     data[position] = ord("0") if data[position] != ord("0") else ord("1")
     path.write_bytes(data)
     with pytest.raises(SegmentAuthError, match="segment 0"):
@@ -230,3 +230,17 @@ def test_unreadable_directory_is_reported(tmp_path: Path, keyring: LocalKeyring)
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
+
+
+def test_header_is_no_oracle_for_guessing_the_plaintext(tmp_path: Path, keyring: LocalKeyring) -> None:
+    import blake3
+
+    secret = b"meeting notes: acquisition target is ACME\n"
+    (tmp_path / "notes.txt").write_bytes(secret)
+    seal_path(tmp_path / "notes.txt", tmp_path / "a.sealed", keyring)
+    seal_path(tmp_path / "notes.txt", tmp_path / "b.sealed", keyring)
+    with SealedFile(tmp_path / "a.sealed") as a, SealedFile(tmp_path / "b.sealed") as b:
+        visible = {a.header.plaintext_digest, b.header.plaintext_digest}
+        assert len(visible) == 2
+        assert blake3.blake3(secret).hexdigest() not in "".join(visible)
+        assert secret not in (tmp_path / "a.sealed").read_bytes()

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
-import blake3
 import typer
 from rich.progress import (
     BarColumn,
@@ -181,8 +180,7 @@ def unseal(
 
 def _checked(model: SealedModel, name: str) -> bytes:
     data = model.read_file(name)
-    digest = "blake3:" + blake3.blake3(data).hexdigest()
-    if digest != model.entries[name].plaintext_digest:
+    if not model.digest_matches(name, data):
         raise DigestMismatchError(f"{name}: decrypted bytes do not match the recorded digest")
     return data
 

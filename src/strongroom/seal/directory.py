@@ -26,6 +26,7 @@ from strongroom.keys.errors import KeyProviderError
 from strongroom.keys.provider import KeyProvider, WrappedKey
 from strongroom.memory import wipe
 from strongroom.seal.errors import FileIdentityError, SealedDirectoryError, SealedFormatError, SealError
+from strongroom.seal.header import plaintext_digest
 from strongroom.seal.reader import SealedFile
 from strongroom.seal.stream import DEFAULT_SEGMENT_SIZE
 from strongroom.seal.tensors import Framework, SealedSafetensors
@@ -298,6 +299,13 @@ class SealedModel:
             sealed.close()
             raise
         return sealed
+
+    def digest_matches(self, name: str, data: bytes) -> bool:
+        """Whether ``data`` is the plaintext the index recorded for ``name`` (keyed digest, constant time)."""
+        if self._data_key is None:
+            raise SealError(f"{self.root}: sealed model is not unlocked")
+        actual = plaintext_digest(self._data_key, self.seal_id, data)
+        return hmac.compare_digest(actual, self.entries[name].plaintext_digest)
 
     def read_file(self, name: str) -> bytes:
         """Decrypt a whole member (config, tokenizer...) into memory."""

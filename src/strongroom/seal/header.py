@@ -21,6 +21,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+import blake3
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -37,15 +38,28 @@ MAX_HEADER_BYTES = 1 << 20
 FORMAT = "strongroom-sealed-file/v1"
 SCHEME = "AES256_GCM_HKDF_SHA256"
 COMMITMENT_INFO = b"strongroom/seal/v1/key-commitment"
+DIGEST_INFO = b"strongroom/seal/v1/plaintext-digest"
 CONTENT_TYPES = ("safetensors", "file")
 _HEX = re.compile(r"^[0-9a-f]+$")
-_DIGEST = re.compile(r"^blake3:[0-9a-f]{64}$")
+_DIGEST = re.compile(r"^blake3-keyed:[0-9a-f]{64}$")
 
 
 def key_commitment(data_key: bytes | bytearray, seal_id: str) -> str:
     """The commitment to a data key for one seal id, as hex."""
     hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=bytes.fromhex(seal_id), info=COMMITMENT_INFO)
     return hkdf.derive(bytes(data_key)).hex()
+
+
+def plaintext_digest(data_key: bytes | bytearray, seal_id: str, data: memoryview | bytes) -> str:
+    """BLAKE3 keyed by a key derived from the data key: only key holders can compute or check it.
+
+    A plain digest in a header anyone can read would let an outsider confirm a guessed plaintext (a
+    config file, a short transcript); keying it keeps the header free of that oracle.
+    """
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=bytes.fromhex(seal_id), info=DIGEST_INFO)
+    hasher = blake3.blake3(key=hkdf.derive(bytes(data_key)), max_threads=blake3.blake3.AUTO)
+    hasher.update(data)
+    return "blake3-keyed:" + hasher.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -127,7 +141,7 @@ class SealedHeader:
         if not _HEX.match(header.key_commitment) or len(header.key_commitment) != 64:
             raise SealedFormatError(f"{file}: key_commitment must be 64 hex digits")
         if not _DIGEST.match(header.plaintext_digest):
-            raise SealedFormatError(f"{file}: plaintext_digest must be blake3:<64 hex>")
+            raise SealedFormatError(f"{file}: plaintext_digest must be blake3-keyed:<64 hex>")
         if header.content_type not in CONTENT_TYPES:
             raise SealedFormatError(f"{file}: unknown content_type {header.content_type!r}")
         try:

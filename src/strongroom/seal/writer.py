@@ -10,12 +10,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import blake3
-
 from strongroom.atomic import fsync_dir
 from strongroom.keys.provider import WrappedKey
 from strongroom.seal.errors import SealError
-from strongroom.seal.header import SealedHeader, key_commitment
+from strongroom.seal.header import SealedHeader, key_commitment, plaintext_digest
 from strongroom.seal.reader import default_threads
 from strongroom.seal.safetensors_header import parse_safetensors_header
 from strongroom.seal.stream import (
@@ -28,13 +26,6 @@ from strongroom.seal.stream import (
 
 Progress = Callable[[int], None]
 BATCH_BYTES = 8 << 20
-
-
-def blake3_digest(data: memoryview) -> str:
-    """BLAKE3 of a buffer, hashed with all cores."""
-    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
-    hasher.update(data)
-    return "blake3:" + hasher.hexdigest()
 
 
 def content_type_of(fd: int, length: int, name: str) -> str:
@@ -76,7 +67,7 @@ def seal_file(
                 key=wrapped,
                 segment_size=segment_size,
                 plaintext_length=length,
-                plaintext_digest=blake3_digest(source),
+                plaintext_digest=plaintext_digest(data_key, seal_id, source),
                 key_commitment=key_commitment(data_key, seal_id),
                 content_type=content_type,
             )
@@ -108,7 +99,7 @@ def seal_bytes(
         key=wrapped,
         segment_size=segment_size,
         plaintext_length=source.nbytes,
-        plaintext_digest=blake3_digest(source),
+        plaintext_digest=plaintext_digest(data_key, seal_id, source),
         key_commitment=key_commitment(data_key, seal_id),
         content_type="file",
     )
