@@ -24,7 +24,7 @@ from strongroom.server.background import BackgroundServer
 from strongroom.signing import Signer
 
 AGREEMENT = "sha256:" + "42" * 32
-PEOPLE = [("alice", 3, False), ("bob", 4, False), ("erin", 4, False), ("carol", 5, True), ("dave", 5, True)]
+PEOPLE = [("alice", 3), ("bob", 4), ("erin", 4), ("carol", 5), ("dave", 5)]
 
 
 @dataclass
@@ -54,6 +54,39 @@ class CustodyEnv:
         return self.client.pending(pending_query(who, self.people[who]))
 
 
+def enrol(
+    client: CustodyClient, officer: Signer, people: list[tuple[str, int]], agreement: str | None = None
+) -> dict[str, Signer]:
+    """Enrol each (person, tier) with a fresh Ed25519 key (SenL-5 ones as custodians), vetted 30 days ago."""
+    keys: dict[str, Signer] = {}
+    vetted = (date.today() - timedelta(days=30)).isoformat()
+    for person, tier in people:
+        keys[person] = Signer.generate("ed25519")
+        client.change_person(
+            person_change(
+                {
+                    "change": "enrol",
+                    "person": person,
+                    "name": person.title(),
+                    "public_key": keys[person].verifier.pem().decode(),
+                    "position": f"SenL-{tier}",
+                    "tier": tier,
+                    "custodian": tier == 5,
+                    "vetted_on": vetted,
+                },
+                officer,
+            )
+        )
+        if agreement is not None:
+            signature = base64.b64encode(keys[person].sign(agreement_message(person, agreement))).decode()
+            client.change_person(
+                person_change(
+                    {"change": "agreement", "person": person, "agreement": agreement, "signature": signature}, officer
+                )
+            )
+    return keys
+
+
 @pytest.fixture(scope="module")
 def sealed_minilm(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> tuple[Path, Path, str]:
     root = tmp_path_factory.mktemp("custody-model")
@@ -77,32 +110,7 @@ def env(tmp_path: Path, sealed_minilm: tuple[Path, Path, str]) -> Iterator[Custo
         client.register_model(
             model_registration(ModelPolicy(model_id, 3, 2), key, {"training_run": "test"}, services.operator)
         )
-        people: dict[str, Signer] = {}
-        vetted = (date.today() - timedelta(days=30)).isoformat()
-        for person, tier, custodian in PEOPLE:
-            people[person] = Signer.generate("ed25519")
-            client.change_person(
-                person_change(
-                    {
-                        "change": "enrol",
-                        "person": person,
-                        "name": person.title(),
-                        "public_key": people[person].verifier.pem().decode(),
-                        "position": f"SenL-{tier}",
-                        "tier": tier,
-                        "custodian": custodian,
-                        "vetted_on": vetted,
-                    },
-                    services.operator,
-                )
-            )
-            signature = base64.b64encode(people[person].sign(agreement_message(person, AGREEMENT))).decode()
-            client.change_person(
-                person_change(
-                    {"change": "agreement", "person": person, "agreement": AGREEMENT, "signature": signature},
-                    services.operator,
-                )
-            )
+        people = enrol(client, services.operator, PEOPLE, AGREEMENT)
         yield CustodyEnv(url, data, services, client, keyring, sealed, model_id, people)
         client.close()
     services.ledger.close()

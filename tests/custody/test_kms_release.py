@@ -4,12 +4,11 @@ the custody service unwraps inside the KMS, and stopping the KMS makes releases 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
-from strongroom.custody.admin import model_registration, person_change
+from strongroom.custody.admin import model_registration
 from strongroom.custody.client import CustodyClient
 from strongroom.custody.errors import UnavailableError
 from strongroom.custody.host import HostSession
@@ -23,6 +22,7 @@ from strongroom.seal import SealedModel, seal_path
 from strongroom.server.app import create_app, open_services
 from strongroom.server.background import BackgroundServer
 from strongroom.signing import Signer
+from tests.custody.conftest import enrol
 
 
 @pytest.fixture
@@ -44,24 +44,7 @@ def test_release_with_openbao_and_fail_closed(bao: OpenBaoDevServer, model_dir: 
     with BackgroundServer(create_app(services, tmp_path / "srv")) as url:
         client = CustodyClient(url)
         client.register_model(model_registration(ModelPolicy(model_id, 3, 2), key, {}, services.operator))
-        people = {name: Signer.generate("ed25519") for name in ("alice", "bob", "carol")}
-        vetted = (date.today() - timedelta(days=5)).isoformat()
-        for name, tier in (("alice", 3), ("bob", 4), ("carol", 5)):
-            client.change_person(
-                person_change(
-                    {
-                        "change": "enrol",
-                        "person": name,
-                        "name": name,
-                        "public_key": people[name].verifier.pem().decode(),
-                        "position": "p",
-                        "tier": tier,
-                        "custodian": tier == 5,
-                        "vetted_on": vetted,
-                    },
-                    services.operator,
-                )
-            )
+        people = enrol(client, services.operator, [("alice", 3), ("bob", 4), ("carol", 5)])
 
         def approved_request() -> tuple[HostSession, str]:
             host = HostSession("gpu-kms", Signer.generate("ed25519"))

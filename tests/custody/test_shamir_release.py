@@ -3,13 +3,12 @@ their shares to the host; the service forwards them without ever holding the key
 
 from __future__ import annotations
 
-from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from strongroom.custody.admin import model_registration, pending_query, person_change
+from strongroom.custody.admin import model_registration, pending_query
 from strongroom.custody.client import CustodyClient
 from strongroom.custody.custodian import share_for_request
 from strongroom.custody.errors import CustodyError
@@ -24,6 +23,7 @@ from strongroom.seal import SealedModel, seal_path
 from strongroom.server.app import create_app, open_services
 from strongroom.server.background import BackgroundServer
 from strongroom.signing import Signer
+from tests.custody.conftest import enrol
 
 
 def test_custodian_quorum_release(model_dir: Path, tmp_path: Path) -> None:
@@ -39,24 +39,11 @@ def test_custodian_quorum_release(model_dir: Path, tmp_path: Path) -> None:
     with BackgroundServer(create_app(services, tmp_path / "srv")) as url:
         client = CustodyClient(url)
         client.register_model(model_registration(ModelPolicy(model_id, 3, 2), key, {}, services.operator))
-        people = {n: Signer.generate("ed25519") for n in ("alice", "bob", "carol", "dave", "erin")}
-        vetted = (date.today() - timedelta(days=5)).isoformat()
-        for name, tier in (("alice", 3), ("bob", 4), ("carol", 5), ("dave", 5), ("erin", 5)):
-            client.change_person(
-                person_change(
-                    {
-                        "change": "enrol",
-                        "person": name,
-                        "name": name,
-                        "public_key": people[name].verifier.pem().decode(),
-                        "position": "p",
-                        "tier": tier,
-                        "custodian": tier == 5,
-                        "vetted_on": vetted,
-                    },
-                    services.operator,
-                )
-            )
+        people = enrol(
+            client,
+            services.operator,
+            [(n, t) for n, t in [("alice", 3), ("bob", 4)]] + [(n, 5) for n in ("carol", "dave", "erin")],
+        )
 
         def request() -> tuple[HostSession, SignedMessage, str]:
             host = HostSession("gpu-split", Signer.generate("ed25519"))

@@ -60,6 +60,16 @@ def custody_router(
     """Routes under /v1/custody and /v1/people; ``officers`` maps key id -> Verifier of security officers."""
     router = APIRouter()
 
+    def check_officer(message: SignedMessage, message_type: str, what: str) -> None:
+        """The message has the expected type, is unexpired, and is signed by an authorised security officer."""
+        if message.payload.get("type") != message_type:
+            raise MessageError(f"{what}: type must be {message_type}")
+        check_window(message.payload, clock(), what)
+        officer = officers().get(message.signer)
+        if officer is None:
+            raise MessageError(f"{what}: not signed by an authorised security officer")
+        message.verify(officer, what)
+
     @router.post("/v1/custody/requests", status_code=201)
     async def submit_request(request: Request) -> Any:
         try:
@@ -118,15 +128,10 @@ def custody_router(
         """A clearance change signed by an authorised security officer, logged as person.changed."""
         try:
             message = await signed_body(request, "person change")
-            payload = message.payload
-            if payload.get("type") != PERSON_CHANGE_TYPE or not isinstance(payload.get("change"), dict):
+            if not isinstance(message.payload.get("change"), dict):
                 raise MessageError("person change: malformed")
-            check_window(payload, clock(), "person change")
-            officer = officers().get(message.signer)
-            if officer is None:
-                raise MessageError("person change: not signed by an authorised security officer")
-            message.verify(officer, "person change")
-            return await run_in_threadpool(service.change_person, payload["change"], message)
+            check_officer(message, PERSON_CHANGE_TYPE, "person change")
+            return await run_in_threadpool(service.change_person, message.payload["change"], message)
         except StrongroomError as exc:
             return error_response(exc)
 
@@ -135,15 +140,10 @@ def custody_router(
         """Register a model for custody: its id, wrapped data key, release policy and provenance."""
         try:
             message = await signed_body(request, "model registration")
-            payload = message.payload
             fields = {"type", "model_id", "key", "policy", "provenance", "nonce", "issued_at", "expires_at"}
-            if set(payload) != fields or payload["type"] != REGISTRATION_TYPE:
+            if set(message.payload) != fields:
                 raise MessageError(f"model registration: fields must be exactly {', '.join(sorted(fields))}")
-            check_window(payload, clock(), "model registration")
-            officer = officers().get(message.signer)
-            if officer is None:
-                raise MessageError("model registration: not signed by an authorised security officer")
-            message.verify(officer, "model registration")
+            check_officer(message, REGISTRATION_TYPE, "model registration")
             return await run_in_threadpool(service.register_signed, message)
         except StrongroomError as exc:
             return error_response(exc)
