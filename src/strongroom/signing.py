@@ -8,6 +8,7 @@ signatures made elsewhere (``model-signing`` test keys are P-384) verify; new ke
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +61,7 @@ class Verifier:
 
     public: PublicKey
 
-    @property
+    @functools.cached_property
     def key_id(self) -> str:
         return public_key_id(self.public)
 

@@ -180,3 +180,22 @@ def test_sigkill_mid_stream_loses_no_acknowledged_entry(tmp_path: Path) -> None:
     finally:
         server.kill()
         server.wait()
+
+
+def test_bundles_are_all_or_nothing(served: tuple[str, Path]) -> None:
+    url, data = served
+    client = LedgerClient(url)
+    raws = [evaluated(operator(data), i) for i in range(20)]
+    receipts = client.append_bundle(raws)
+    assert [r["index"] for r in receipts] == list(range(20))
+    forged = json.loads(evaluated(operator(data), 99))
+    forged["body"]["suite"] = "changed"
+    bad = json.dumps(forged, sort_keys=True, separators=(",", ":")).encode()
+    with pytest.raises(LedgerError, match="400.*signature does not verify"):
+        client.append_bundle([evaluated(operator(data), 21), bad])
+    with pytest.raises(LedgerError, match="403"):
+        client.append_bundle([evaluated(Signer.generate("ed25519"), 22)])
+    assert json.loads(httpx.get(url + "/v1/proof/inclusion", params={"index": 19, "size": 20}).text)["size"] == 20
+    assert client.append_bundle(raws[:2])[0]["duplicate"] is True
+    assert len(client.entries(20)) == 20
+    assert httpx.get(url + "/checkpoint").text.split("\n")[1] == "20"

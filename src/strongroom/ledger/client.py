@@ -22,7 +22,7 @@ from strongroom.ledger.cosignature import verify_cosignature
 from strongroom.ledger.entries import Entry, parse_entry
 from strongroom.ledger.errors import LedgerError, NoteError, ProofError, SplitViewError
 from strongroom.ledger.note import NoteVerifier, open_note
-from strongroom.ledger.tiles import TILE_WIDTH, entries_path, unbundle
+from strongroom.ledger.tiles import TILE_WIDTH, bundle, entries_path, unbundle
 
 
 class LedgerClient:
@@ -55,6 +55,18 @@ class LedgerClient:
         if reply.status_code != 201:
             raise LedgerError(f"append refused (HTTP {reply.status_code}): {reply.json().get('error', reply.text)}")
         return dict(reply.json())
+
+    def append_bundle(self, raws: list[bytes]) -> list[dict[str, Any]]:
+        """Append many entries in one request (all checked before any is sequenced)."""
+        try:
+            reply = self.http.post(
+                "/add-bundle", content=bundle(raws), headers={"Content-Type": "application/octet-stream"}
+            )
+        except httpx.HTTPError as exc:
+            raise LedgerError(f"{self.url}: unreachable: {exc}") from None
+        if reply.status_code != 201:
+            raise LedgerError(f"bundle refused (HTTP {reply.status_code}): {reply.json().get('error', reply.text)}")
+        return list(reply.json()["receipts"])
 
     def inclusion(self, index: int, size: int) -> tuple[bytes, list[bytes]]:
         data = self._get("/v1/proof/inclusion", index=index, size=size).json()

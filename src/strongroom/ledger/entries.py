@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -70,6 +72,15 @@ class Entry:
             if isinstance(value, str):
                 return value
         return None
+
+
+_TIME = re.compile(r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\dZ$")
+
+
+@functools.lru_cache(maxsize=4096)
+def _verifier(pem: str) -> Verifier:
+    """Signers append many entries: parse each PEM key (and compute its key id) once."""
+    return Verifier.from_pem(pem.encode(), "entry signer")
 
 
 def make_entry(entry_type: str, body: dict[str, Any], signer: Signer, time: str | None = None) -> bytes:
@@ -130,16 +141,14 @@ def parse_entry(raw: bytes) -> Entry:
         raise EntryError(f"{entry_type}: unsupported schema version {schema!r}")
     if not isinstance(time, str):
         raise EntryError(f"{entry_type}: time must be a string")
-    try:
-        datetime.strptime(time, "%Y-%m-%dT%H:%M:%SZ")
-    except ValueError:
-        raise EntryError(f"{entry_type}: time {time!r} is not like 2026-01-31T12:00:00Z") from None
+    if not _TIME.match(time):
+        raise EntryError(f"{entry_type}: time {time!r} is not like 2026-01-31T12:00:00Z")
     check_body(entry_type, body)
     signer = value["signer"]
     if not isinstance(signer, dict) or set(signer) != {"key_id", "public_key"}:
         raise EntryError(f"{entry_type}: signer must be {{key_id, public_key}}")
     try:
-        verifier = Verifier.from_pem(str(signer["public_key"]).encode(), f"{entry_type} signer")
+        verifier = _verifier(str(signer["public_key"]))
         signature = base64.b64decode(str(value["signature"]), validate=True)
     except (SigningKeyError, binascii.Error) as exc:
         raise EntryError(f"{entry_type}: {exc}") from None

@@ -17,10 +17,11 @@ from strongroom.errors import StrongroomError
 from strongroom.ledger.entries import MAX_ENTRY_BYTES, parse_entry
 from strongroom.ledger.errors import EntryError, LedgerError, StorageError
 from strongroom.ledger.log import Ledger
-from strongroom.ledger.tiles import TILE_WIDTH, bundle, parse_tile_request
+from strongroom.ledger.tiles import TILE_WIDTH, bundle, parse_tile_request, unbundle
 from strongroom.ledger.witnessing import Witnessing
 
 IMMUTABLE = "public, max-age=31536000, immutable"
+MAX_BUNDLE_BYTES = 8 << 20
 FRESH = "no-cache"
 
 
@@ -85,6 +86,29 @@ def ledger_router(ledger: Ledger, authorised: Callable[[], set[str]], witnessing
         except StorageError as exc:
             return _error(503, str(exc))
         return JSONResponse(receipt.to_json(), status_code=201)
+
+    @router.post("/add-bundle")
+    async def add_bundle(request: Request) -> Response:
+        """Many entries in one request, as a tlog-tiles entry bundle (uint16 length prefixes): all are checked
+        before any is sequenced, so a bad entry rejects the whole bundle."""
+        raw = await request.body()
+        if len(raw) > MAX_BUNDLE_BYTES:
+            return _error(413, f"bundle larger than {MAX_BUNDLE_BYTES} bytes")
+        try:
+            parsed = [parse_entry(item) for item in unbundle(raw)]
+        except (EntryError, LedgerError) as exc:
+            return _error(400, str(exc))
+        if not parsed:
+            return _error(400, "empty bundle")
+        allowed = authorised()
+        for entry in parsed:
+            if entry.signer not in allowed:
+                return _error(403, f"key {entry.signer[:16]} is not authorised to append to this log")
+        try:
+            receipts = await asyncio.gather(*(asyncio.wrap_future(ledger.submit(e)) for e in parsed))
+        except StorageError as exc:
+            return _error(503, str(exc))
+        return JSONResponse({"receipts": [r.to_json() for r in receipts]}, status_code=201)
 
     @router.get("/v1/proof/inclusion")
     def inclusion(index: int, size: int) -> Response:
