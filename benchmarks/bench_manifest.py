@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from strongroom.errors import StrongroomError
 from strongroom.keys import LocalKeyring
 from strongroom.manifest import build_manifest, load_verified
 from strongroom.seal import SealedModel, seal_path
@@ -90,6 +91,12 @@ def main() -> None:
     if not keys.exists():
         LocalKeyring.init(keys, passphrase="bench", scrypt_n=2**12)
     ring = LocalKeyring.open(keys, passphrase="bench")
+    if sealed.exists():
+        try:
+            SealedModel.open(sealed, ring).close()
+        except StrongroomError as exc:  # a copy kept by an older version of the format: seal again
+            print(f"re-sealing ({exc})", flush=True)
+            shutil.rmtree(sealed)
     if not sealed.exists():
         print("sealing ...", flush=True)
         seal_path(plain, sealed, ring)
