@@ -258,7 +258,7 @@ class CustodyService:
         now = self.clock()
         request, _, received_at = self._request(request_id)
         self._verify_fetch(fetch, request, request_id, now)
-        with self._lock, self.store.transaction() as tx:
+        with self.store.transaction(urgent=True) as tx:
             if (
                 tx.execute(
                     "UPDATE custody_requests SET state = ? WHERE request_id = ? AND state = ?",
@@ -270,7 +270,7 @@ class CustodyService:
         try:
             bundle = self._release_claimed(request, request_id, received_at, fetch, now)
         except BaseException:
-            with self.store.transaction() as tx:
+            with self.store.transaction(urgent=True) as tx:
                 tx.execute(
                     "UPDATE custody_requests SET state = ? WHERE request_id = ? AND state = ?",
                     (PENDING, request_id, RELEASING),
@@ -287,7 +287,7 @@ class CustodyService:
         decision = evaluate(policy, request, received_at, approvals, self.registry, now)
         if not decision.allowed:
             raise PolicyError(list(decision.reasons))
-        self._use_nonce(fetch.payload["nonce"], "release fetch")
+        self._use_nonce(fetch.payload["nonce"], "release fetch", urgent=True)
         host = payload["host"]
         counted = [a for a in approvals if a.payload["approver"] in decision.approvers]
         delivery: dict[str, Any]
@@ -327,7 +327,7 @@ class CustodyService:
             "approvers": list(decision.approvers),
             "ledger": receipt,
         }
-        with self.store.transaction() as tx:
+        with self.store.transaction(urgent=True) as tx:
             tx.execute(
                 "INSERT INTO custody_releases VALUES (?, ?, ?, ?)",
                 (
@@ -390,10 +390,10 @@ class CustodyService:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _use_nonce(self, nonce: str, what: str) -> None:
+    def _use_nonce(self, nonce: str, what: str, urgent: bool = False) -> None:
         """Record a nonce; a second use is a replay."""
         try:
-            with self.store.transaction() as tx:
+            with self.store.transaction(urgent=urgent) as tx:
                 tx.execute("INSERT INTO custody_nonces VALUES (?, ?)", (nonce, format_time(self.clock())))
         except DuplicateError:
             raise MessageError(f"{what}: replayed (its nonce was already used)") from None

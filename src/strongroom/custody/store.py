@@ -35,6 +35,38 @@ SCHEMA = [
 PENDING, RELEASING, RELEASED = "pending", "releasing", "released"
 
 
+class PriorityLock:
+    """A mutex that, when released, hands over to waiting urgent holders before ordinary ones.
+
+    Key releases are the step people wait on; under load they should not queue behind request and
+    approval bookkeeping for the database's single writer.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._held = False
+        self._urgent_waiting = 0
+
+    @contextlib.contextmanager
+    def hold(self, urgent: bool) -> Iterator[None]:
+        with self._cond:
+            if urgent:
+                self._urgent_waiting += 1
+            try:
+                while self._held or (not urgent and self._urgent_waiting):
+                    self._cond.wait()
+            finally:
+                if urgent:
+                    self._urgent_waiting -= 1
+            self._held = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._held = False
+                self._cond.notify_all()
+
+
 class DuplicateError(CustodyError):
     """A unique value (nonce, approval, request) was presented twice: a replay."""
 
@@ -45,7 +77,7 @@ class CustodyStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self._postgres = url.startswith(("postgresql://", "postgres://"))
-        self._lock = threading.Lock()
+        self._lock = PriorityLock()
         self._local = threading.local()
         with self.transaction() as tx:
             for statement in SCHEMA:
@@ -76,7 +108,7 @@ class CustodyStore:
         return connection
 
     @contextmanager
-    def transaction(self, write: bool = True) -> Iterator[_Tx]:
+    def transaction(self, write: bool = True, urgent: bool = False) -> Iterator[_Tx]:
         """One unit of work; a writing one takes SQLite's write lock at once (BEGIN IMMEDIATE), a read does not."""
         connection = self._connection()
         try:
@@ -86,7 +118,7 @@ class CustodyStore:
             else:
                 # One writer at a time inside this process: SQLite's own busy handler sleeps and backs off,
                 # which under load costs far more than waiting on a lock.
-                with self._lock if write else contextlib.nullcontext():
+                with self._lock.hold(urgent) if write else contextlib.nullcontext():
                     connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                     try:
                         yield _Tx(connection.cursor(), False)

@@ -7,7 +7,9 @@ released) or 503 (ledger, database or key provider unreachable: nothing released
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -59,6 +61,8 @@ def custody_router(
 ) -> APIRouter:
     """Routes under /v1/custody and /v1/people; ``officers`` maps key id -> Verifier of security officers."""
     router = APIRouter()
+    # Releases get their own workers so they never queue behind request and approval bookkeeping.
+    release_pool = ThreadPoolExecutor(8, thread_name_prefix="strongroom-release")
 
     def check_officer(message: SignedMessage, message_type: str, what: str) -> None:
         """The message has the expected type, is unexpired, and is signed by an authorised security officer."""
@@ -97,7 +101,8 @@ def custody_router(
     async def release(request_id: str, request: Request) -> Any:
         try:
             fetch = await signed_body(request, "release fetch")
-            return await run_in_threadpool(service.release, request_id, fetch)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(release_pool, service.release, request_id, fetch)
         except StrongroomError as exc:
             return error_response(exc)
 
