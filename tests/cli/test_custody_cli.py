@@ -124,3 +124,102 @@ def test_request_approve_load_by_command_line(tmp_path: Path, model_dir: Path) -
         assert len(shown) == 1 and shown[0]["body"]["approvers"] == ["bob", "carol"]
         audit = run("ledger", "verify", url, "--state", str(tmp_path / "audit.json"), "--full", "--json")
         assert audit.returncode == 0 and json.loads(audit.stdout)["full_history"] is True
+
+
+def test_custodian_quorum_by_command_line(tmp_path: Path, model_dir: Path) -> None:
+    """A key split 2-of-2 between custodians: the server holds no key; custodians approve with their shares."""
+    for name in ("carol", "dave"):
+        assert run("keys", "custodian-init", name, "--dir", str(tmp_path / "cust"), passphrase=None).returncode == 0
+    config = tmp_path / "keys.toml"
+    config.write_text(
+        'provider = "shamir"\n\n[shamir]\nthreshold = 2\ncustodians = ["cust/carol.pub.pem", "cust/dave.pub.pem"]\n'
+    )
+    sealed, data = tmp_path / "sealed", tmp_path / "srv"
+    assert run("seal", str(model_dir), str(sealed), "--key-config", str(config), passphrase=None).returncode == 0
+    model_id = json.loads(run("manifest", str(model_dir), "--json").stdout)["model_id"]
+    with serve_process(data, env={**os.environ, "PYTHONPATH": SRC}) as url:
+        officer = str(data / "operator.key")
+        for name, tier in [("alice", 3), ("carol", 5), ("dave", 5)]:
+            assert run("keys", "gen-signer", str(tmp_path / name), "--type", "ed25519").returncode == 0
+            enrolled = run(
+                "people",
+                "enrol",
+                name,
+                "--name",
+                name,
+                "--public-key",
+                str(tmp_path / f"{name}.pub"),
+                "--position",
+                "p",
+                "--tier",
+                str(tier),
+                "--vetted-on",
+                "2026-10-01",
+                "--officer-key",
+                officer,
+                "--server",
+                url,
+                *(["--custodian"] if tier == 5 else []),
+            )
+            assert enrolled.returncode == 0, enrolled.stderr
+        assert (
+            run(
+                "register",
+                str(sealed),
+                "--model-id",
+                model_id,
+                "--officer-key",
+                officer,
+                "--required-tier",
+                "3",
+                "--server",
+                url,
+            ).returncode
+            == 0
+        )
+        assert run("keys", "gen-signer", str(tmp_path / "host"), "--type", "ed25519").returncode == 0
+        requested = run(
+            "request",
+            model_id,
+            "--person",
+            "alice",
+            "--key",
+            str(tmp_path / "alice.key"),
+            "--host-id",
+            "gpu-q",
+            "--host-key",
+            str(tmp_path / "host.key"),
+            "--purpose",
+            "eval",
+            "--session",
+            str(tmp_path / "q.session"),
+            "--server",
+            url,
+            "--json",
+        )
+        request_id = json.loads(requested.stdout)["request_id"]
+        for name in ("carol", "dave"):
+            approved = run(
+                "approve",
+                request_id[:12],
+                "--person",
+                name,
+                "--key",
+                str(tmp_path / f"{name}.key"),
+                "--custodian-key",
+                str(tmp_path / "cust" / f"{name}.pem"),
+                "--server",
+                url,
+            )
+            assert approved.returncode == 0, approved.stderr
+        loaded = run(
+            "load",
+            str(tmp_path / "q.session"),
+            "--sealed",
+            str(sealed),
+            "--host-key",
+            str(tmp_path / "host.key"),
+            "--json",
+        )
+        assert loaded.returncode == 0, loaded.stderr
+        assert json.loads(loaded.stdout)["tensors"] == 104

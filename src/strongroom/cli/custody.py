@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -87,8 +88,20 @@ def _decide(
     if len(matches) != 1:
         raise CustodyError(f"no single pending request starting with {request_id!r} for {person}")
     stored = SignedMessage.from_json(matches[0]["request"], "pending request")
+    share = None
+    if custodian_key is not None and decision == "approve":
+        from strongroom.cli.keys import CUSTODIAN_PASSPHRASE_ENV
+        from strongroom.custody.custodian import share_for_request
+        from strongroom.keys.hpke import load_private_key
+        from strongroom.keys.provider import WrappedKey
+
+        if "key" not in matches[0]:
+            raise CustodyError("this model's key is not split among custodians: approve without --custodian-key")
+        secret = os.environ.get(CUSTODIAN_PASSPHRASE_ENV)
+        custodian = load_private_key(custodian_key, secret.encode() if secret else None)
+        share = share_for_request(stored, WrappedKey.from_json(matches[0]["key"]), custodian)
     approval = SignedMessage.sign(
-        new_approval(request=stored, approver=person, decision=decision, reason=reason), signer
+        new_approval(request=stored, approver=person, decision=decision, reason=reason, share=share), signer
     )
     count = client.approve(stored.digest, approval)
     return {"request_id": stored.digest, "decision": decision, "approvals": count}
