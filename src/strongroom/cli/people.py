@@ -30,7 +30,8 @@ def _submit(change: dict[str, Any], officer_key: Path, server: str, json_out: bo
     if json_out:
         print_json({"change": change, "ledger": receipt})
     else:
-        console.print(f"{change['change']} {change['person']}: logged as ledger entry {receipt.get('index')}")
+        signal = f" (signal id {change['signal_id']})" if "signal_id" in change else ""
+        console.print(f"{change['change']} {change['person']}{signal}: logged as ledger entry {receipt.get('index')}")
 
 
 @people_app.command("enrol")
