@@ -44,6 +44,9 @@ APPROVAL_FIELDS = {
 }
 
 
+_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -56,10 +59,11 @@ def parse_time(value: object, field: str) -> datetime:
     if not isinstance(value, str):
         raise MessageError(f"field {field!r} must be an RFC 3339 UTC time string")
     try:
-        moment = datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        if not _TIME.fullmatch(value):
+            raise ValueError(value)
+        return datetime.fromisoformat(value[:-1]).replace(tzinfo=UTC)  # strptime is ten times slower
     except ValueError:
         raise MessageError(f"field {field!r} is not a time like 2026-01-31T12:00:00Z") from None
-    return moment
 
 
 @dataclass(frozen=True)
