@@ -210,3 +210,19 @@ def test_unknown_fields_are_refused(env: CustodyEnv) -> None:
     payload = host.request_payload("blake3:" + "00" * 32, "evaluation", "alice")
     with pytest.raises(CustodyError, match="not registered"):
         env.client.submit_request(SignedMessage.sign(payload, env.people["alice"]))
+
+
+def test_release_reports_its_server_time_and_closes_the_request(env: CustodyEnv) -> None:
+    host, request, request_id = env.request()
+    env.approve(request, "bob")
+    env.approve(request, "carol")
+    reply = httpx.post(
+        f"{env.url}/v1/custody/requests/{request_id}/release", json=host.fetch(request_id).to_json(), timeout=30
+    )
+    assert reply.status_code == 200
+    name, _, duration = reply.headers["server-timing"].partition(";dur=")
+    assert name == "release" and float(duration) > 0
+    assert env.client.status(request_id)["state"] == "released"
+    late = SignedMessage.sign(new_approval(request=request, approver="dave"), env.people["dave"])
+    with pytest.raises(CustodyError, match="is released, not pending"):
+        env.client.approve(request_id, late)

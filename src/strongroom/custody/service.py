@@ -26,10 +26,10 @@ from strongroom.custody.messages import (
     validate_approval,
     validate_request,
 )
-from strongroom.custody.policy import ModelPolicy, evaluate
+from strongroom.custody.policy import Decision, ModelPolicy, evaluate
 from strongroom.custody.ports import EventLog
 from strongroom.custody.release_crypto import release_info
-from strongroom.custody.store import PENDING, RELEASED, RELEASING, CustodyStore, DuplicateError, dumps
+from strongroom.custody.store import PENDING, RELEASED, RELEASING, CustodyStore, DuplicateError, Tx, dumps
 from strongroom.errors import StrongroomError
 from strongroom.keys.errors import KeyProviderError
 from strongroom.keys.hpke import public_from_bytes, seal_to_host
@@ -154,20 +154,14 @@ class CustodyService:
         if not standing.active:
             raise PolicyError([f"requester {requester} has no access: {', '.join(standing.reasons)}"])
         request_id = message.digest
+        row = (request_id, message.payload["model_id"], requester, dumps(message.to_json()), format_time(now), PENDING)
+
+        def record(tx: Tx) -> None:
+            record_nonce(tx, message.payload["nonce"], now, "release request")
+            tx.execute("INSERT INTO custody_requests VALUES (?, ?, ?, ?, ?, ?)", row)
+
         try:
-            with self.store.transaction() as tx:
-                tx.execute("INSERT INTO custody_nonces VALUES (?, ?)", (message.payload["nonce"], format_time(now)))
-                tx.execute(
-                    "INSERT INTO custody_requests VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        request_id,
-                        message.payload["model_id"],
-                        requester,
-                        dumps(message.to_json()),
-                        format_time(now),
-                        PENDING,
-                    ),
-                )
+            self.store.write(record)
         except DuplicateError:
             raise MessageError("release request: replayed (its nonce was already used)") from None
         return request_id
@@ -184,7 +178,7 @@ class CustodyService:
         if message.payload["model_id"] != request.payload["model_id"]:
             raise MessageError("approval: names another model than the request")
         if state != PENDING:
-            raise CustodyError(f"request {request_id[:16]} is {state}, not pending")
+            raise CustodyError(not_pending(request_id, state))
         if approver == request.payload["requester"]:
             raise PolicyError([f"{approver} cannot approve their own request"])
         standing = self.registry.standing(approver, now)
@@ -200,17 +194,21 @@ class CustodyService:
                 raise MessageError(f"approval: malformed custodian share: {exc}") from None
             if share.key_id != key.key_id:
                 raise MessageError("approval: the custodian share is for another key")
+        row = (message.digest, request_id, approver, dumps(message.to_json()), format_time(now))
+
+        def record(tx: Tx) -> int:
+            current = tx.one("SELECT state FROM custody_requests WHERE request_id = ?", (request_id,))
+            if current is None or current[0] != PENDING:  # released (or being released) since the check above
+                raise CustodyError(not_pending(request_id, current[0] if current else "gone"))
+            record_nonce(tx, message.payload["nonce"], now, "approval")
+            tx.execute("INSERT INTO custody_approvals VALUES (?, ?, ?, ?, ?)", row)
+            count = tx.one("SELECT COUNT(*) FROM custody_approvals WHERE request_id = ?", (request_id,))
+            return int(count[0]) if count else 0
+
         try:
-            with self.store.transaction() as tx:
-                tx.execute("INSERT INTO custody_nonces VALUES (?, ?)", (message.payload["nonce"], format_time(now)))
-                tx.execute(
-                    "INSERT INTO custody_approvals VALUES (?, ?, ?, ?, ?)",
-                    (message.digest, request_id, approver, dumps(message.to_json()), format_time(now)),
-                )
-                row = tx.one("SELECT COUNT(*) FROM custody_approvals WHERE request_id = ?", (request_id,))
+            return self.store.write(record)
         except DuplicateError:
             raise MessageError(f"approval: replayed, or {approver} already decided on this request") from None
-        return int(row[0]) if row else 0
 
     def pending(self, person: str | None = None) -> list[dict[str, Any]]:
         """Pending requests (those ``person`` has not yet decided on, if given), newest last."""
@@ -258,7 +256,10 @@ class CustodyService:
         now = self.clock()
         request, _, received_at = self._request(request_id)
         self._verify_fetch(fetch, request, request_id, now)
-        with self.store.transaction(urgent=True) as tx:
+        policy, key = self.model(request.payload["model_id"])
+
+        def claim(tx: Tx) -> tuple[list[SignedMessage], Decision]:
+            """In one commit: claim the request (one racer wins), re-check the policy, spend the fetch nonce."""
             if (
                 tx.execute(
                     "UPDATE custody_requests SET state = ? WHERE request_id = ? AND state = ?",
@@ -267,27 +268,40 @@ class CustodyService:
                 != 1
             ):
                 raise ReleaseConflictError(f"request {request_id[:16]} was already released or is being released")
+            rows = tx.all(
+                "SELECT message FROM custody_approvals WHERE request_id = ? ORDER BY received_at", (request_id,)
+            )
+            approvals = [SignedMessage.from_json(r[0], "stored approval") for r in rows]
+            decision = evaluate(policy, request, received_at, approvals, self.registry, now)
+            if not decision.allowed:
+                raise PolicyError(list(decision.reasons))
+            record_nonce(tx, fetch.payload["nonce"], now, "release fetch")
+            return approvals, decision
+
+        approvals, decision = self.store.write(claim, urgent=True)
         try:
-            bundle = self._release_claimed(request, request_id, received_at, fetch, now)
+            return self._release_claimed(request, request_id, key, approvals, decision, now)
         except BaseException:
-            with self.store.transaction(urgent=True) as tx:
+
+            def unclaim(tx: Tx) -> None:
                 tx.execute(
                     "UPDATE custody_requests SET state = ? WHERE request_id = ? AND state = ?",
                     (PENDING, request_id, RELEASING),
                 )
+
+            self.store.write(unclaim, urgent=True)
             raise
-        return bundle
 
     def _release_claimed(
-        self, request: SignedMessage, request_id: str, received_at: datetime, fetch: SignedMessage, now: datetime
+        self,
+        request: SignedMessage,
+        request_id: str,
+        key: WrappedKey,
+        approvals: list[SignedMessage],
+        decision: Decision,
+        now: datetime,
     ) -> dict[str, Any]:
         payload = request.payload
-        policy, key = self.model(payload["model_id"])
-        approvals = self._approvals(request_id)
-        decision = evaluate(policy, request, received_at, approvals, self.registry, now)
-        if not decision.allowed:
-            raise PolicyError(list(decision.reasons))
-        self._use_nonce(fetch.payload["nonce"], "release fetch", urgent=True)
         host = payload["host"]
         counted = [a for a in approvals if a.payload["approver"] in decision.approvers]
         delivery: dict[str, Any]
@@ -327,17 +341,18 @@ class CustodyService:
             "approvers": list(decision.approvers),
             "ledger": receipt,
         }
-        with self.store.transaction(urgent=True) as tx:
-            tx.execute(
-                "INSERT INTO custody_releases VALUES (?, ?, ?, ?)",
-                (
-                    request_id,
-                    dumps({k: v for k, v in bundle.items() if k != "wrapped_key"}),
-                    int(receipt["index"]),
-                    format_time(now),
-                ),
-            )
+        record = (
+            request_id,
+            dumps({k: v for k, v in bundle.items() if k != "wrapped_key"}),
+            int(receipt["index"]),
+            format_time(now),
+        )
+
+        def released(tx: Tx) -> None:
+            tx.execute("INSERT INTO custody_releases VALUES (?, ?, ?, ?)", record)
             tx.execute("UPDATE custody_requests SET state = ? WHERE request_id = ?", (RELEASED, request_id))
+
+        self.store.write(released, urgent=True)
         return bundle
 
     def _unwrap_and_seal(self, key: WrappedKey, host: dict[str, Any], info: bytes) -> dict[str, Any]:
@@ -390,13 +405,10 @@ class CustodyService:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _use_nonce(self, nonce: str, what: str, urgent: bool = False) -> None:
+    def _use_nonce(self, nonce: str, what: str) -> None:
         """Record a nonce; a second use is a replay."""
-        try:
-            with self.store.transaction(urgent=urgent) as tx:
-                tx.execute("INSERT INTO custody_nonces VALUES (?, ?)", (nonce, format_time(self.clock())))
-        except DuplicateError:
-            raise MessageError(f"{what}: replayed (its nonce was already used)") from None
+        now = self.clock()
+        self.store.write(lambda tx: record_nonce(tx, nonce, now, what))
 
     def _verify_person(self, message: SignedMessage, person_id: str, what: str) -> None:
         try:
@@ -439,3 +451,13 @@ class CustodyService:
             if provider.provider == key.provider and provider.key_id == key.key_id:
                 return provider
         raise UnavailableError(f"no key provider for {key.provider}:{key.key_id} is configured")
+
+
+def record_nonce(tx: Tx, nonce: str, now: datetime, what: str) -> None:
+    """Spend ``nonce`` inside the caller's transaction; a second use is a replay."""
+    if tx.execute("INSERT INTO custody_nonces VALUES (?, ?) ON CONFLICT DO NOTHING", (nonce, format_time(now))) != 1:
+        raise MessageError(f"{what}: replayed (its nonce was already used)")
+
+
+def not_pending(request_id: str, state: str) -> str:
+    return f"request {request_id[:16]} is {state}, not pending"
