@@ -8,14 +8,14 @@ released) or 503 (ledger, database or key provider unreachable: nothing released
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from strongroom.custody.admin import PENDING_QUERY_TYPE, PERSON_CHANGE_TYPE, REGISTRATION_TYPE
 from strongroom.custody.errors import (
@@ -29,6 +29,9 @@ from strongroom.custody.messages import MAX_MESSAGE_BYTES, SignedMessage, check_
 from strongroom.custody.service import CustodyService
 from strongroom.errors import StrongroomError
 from strongroom.people.errors import PeopleError
+from strongroom.server.priority import ReleaseFirstGate
+
+T = TypeVar("T")
 
 
 def status_for(exc: StrongroomError) -> int:
@@ -61,8 +64,22 @@ def custody_router(
 ) -> APIRouter:
     """Routes under /v1/custody and /v1/people; ``officers`` maps key id -> Verifier of security officers."""
     router = APIRouter()
-    # Releases get their own workers so they never queue behind request and approval bookkeeping.
+    # Releases get their own workers and go ahead of bookkeeping (see priority.py); bookkeeping runs on a
+    # few workers, since more threads only add contenders for the interpreter lock.
     release_pool = ThreadPoolExecutor(8, thread_name_prefix="strongroom-release")
+    bookkeeping_pool = ThreadPoolExecutor(1, thread_name_prefix="strongroom-custody")
+    gate = ReleaseFirstGate()
+
+    def release_first(function: Callable[..., T], *args: Any) -> T:
+        with gate.urgent():
+            return function(*args)
+
+    def after_releases(function: Callable[..., T], *args: Any) -> T:
+        with gate.ordinary():
+            return function(*args)
+
+    async def bookkeeping(function: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(bookkeeping_pool, after_releases, function, *args)
 
     def check_officer(message: SignedMessage, message_type: str, what: str) -> None:
         """The message has the expected type, is unexpired, and is signed by an authorised security officer."""
@@ -78,7 +95,7 @@ def custody_router(
     async def submit_request(request: Request) -> Any:
         try:
             message = await signed_body(request, "release request")
-            return {"request_id": await run_in_threadpool(service.submit_request, message)}
+            return {"request_id": await bookkeeping(service.submit_request, message)}
         except StrongroomError as exc:
             return error_response(exc)
 
@@ -93,24 +110,28 @@ def custody_router(
     async def approve(request_id: str, request: Request) -> Any:
         try:
             message = await signed_body(request, "approval")
-            return {"approvals": await run_in_threadpool(service.submit_approval, request_id, message)}
+            return {"approvals": await bookkeeping(service.submit_approval, request_id, message)}
         except StrongroomError as exc:
             return error_response(exc)
 
     @router.post("/v1/custody/requests/{request_id}/release")
     async def release(request_id: str, request: Request) -> Any:
+        """The wrapped key for the requesting host; ``Server-Timing`` gives the server's own time for it."""
+        start = time.perf_counter()
         try:
             fetch = await signed_body(request, "release fetch")
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(release_pool, service.release, request_id, fetch)
+            bundle = await loop.run_in_executor(release_pool, release_first, service.release, request_id, fetch)
         except StrongroomError as exc:
             return error_response(exc)
+        timing = f"release;dur={(time.perf_counter() - start) * 1e3:.2f}"
+        return JSONResponse(bundle, headers={"Server-Timing": timing})
 
     @router.post("/v1/custody/requests/{request_id}/loaded", status_code=201)
     async def loaded(request_id: str, request: Request) -> Any:
         try:
             message = await signed_body(request, "model.loaded")
-            return await run_in_threadpool(service.record_load, request_id, message)
+            return await bookkeeping(service.record_load, request_id, message)
         except StrongroomError as exc:
             return error_response(exc)
 
@@ -124,7 +145,7 @@ def custody_router(
                 raise MessageError("pending query: malformed")
             check_window(payload, clock(), "pending query")
             query.verify(service.registry.get(payload["person"]).verifier, "pending query")
-            return {"pending": await run_in_threadpool(service.pending, payload["person"])}
+            return {"pending": await bookkeeping(service.pending, payload["person"])}
         except StrongroomError as exc:
             return error_response(exc)
 
@@ -136,7 +157,7 @@ def custody_router(
             if not isinstance(message.payload.get("change"), dict):
                 raise MessageError("person change: malformed")
             check_officer(message, PERSON_CHANGE_TYPE, "person change")
-            return await run_in_threadpool(service.change_person, message.payload["change"], message)
+            return await bookkeeping(service.change_person, message.payload["change"], message)
         except StrongroomError as exc:
             return error_response(exc)
 
@@ -149,7 +170,7 @@ def custody_router(
             if set(message.payload) != fields:
                 raise MessageError(f"model registration: fields must be exactly {', '.join(sorted(fields))}")
             check_officer(message, REGISTRATION_TYPE, "model registration")
-            return await run_in_threadpool(service.register_signed, message)
+            return await bookkeeping(service.register_signed, message)
         except StrongroomError as exc:
             return error_response(exc)
         except ValueError as exc:
