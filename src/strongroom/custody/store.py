@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from strongroom.custody.errors import CustodyError, UnavailableError
+from strongroom.sqlite_wal import Checkpointer, connect_wal
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS custody_models (
@@ -92,6 +93,7 @@ class CustodyStore:
         with self.transaction() as tx:
             for statement in SCHEMA:
                 tx.execute(statement)
+        self._checkpointer = None if self._postgres else Checkpointer(url)
 
     @classmethod
     def for_data_dir(cls, data_dir: Path) -> CustodyStore:
@@ -103,10 +105,7 @@ class CustodyStore:
                 import psycopg
 
                 return psycopg.connect(self.url, autocommit=False, connect_timeout=5)
-            connection = sqlite3.connect(self.url, timeout=30, isolation_level=None, check_same_thread=False)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=FULL")
-            return connection
+            return connect_wal(self.url)
         except Exception as exc:
             raise UnavailableError(f"custody database unavailable: {exc}") from None
 
@@ -203,6 +202,10 @@ class CustodyStore:
             raise interrupt  # interrupted while committing: no unit to hand it to
 
     def close(self) -> None:
+        """Close this thread's connection and stop the checkpointer."""
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
         connection = getattr(self._local, "connection", None)
         if connection is not None:
             connection.close()

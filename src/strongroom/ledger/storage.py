@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from strongroom.ledger.entries import Entry
 from strongroom.ledger.errors import StorageError
+from strongroom.sqlite_wal import Checkpointer, connect_wal
 
 
 class LedgerStore(Protocol):
@@ -83,9 +84,7 @@ class SqliteStore(_SqlStore):
         self.where = str(path)
         self._lock = threading.Lock()
         try:
-            self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db = connect_wal(path)
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS entries (idx INTEGER PRIMARY KEY, data BLOB NOT NULL, leaf BLOB NOT NULL,"
                 " type TEXT NOT NULL, model_id TEXT, person TEXT, signer TEXT NOT NULL, time TEXT NOT NULL)"
@@ -93,6 +92,7 @@ class SqliteStore(_SqlStore):
             self._db.execute("CREATE INDEX IF NOT EXISTS entries_model ON entries (model_id)")
             self._db.execute("CREATE INDEX IF NOT EXISTS entries_type ON entries (type)")
             self._db.execute("CREATE TABLE IF NOT EXISTS checkpoints (size INTEGER PRIMARY KEY, note TEXT NOT NULL)")
+            self._checkpointer = Checkpointer(path)
         except sqlite3.Error as exc:
             raise StorageError(f"{path}: cannot open ledger database: {exc}") from None
 
@@ -123,6 +123,7 @@ class SqliteStore(_SqlStore):
         self._run("INSERT OR IGNORE INTO checkpoints VALUES (?, ?)", (size, note))
 
     def close(self) -> None:
+        self._checkpointer.close()
         with self._lock:
             self._db.close()
 
