@@ -1,6 +1,6 @@
 """Quorum release under load: 200 concurrent clients drive request, two approvals and release over HTTP.
 
-    python benchmarks/bench_custody.py [--clients 200] [--seconds 10] [--think 0.25] [--postgres URL]
+    python benchmarks/bench_custody.py [--clients 200] [--seconds 10] [--think 0.5] [--postgres URL]
 
 Each client is one host acting for one requester, looping for ``--seconds``: it submits a request, two
 people approve it (one a SenL-5 custodian) and the host collects the release, then it starts over. Clients
@@ -33,13 +33,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import uvloop
 
 from strongroom.custody.admin import model_registration, person_change
 from strongroom.custody.client import CustodyClient
@@ -53,6 +53,9 @@ from strongroom.signing import Signer
 
 MODEL = "blake3:" + "5e" * 32
 RAMP = 1.0  # seconds over which the looping clients join
+SETTLE = 0.5  # seconds after a disk stall during which releases still queue behind it
+HOSTS: dict[int, Signer] = {}  # client number -> that host's identity key
+TRACE: list[str] = []  # --trace FILE: where to write each looping run's releases and disk stalls
 
 
 def run(workdir: Path, database: str | None, clients: int, seconds: float, think: float) -> None:
@@ -66,10 +69,11 @@ def run(workdir: Path, database: str | None, clients: int, seconds: float, think
         admin.register_model(model_registration(ModelPolicy(MODEL, 3, 2), wrapped, {}, operator))
         admin.close()
         people = enrol(url, operator, clients)
-        paced = beside_fsync_probe(workdir, RAMP + seconds, loop_clients(url, people, clients, seconds, think))
-        flat_out = beside_fsync_probe(workdir, RAMP + seconds, loop_clients(url, people, clients, seconds, 0.0))
-        herd = asyncio.run(one_flow_each(url, people, clients, concurrency=clients))
-        quiet = asyncio.run(one_flow_each(url, people, min(clients, 30), concurrency=1))
+        HOSTS.update((i, Signer.generate("ed25519")) for i in range(clients))
+        paced = uvloop.run(loop_clients(url, people, clients, seconds, think, workdir))
+        flat_out = uvloop.run(loop_clients(url, people, clients, seconds, 0.0, workdir))
+        herd = uvloop.run(one_flow_each(url, people, clients, concurrency=clients))
+        quiet = uvloop.run(one_flow_each(url, people, min(clients, 30), concurrency=1))
         logged = [e.body["request_id"] for _, e in LedgerClient(url).query(type="key.released")]
     backend = "PostgreSQL" if database else "SQLite"
     for title, load in [
@@ -85,7 +89,7 @@ def run(workdir: Path, database: str | None, clients: int, seconds: float, think
             f"  the disk itself (fsync probe beside it): p50 {disk['p50_ms']:.2f} ms, p99 {disk['p99_ms']:.2f} ms, "
             f"max {disk['max_ms']:.0f} ms; {len(disk['stalls'])} stalls over 20 ms"
         )
-        print(f"  releases clear of those stalls: {load.seen(clear)}")
+        print(f"  releases not during a stall or the {SETTLE} s after one: {load.seen(clear)}")
     print(
         f"{backend}: {clients} flows started at the same instant: {herd.rate:.1f} flows/s, release step {herd.seen()}"
     )
@@ -96,14 +100,19 @@ def run(workdir: Path, database: str | None, clients: int, seconds: float, think
     print(f"  {len(released)} releases, all distinct, each with exactly one key.released entry on the ledger")
 
 
-def beside_fsync_probe(workdir: Path, seconds: float, load: Coroutine[Any, Any, Run]) -> Run:
-    """Run ``load`` while benchmarks/fsync_probe.py measures the same disk; attach the probe's report."""
+def start_fsync_probe(directory: Path, seconds: float) -> subprocess.Popen[bytes]:
+    """benchmarks/fsync_probe.py on the same disk, for ``seconds``, in its own process."""
     probe = Path(__file__).with_name("fsync_probe.py")
-    process = subprocess.Popen([sys.executable, str(probe), str(workdir), str(seconds)], stdout=subprocess.PIPE)
-    run = asyncio.run(load)
-    out, _ = process.communicate(timeout=seconds + 60)
+    return subprocess.Popen([sys.executable, str(probe), str(directory), str(seconds)], stdout=subprocess.PIPE)
+
+
+def probe_report(process: subprocess.Popen[bytes], run: Run) -> None:
+    out, _ = process.communicate(timeout=120)
     run.disk = json.loads(out)
-    return run
+    if TRACE:
+        trace = {"stalls": run.disk["stalls"], "releases": [[r.start, r.seen, r.inside] for r in run.counted]}
+        Path(TRACE[0]).with_suffix(f".{len(TRACE)}.json").write_text(json.dumps(trace))
+        TRACE.append(TRACE[0])
 
 
 def enrol(url: str, operator: Signer, clients: int) -> dict[str, Signer]:
@@ -149,9 +158,10 @@ class Run:
         return p99([r.seen for r in self.counted])
 
     def clear_of_stalls(self) -> list[Release]:
-        """Releases during which the disk itself did not stall (no probe fsync over 20 ms overlapped)."""
+        """Releases that neither overlapped a stall of the disk itself (a probe fsync over 20 ms) nor began
+        within SETTLE seconds after one, while the work queued behind the stall drains."""
         stalls = self.disk.get("stalls", [])
-        return [r for r in self.counted if not any(a < r.start + r.seen and r.start < b for a, b in stalls)]
+        return [r for r in self.counted if not any(a < r.start + r.seen and r.start < b + SETTLE for a, b in stalls)]
 
 
 @dataclass(frozen=True)
@@ -165,7 +175,7 @@ class Release:
 async def flow(http: httpx.AsyncClient, people: dict[str, Signer], i: int, think: float = 0.0) -> Release:
     """One request, two approvals and the release, with a pause of mean ``think`` seconds before each step
     (people take time to decide)."""
-    host = HostSession(f"host-{i}", Signer.generate("ed25519"))
+    host = HostSession(f"host-{i}", HOSTS[i])  # the host's long-lived identity; a fresh ephemeral key per request
     request = SignedMessage.sign(host.request_payload(MODEL, "bench", f"r{i}"), people[f"r{i}"])
     await pause(think)
     request_id = (await post(http, "/v1/custody/requests", request))["request_id"]
@@ -193,12 +203,16 @@ def new_client(url: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=url, timeout=60, trust_env=False)
 
 
-async def loop_clients(url: str, people: dict[str, Signer], clients: int, seconds: float, think: float) -> Run:
-    """``clients`` concurrent clients, each running flows back to back; counts flows begun after the ramp."""
+async def loop_clients(
+    url: str, people: dict[str, Signer], clients: int, seconds: float, think: float, disk: Path
+) -> Run:
+    """``clients`` concurrent clients, each running flows back to back, with an fsync probe on ``disk``
+    beside them; counts flows begun after the ramp."""
     run = Run()
     connections = [new_client(url) for _ in range(clients)]
     begin = time.monotonic()
     end = begin + RAMP + seconds
+    probe = start_fsync_probe(disk, RAMP + seconds + 1)  # the last flows finish after ``end``
 
     async def client(i: int) -> None:
         async with connections[i] as http:
@@ -211,6 +225,7 @@ async def loop_clients(url: str, people: dict[str, Signer], clients: int, second
 
     await asyncio.gather(*(client(i) for i in range(clients)))
     run.rate = len(run.counted) / (time.monotonic() - begin - RAMP)
+    probe_report(probe, run)
     return run
 
 
@@ -260,9 +275,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=10.0, help="how long the clients loop after the ramp")
-    parser.add_argument("--think", type=float, default=0.25, help="mean seconds a person takes before each step")
+    parser.add_argument("--think", type=float, default=0.5, help="mean seconds a person takes before each step")
     parser.add_argument("--postgres", default=os.environ.get("STRONGROOM_TEST_POSTGRES_URL"))
+    parser.add_argument("--trace", help="write each looping run's releases and disk stalls as JSON beside FILE")
     args = parser.parse_args()
+    if args.trace:
+        TRACE.append(args.trace)
     with tempfile.TemporaryDirectory() as tmp:
         run(Path(tmp) / "sqlite", None, args.clients, args.seconds, args.think)
     if args.postgres:
