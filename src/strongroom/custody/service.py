@@ -268,10 +268,7 @@ class CustodyService:
                 != 1
             ):
                 raise ReleaseConflictError(f"request {request_id[:16]} was already released or is being released")
-            rows = tx.all(
-                "SELECT message FROM custody_approvals WHERE request_id = ? ORDER BY received_at", (request_id,)
-            )
-            approvals = [SignedMessage.from_json(r[0], "stored approval") for r in rows]
+            approvals = approvals_of(tx, request_id)
             decision = evaluate(policy, request, received_at, approvals, self.registry, now)
             if not decision.allowed:
                 raise PolicyError(list(decision.reasons))
@@ -441,10 +438,7 @@ class CustodyService:
 
     def _approvals(self, request_id: str) -> list[SignedMessage]:
         with self.store.transaction(write=False) as tx:
-            rows = tx.all(
-                "SELECT message FROM custody_approvals WHERE request_id = ? ORDER BY received_at", (request_id,)
-            )
-        return [SignedMessage.from_json(r[0], "stored approval") for r in rows]
+            return approvals_of(tx, request_id)
 
     def _provider_for(self, key: WrappedKey) -> KeyProvider:
         for provider in self.providers:
@@ -457,6 +451,12 @@ def record_nonce(tx: Tx, nonce: str, now: datetime, what: str) -> None:
     """Spend ``nonce`` inside the caller's transaction; a second use is a replay."""
     if tx.execute("INSERT INTO custody_nonces VALUES (?, ?) ON CONFLICT DO NOTHING", (nonce, format_time(now))) != 1:
         raise MessageError(f"{what}: replayed (its nonce was already used)")
+
+
+def approvals_of(tx: Tx, request_id: str) -> list[SignedMessage]:
+    """Every approval and denial of a request, in the order they arrived."""
+    rows = tx.all("SELECT message FROM custody_approvals WHERE request_id = ? ORDER BY received_at", (request_id,))
+    return [SignedMessage.from_json(r[0], "stored approval") for r in rows]
 
 
 def not_pending(request_id: str, state: str) -> str:

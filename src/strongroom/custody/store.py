@@ -88,7 +88,7 @@ class CustodyStore:
         self._postgres = url.startswith(("postgresql://", "postgres://"))
         self._lock = PriorityLock()
         self._local = threading.local()
-        self._pending = threading.Condition()
+        self._queue_lock = threading.Lock()
         self._queue: list[_Unit[Any]] = []
         with self.transaction() as tx:
             for statement in SCHEMA:
@@ -145,12 +145,12 @@ class CustodyStore:
             with self.transaction() as tx:
                 return unit(tx)
         mine = _Unit(unit, urgent)
-        with self._pending:
+        with self._queue_lock:
             self._queue.append(mine)
         # Whoever takes the writer lock commits everything queued so far, its own unit included.
         with self._lock.hold(urgent):
             if not mine.done:
-                with self._pending:
+                with self._queue_lock:
                     batch = sorted(self._queue, key=lambda queued: not queued.urgent)
                     self._queue.clear()
                 self._commit(batch)
