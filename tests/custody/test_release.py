@@ -14,6 +14,7 @@ from strongroom.custody.errors import CustodyError, UnavailableError
 from strongroom.custody.host import HostSession
 from strongroom.custody.loading import load_released
 from strongroom.custody.messages import SignedMessage, new_approval, utc_now
+from strongroom.custody.service import CustodyService
 from strongroom.ledger.client import LedgerClient
 from strongroom.signing import Signer
 from tests.custody.conftest import CustodyEnv
@@ -226,3 +227,33 @@ def test_release_reports_its_server_time_and_closes_the_request(env: CustodyEnv)
     late = SignedMessage.sign(new_approval(request=request, approver="dave"), env.people["dave"])
     with pytest.raises(CustodyError, match="is released, not pending"):
         env.client.approve(request_id, late)
+
+
+def test_a_crash_mid_release_is_settled_by_the_ledger_at_start(env: CustodyEnv) -> None:
+    """A request left ``releasing`` goes back to pending without a key.released entry, else becomes released."""
+    custody = env.services.custody
+    store = custody.store
+    _, request, never_logged = env.request()
+    env.approve(request, "bob")
+    env.approve(request, "carol")
+    host, request, logged = env.request()
+    env.approve(request, "bob")
+    env.approve(request, "carol")
+    env.client.release(logged, host.fetch(logged))
+    # The crash: the first was claimed and nothing more; the second was logged but its record never written.
+    store.write(
+        lambda tx: tx.execute("UPDATE custody_requests SET state = 'releasing' WHERE request_id = ?", (never_logged,))
+    )
+    store.write(
+        lambda tx: tx.execute("UPDATE custody_requests SET state = 'releasing' WHERE request_id = ?", (logged,))
+    )
+    store.write(lambda tx: tx.execute("DELETE FROM custody_releases WHERE request_id = ?", (logged,)))
+
+    restarted = CustodyService(store, env.services.ledger, custody.operator, custody.providers)
+    assert restarted.settled == {never_logged: "pending", logged: "released"}
+    assert restarted.status(never_logged)["state"] == "pending"
+    assert restarted.status(logged)["state"] == "released"
+    with store.transaction(write=False) as tx:
+        row = tx.one("SELECT ledger_index FROM custody_releases WHERE request_id = ?", (logged,))
+    assert row is not None and row[0] == env.services.ledger.query(type="key.released")[0][0]
+    assert CustodyService(store, env.services.ledger, custody.operator, custody.providers).settled == {}

@@ -67,6 +67,38 @@ class CustodyService:
         self.registry = Registry(required_agreement)
         for _, body, _ in log.events("person.changed"):
             self.registry.apply(body)
+        self.settled = self.settle_interrupted_releases()
+
+    def settle_interrupted_releases(self) -> dict[str, str]:
+        """Settle requests a crash left claimed (``releasing``) by what the ledger says happened.
+
+        The ledger append is the durable fact of a release: with a ``key.released`` entry the request is
+        released (its record rebuilt from the entry); without one no key left, and it is pending again.
+        Returns request id -> the state it was settled to.
+        """
+        with self.store.transaction(write=False) as tx:
+            stuck = [row[0] for row in tx.all("SELECT request_id FROM custody_requests WHERE state = ?", (RELEASING,))]
+        if not stuck:
+            return {}
+        logged = {body.get("request_id"): (index, body) for index, body, _ in self.log.events("key.released")}
+        settled: dict[str, str] = {}
+        for request_id in stuck:
+            entry = logged.get(request_id)
+
+            def settle(tx: Tx, request_id: str = request_id, entry: tuple[int, dict[str, Any]] | None = entry) -> str:
+                if entry is None:
+                    tx.execute("UPDATE custody_requests SET state = ? WHERE request_id = ?", (PENDING, request_id))
+                    return PENDING
+                index, body = entry
+                tx.execute(
+                    "INSERT INTO custody_releases VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (request_id, dumps({"from_ledger": body}), index, body.get("released_at", "")),
+                )
+                tx.execute("UPDATE custody_requests SET state = ? WHERE request_id = ?", (RELEASED, request_id))
+                return RELEASED
+
+            settled[request_id] = self.store.write(settle)
+        return settled
 
     # -- people --------------------------------------------------------------------------------
 
