@@ -30,7 +30,7 @@ def serve(
     import uvicorn
 
     from strongroom.server.app import create_app, open_services
-    from strongroom.server.gc_tuning import settle_for_serving
+    from strongroom.server.interpreter import tune_for_serving
 
     wanted = keys or key_provider or key_config
     providers: list[KeyProvider] = [open_provider(keys, kek_file, key_provider, key_config)] if wanted else []
@@ -42,7 +42,7 @@ def serve(
     try:
         config = uvicorn.Config(create_app(services, data), host=host, port=port, log_level="warning")
         config.load()  # imports the protocol and loop modules now, so they are frozen with the rest
-        settle_for_serving()
+        tune_for_serving()
         uvicorn.Server(config).run()
     finally:
         services.ledger.close()

@@ -64,6 +64,7 @@ class CustodyService:
         self.providers = providers
         self.clock = clock
         self._lock = threading.RLock()
+        self._models: dict[str, tuple[ModelPolicy, WrappedKey]] = {}
         self.registry = Registry(required_agreement)
         for _, body, _ in log.events("person.changed"):
             self.registry.apply(body)
@@ -163,12 +164,17 @@ class CustodyService:
         return self.register_model(policy, key, registration, self.operator)
 
     def model(self, model_id: str) -> tuple[ModelPolicy, WrappedKey]:
+        """A registered model's policy and wrapped key (cached: a registration is never changed)."""
+        cached = self._models.get(model_id)
+        if cached is not None:
+            return cached
         with self.store.transaction(write=False) as tx:
             row = tx.one("SELECT policy, key_ref FROM custody_models WHERE model_id = ?", (model_id,))
         if row is None:
             raise CustodyError(f"model {model_id} is not registered for custody")
-
-        return ModelPolicy(**json.loads(row[0])), WrappedKey.from_json(json.loads(row[1]))
+        found = ModelPolicy(**json.loads(row[0])), WrappedKey.from_json(json.loads(row[1]))
+        self._models[model_id] = found
+        return found
 
     # -- requests and approvals ----------------------------------------------------------------
 

@@ -118,17 +118,22 @@ class CustodyStore:
 
     @contextmanager
     def transaction(self, write: bool = True, urgent: bool = False) -> Iterator[Tx]:
-        """One unit of work; a writing one takes SQLite's write lock at once (BEGIN IMMEDIATE), a read does not."""
+        """One unit of work; a writing one takes SQLite's write lock at once (BEGIN IMMEDIATE); on SQLite a
+        read is a run of autocommit statements."""
         connection = self._connection()
         with _translated(self):
             if self._postgres:
                 with connection.transaction():
                     yield Tx(connection.cursor(), True)
+            elif not write:
+                # Reads run in autocommit: each statement sees a consistent snapshot, and a read costs one
+                # call into SQLite rather than three (each one gives up the interpreter lock, see priority.py).
+                yield Tx(connection.cursor(), False)
             else:
                 # One writer at a time inside this process: SQLite's own busy handler sleeps and backs off,
                 # which under load costs far more than waiting on a lock.
-                with self._lock.hold(urgent) if write else contextlib.nullcontext():
-                    connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                with self._lock.hold(urgent):
+                    connection.execute("BEGIN IMMEDIATE")
                     try:
                         yield Tx(connection.cursor(), False)
                     except BaseException:
@@ -171,16 +176,22 @@ class CustodyStore:
             with _translated(self):
                 connection.execute("BEGIN IMMEDIATE")
                 try:
+                    # A unit alone needs no savepoint: if it fails, the whole transaction is rolled back. (Every
+                    # statement gives up the interpreter lock; under load each costs a wait to get it back.)
+                    alone = len(batch) == 1
                     for queued in batch:
-                        connection.execute("SAVEPOINT unit")
+                        if not alone:
+                            connection.execute("SAVEPOINT unit")
                         try:
                             with _translated(self):
                                 results.append((queued.unit(Tx(connection.cursor(), False)), None))
                         except Exception as exc:
-                            connection.execute("ROLLBACK TO unit")
+                            connection.execute("ROLLBACK" if alone else "ROLLBACK TO unit")
                             results.append((None, exc))
-                        connection.execute("RELEASE unit")
-                    connection.execute("COMMIT")
+                        if not alone:
+                            connection.execute("RELEASE unit")
+                    if connection.in_transaction:
+                        connection.execute("COMMIT")
                 except BaseException:
                     if connection.in_transaction:
                         connection.execute("ROLLBACK")
