@@ -64,8 +64,9 @@ def custody_router(
 ) -> APIRouter:
     """Routes under /v1/custody and /v1/people; ``officers`` maps key id -> Verifier of security officers."""
     router = APIRouter()
-    # Releases get their own workers and go ahead of bookkeeping (see priority.py); bookkeeping runs on a
-    # few workers, since more threads only add contenders for the interpreter lock.
+    # Releases get their own workers and go ahead of bookkeeping (see priority.py). Bookkeeping runs on one
+    # worker: more threads only add contenders for the interpreter lock, and it bounds how much work a
+    # saturated server takes on while releases wait (admission control).
     release_pool = ThreadPoolExecutor(8, thread_name_prefix="strongroom-release")
     bookkeeping_pool = ThreadPoolExecutor(1, thread_name_prefix="strongroom-custody")
     gate = ReleaseFirstGate()
