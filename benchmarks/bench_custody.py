@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import random
 import statistics
@@ -33,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -53,6 +55,7 @@ from strongroom.signing import Signer
 
 MODEL = "blake3:" + "5e" * 32
 RAMP = 1.0  # seconds over which the looping clients join
+PROCESSES = 4  # client processes for the looping shapes
 SETTLE = 0.5  # seconds after a disk stall during which releases still queue behind it
 HOSTS: dict[int, Signer] = {}  # client number -> that host's identity key
 TRACE: list[str] = []  # --trace FILE: where to write each looping run's releases and disk stalls
@@ -70,9 +73,9 @@ def run(workdir: Path, database: str | None, clients: int, seconds: float, think
         admin.close()
         people = enrol(url, operator, clients)
         HOSTS.update((i, Signer.generate("ed25519")) for i in range(clients))
-        paced = uvloop.run(loop_clients(url, people, clients, seconds, think, workdir))
-        flat_out = uvloop.run(loop_clients(url, people, clients, seconds, 0.0, workdir))
-        herd = uvloop.run(one_flow_each(url, people, clients, concurrency=clients))
+        paced = loop_clients(url, people, clients, seconds, think, workdir)
+        flat_out = loop_clients(url, people, clients, seconds, 0.0, workdir)
+        herd = loop_clients(url, people, clients, 0.0, 0.0, workdir, once=True)
         quiet = uvloop.run(one_flow_each(url, people, min(clients, 30), concurrency=1))
         logged = [e.body["request_id"] for _, e in LedgerClient(url).query(type="key.released")]
     backend = "PostgreSQL" if database else "SQLite"
@@ -203,19 +206,56 @@ def new_client(url: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=url, timeout=60, trust_env=False)
 
 
-async def loop_clients(
-    url: str, people: dict[str, Signer], clients: int, seconds: float, think: float, disk: Path
+def loop_clients(
+    url: str, people: dict[str, Signer], clients: int, seconds: float, think: float, disk: Path, once: bool = False
 ) -> Run:
-    """``clients`` concurrent clients, each running flows back to back, with an fsync probe on ``disk``
-    beside them; counts flows begun after the ramp."""
+    """``clients`` concurrent clients spread over PROCESSES processes (one event loop driving all 200 would
+    add its own queueing to every measured release), with an fsync probe on ``disk`` beside them. Each runs
+    flows back to back and flows begun after the ramp count; with ``once``, each runs one flow, all starting
+    at the same instant."""
+    keys = {name: signer.pem() for name, signer in people.items()}
+    hosts = {i: HOSTS[i].pem() for i in range(clients)}
+    begin = time.monotonic() + 3.0  # one start for every process (CLOCK_MONOTONIC is system-wide), once booted
+    probe = start_fsync_probe(disk, begin - time.monotonic() + RAMP + seconds + 1)
+    shards = [
+        (url, keys, hosts, list(range(k, clients, PROCESSES)), seconds, think, begin, once) for k in range(PROCESSES)
+    ]
+    with ProcessPoolExecutor(PROCESSES, mp_context=multiprocessing.get_context("spawn")) as pool:
+        parts = list(pool.map(client_shard, shards))
     run = Run()
-    connections = [new_client(url) for _ in range(clients)]
-    begin = time.monotonic()
+    for part in parts:
+        run.released += part.released
+        run.counted += part.counted
+    run.rate = len(run.counted) / (max(r.start + r.seen for r in run.counted) - begin - (0 if once else RAMP))
+    probe_report(probe, run)
+    return run
+
+
+def client_shard(
+    args: tuple[str, dict[str, bytes], dict[int, bytes], list[int], float, float, float, bool],
+) -> Run:
+    """One process's share of the clients (runs in a worker process)."""
+    url, keys, hosts, indices, seconds, think, begin, once = args
+    people = {name: Signer.from_pem(pem) for name, pem in keys.items()}
+    HOSTS.update((i, Signer.from_pem(pem)) for i, pem in hosts.items())
+    return uvloop.run(looping(url, people, indices, seconds, think, begin, once))
+
+
+async def looping(
+    url: str, people: dict[str, Signer], indices: list[int], seconds: float, think: float, begin: float, once: bool
+) -> Run:
+    run = Run()
+    connections = {i: new_client(url) for i in indices}
     end = begin + RAMP + seconds
-    probe = start_fsync_probe(disk, RAMP + seconds + 1)  # the last flows finish after ``end``
+    await asyncio.sleep(max(0.0, begin - time.monotonic()))
 
     async def client(i: int) -> None:
         async with connections[i] as http:
+            if once:
+                release = await flow(http, people, i)
+                run.released.append(release.request_id)
+                run.counted.append(release)
+                return
             await asyncio.sleep(random.uniform(0, RAMP))
             while (started := time.monotonic()) < end:
                 release = await flow(http, people, i, think)
@@ -223,9 +263,7 @@ async def loop_clients(
                 if started >= begin + RAMP:
                     run.counted.append(release)
 
-    await asyncio.gather(*(client(i) for i in range(clients)))
-    run.rate = len(run.counted) / (time.monotonic() - begin - RAMP)
-    probe_report(probe, run)
+    await asyncio.gather(*(client(i) for i in indices))
     return run
 
 
