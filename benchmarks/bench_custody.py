@@ -3,8 +3,9 @@
     python benchmarks/bench_custody.py [--clients 200] [--seconds 10] [--think 0.5] [--postgres URL]
 
 Each client is one host acting for one requester, looping for ``--seconds``: it submits a request, two
-people approve it (one a SenL-5 custodian) and the host collects the release, then it starts over. Clients
-join over the first second and only flows begun after it count. Four load shapes, each reporting flows/s
+people approve it (one a SenL-5 custodian) and the host collects the release, then it starts over. The
+clients run in four processes (one event loop driving all 200 queues their requests behind each other);
+they join over the first second and only flows begun after it count. Four load shapes, each reporting flows/s
 and the release step's p50/p99 as the clients see it and inside the server (its ``Server-Timing`` header);
 the target is p99 < 100 ms on this machine:
 
