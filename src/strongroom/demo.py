@@ -136,7 +136,7 @@ def run_demo(workdir: Path, say: Say) -> dict[str, Any]:
             )
         ledger.close()
         client.close()
-    services.ledger.close()
+    services.close()
     keyring.close()
     return {
         "workdir": str(workdir),

@@ -113,5 +113,5 @@ def env(tmp_path: Path, sealed_minilm: tuple[Path, Path, str]) -> Iterator[Custo
         people = enrol(client, services.operator, PEOPLE, AGREEMENT)
         yield CustodyEnv(url, data, services, client, keyring, sealed, model_id, people)
         client.close()
-    services.ledger.close()
+    services.close()
     keyring.close()

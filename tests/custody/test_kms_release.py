@@ -65,4 +65,4 @@ def test_release_with_openbao_and_fail_closed(bao: OpenBaoDevServer, model_dir: 
             client.release(request2, host2.fetch(request2))
         assert client.status(request2)["state"] == "pending"
         assert len(services.ledger.query(type="key.released")) == 1
-    services.ledger.close()
+    services.close()

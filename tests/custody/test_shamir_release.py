@@ -84,4 +84,4 @@ def test_custodian_quorum_release(model_dir: Path, tmp_path: Path) -> None:
         with pytest.raises(CustodyError, match="does not open"):
             thief.open_release(bundle)
         other.open_release(bundle).close()
-    services.ledger.close()
+    services.close()

@@ -36,7 +36,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     services = open_services(data)
     with BackgroundServer(create_app(services, data)) as url:
         yield url, data
-    services.ledger.close()
+    services.close()
 
 
 def operator(data: Path) -> Signer:
@@ -107,7 +107,7 @@ def _clone_log_with(data: Path, target: Path, entries: list[bytes]) -> Iterator[
         services.ledger.append(raw)
     with BackgroundServer(create_app(services, target)) as url:
         yield url
-    services.ledger.close()
+    services.close()
 
 
 def test_split_view_and_rollback_are_detected(served: tuple[str, Path], tmp_path: Path) -> None:

@@ -74,4 +74,4 @@ def test_auditor_requires_k_witnesses(tmp_path: Path) -> None:
                 verify_log(
                     client, tmp_path / "state.json", witnesses=[*keys, stranger.signer.verifier], min_witnesses=3
                 )
-    services.ledger.close()
+    services.close()

@@ -45,7 +45,7 @@ def serve(
         tune_for_serving()
         uvicorn.Server(config).run()
     finally:
-        services.ledger.close()
+        services.close()
 
 
 def register(app: typer.Typer) -> None:

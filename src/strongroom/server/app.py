@@ -26,6 +26,11 @@ class Services:
     custody: CustodyService
     operator: Signer
 
+    def close(self) -> None:
+        """Stop the ledger's sequencer and the databases' checkpointers."""
+        self.ledger.close()
+        self.custody.store.close()
+
 
 def operator_signer(data_dir: Path) -> Signer:
     """The operator key, created on first start; it may append and is a security officer."""
