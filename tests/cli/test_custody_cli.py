@@ -12,6 +12,38 @@ from tests.cli.test_seal_cli import run
 SRC = str(Path(__file__).parents[2] / "src")
 
 
+def request_as_alice(keydir: Path, model_id: str, host_id: str, session: Path, url: str) -> str:
+    """``strongroom request`` by alice through the host key in ``keydir``; returns the request id."""
+    requested = run(
+        "request",
+        model_id,
+        "--person",
+        "alice",
+        "--key",
+        str(keydir / "alice.key"),
+        "--host-id",
+        host_id,
+        "--host-key",
+        str(keydir / "host.key"),
+        "--purpose",
+        "eval",
+        "--session",
+        str(session),
+        "--server",
+        url,
+        "--json",
+    )
+    assert requested.returncode == 0, requested.stderr
+    return str(json.loads(requested.stdout)["request_id"])
+
+
+def load_session(session: Path, sealed: Path, host_key: Path) -> dict[str, object]:
+    """``strongroom load --json`` for a host session; returns its summary."""
+    loaded = run("load", str(session), "--sealed", str(sealed), "--host-key", str(host_key), "--json")
+    assert loaded.returncode == 0, loaded.stderr
+    return dict(json.loads(loaded.stdout))
+
+
 def test_demo_main_job_json(tmp_path: Path) -> None:
     result = run("demo", "--workdir", str(tmp_path / "demo"), "--json", passphrase=None)
     assert result.returncode == 0, result.stderr
@@ -68,27 +100,7 @@ def test_request_approve_load_by_command_line(tmp_path: Path, model_dir: Path) -
         )
         assert registered.returncode == 0, registered.stderr
         assert run("keys", "gen-signer", str(tmp_path / "host"), "--type", "ed25519").returncode == 0
-        requested = run(
-            "request",
-            model_id,
-            "--person",
-            "alice",
-            "--key",
-            str(tmp_path / "alice.key"),
-            "--host-id",
-            "gpu-07",
-            "--host-key",
-            str(tmp_path / "host.key"),
-            "--purpose",
-            "eval",
-            "--session",
-            str(tmp_path / "host.session"),
-            "--server",
-            url,
-            "--json",
-        )
-        assert requested.returncode == 0, requested.stderr
-        request_id = json.loads(requested.stdout)["request_id"]
+        request_id = request_as_alice(tmp_path, model_id, "gpu-07", tmp_path / "host.session", url)
         pending = json.loads(
             run("approvals", "--person", "bob", "--key", str(tmp_path / "bob.key"), "--server", url, "--json").stdout
         )["pending"]
@@ -109,17 +121,7 @@ def test_request_approve_load_by_command_line(tmp_path: Path, model_dir: Path) -
                 url,
             )
             assert approved.returncode == 0, approved.stderr
-        loaded = run(
-            "load",
-            str(tmp_path / "host.session"),
-            "--sealed",
-            str(sealed),
-            "--host-key",
-            str(tmp_path / "host.key"),
-            "--json",
-        )
-        assert loaded.returncode == 0, loaded.stderr
-        assert json.loads(loaded.stdout)["tensors"] == 104
+        assert load_session(tmp_path / "host.session", sealed, tmp_path / "host.key")["tensors"] == 104
         shown = json.loads(run("ledger", "show", url, "--type", "key.released", "--json").stdout)
         assert len(shown) == 1 and shown[0]["body"]["approvers"] == ["bob", "carol"]
         audit = run("ledger", "verify", url, "--state", str(tmp_path / "audit.json"), "--full", "--json")
@@ -178,26 +180,7 @@ def test_custodian_quorum_by_command_line(tmp_path: Path, model_dir: Path) -> No
             == 0
         )
         assert run("keys", "gen-signer", str(tmp_path / "host"), "--type", "ed25519").returncode == 0
-        requested = run(
-            "request",
-            model_id,
-            "--person",
-            "alice",
-            "--key",
-            str(tmp_path / "alice.key"),
-            "--host-id",
-            "gpu-q",
-            "--host-key",
-            str(tmp_path / "host.key"),
-            "--purpose",
-            "eval",
-            "--session",
-            str(tmp_path / "q.session"),
-            "--server",
-            url,
-            "--json",
-        )
-        request_id = json.loads(requested.stdout)["request_id"]
+        request_id = request_as_alice(tmp_path, model_id, "gpu-q", tmp_path / "q.session", url)
         for name in ("carol", "dave"):
             approved = run(
                 "approve",
@@ -212,14 +195,4 @@ def test_custodian_quorum_by_command_line(tmp_path: Path, model_dir: Path) -> No
                 url,
             )
             assert approved.returncode == 0, approved.stderr
-        loaded = run(
-            "load",
-            str(tmp_path / "q.session"),
-            "--sealed",
-            str(sealed),
-            "--host-key",
-            str(tmp_path / "host.key"),
-            "--json",
-        )
-        assert loaded.returncode == 0, loaded.stderr
-        assert json.loads(loaded.stdout)["tensors"] == 104
+        assert load_session(tmp_path / "q.session", sealed, tmp_path / "host.key")["tensors"] == 104

@@ -117,7 +117,7 @@ class CustodyStore:
         return connection
 
     @contextmanager
-    def transaction(self, write: bool = True, urgent: bool = False) -> Iterator[Tx]:
+    def transaction(self, write: bool = True) -> Iterator[Tx]:
         """One unit of work; a writing one takes SQLite's write lock at once (BEGIN IMMEDIATE); on SQLite a
         read is a run of autocommit statements."""
         connection = self._connection()
@@ -132,7 +132,7 @@ class CustodyStore:
             else:
                 # One writer at a time inside this process: SQLite's own busy handler sleeps and backs off,
                 # which under load costs far more than waiting on a lock.
-                with self._lock.hold(urgent):
+                with self._lock.hold(urgent=False):
                     connection.execute("BEGIN IMMEDIATE")
                     try:
                         yield Tx(connection.cursor(), False)
