@@ -1,14 +1,14 @@
 """The main job: the whole custody chain on the bundled real model, on embedded SQLite and a local keyring.
 
-Seal all-MiniLM-L6-v2, compute its model id, start the ledger and custody service on loopback, register
-the model, enrol three people at different SenL tiers, have a host request the model for one of them,
-collect two approvals (one from a SenL-5 custodian), release the key to the host, load the model into
-memory verifying its id, embed a sentence, and finally audit the ledger as an outsider would.
+Seal all-MiniLM-L6-v2 under a data key bound to its model id, start the ledger and custody service on
+loopback with two security officers as its authority, have both officers register the model, enrol three
+people at different SenL tiers and one host, have the host request the model for one person, collect two
+approvals (one from a SenL-5 custodian), release the key to the host, load the model into memory verifying
+its id, embed a sentence, and finally audit the ledger as an outsider would, re-deciding the release.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import secrets
 import time
@@ -17,18 +17,18 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from strongroom.custody.admin import model_registration, pending_query, person_change
-from strongroom.custody.audit import audit_releases
+from strongroom.custody import admin
+from strongroom.custody.approver import Approver
+from strongroom.custody.audit import audit_custody
 from strongroom.custody.client import CustodyClient
+from strongroom.custody.envelope import SignedMessage
 from strongroom.custody.host import HostSession
 from strongroom.custody.loading import load_released
-from strongroom.custody.messages import SignedMessage, new_approval
 from strongroom.custody.policy import ModelPolicy
 from strongroom.keys import LocalKeyring
 from strongroom.ledger.client import LedgerClient, verify_log
-from strongroom.manifest.build import manifest_of_plain
-from strongroom.people import agreement_message
-from strongroom.seal import SealedModel, seal_path
+from strongroom.manifest.sealing import seal_model
+from strongroom.seal import SealedModel
 from strongroom.server.app import create_app, open_services
 from strongroom.server.background import BackgroundServer
 from strongroom.signing import Signer
@@ -59,19 +59,28 @@ def run_demo(workdir: Path, say: Say) -> dict[str, Any]:
 
     started = time.perf_counter()
     sealed_dir = workdir / "sealed-minilm"
-    sealed = seal_path(source, sealed_dir, keyring)
+    sealed = seal_model(source, sealed_dir, keyring)
+    model_id = sealed["model_id"]
     say(
         f"sealed {len(sealed['files'])} files ({sealed['plaintext_bytes']:,} bytes) in "
-        f"{time.perf_counter() - started:.2f}s under a fresh data key"
+        f"{time.perf_counter() - started:.2f}s under a fresh data key bound to the model id"
     )
-    model_id = manifest_of_plain(source).model_id
     say(f"model id (BLAKE3 Merkle root over every file and tensor): {model_id}")
 
-    services = open_services(workdir / "server", providers=[keyring], origin="strongroom.demo/log")
-    officer = services.operator
+    officers = _officers(workdir / "server")
+    agreement = "sha256:" + hashlib.sha256(AGREEMENT_TEXT).hexdigest()
+    services = open_services(
+        workdir / "server", providers=[keyring], origin="strongroom.demo/log", threshold=2, agreement=agreement
+    )
     with BackgroundServer(create_app(services, workdir / "server")) as url:
         client = CustodyClient(url)
-        say(f"ledger and custody service on {url} (embedded SQLite in {workdir / 'server'})")
+        say(
+            f"ledger and custody service on {url} (embedded SQLite in {workdir / 'server'}); genesis: officers "
+            f"{', '.join(officers)}, any change that grants access needs 2 of them"
+        )
+
+        def two_officers(proposal: admin.Proposal) -> dict[str, Any]:
+            return client.admin(admin.propose(proposal, list(officers.values())))
 
         policy = ModelPolicy(model_id, required_tier=3, approvals=2)
         with SealedModel.inspect(sealed_dir) as model:
@@ -82,28 +91,41 @@ def run_demo(workdir: Path, say: Say) -> dict[str, Any]:
             "site": "demo",
             "controls": ["sealed at rest", "2-person release", "SenL-5 custodian"],
         }
-        registered = client.register_model(model_registration(policy, key, provenance, officer))
+        registered = two_officers(admin.register_model(policy, key, provenance))
         say(
-            f"registered the model for custody: SenL-{policy.required_tier} to request, {policy.approvals} "
-            f"approvals incl. a SenL-5 custodian (ledger entry {registered['index']})"
+            f"{' and '.join(registered['officers'])} registered the model: SenL-{policy.required_tier} to request, "
+            f"{policy.approvals} approvals incl. a SenL-5 custodian (ledger entry {registered['ledger']['index']})"
         )
 
-        people = _enrol(client, officer, workdir, say)
+        people = _enrol(two_officers, agreement, workdir, say)
         host = HostSession("gpu-node-01", Signer.generate("ed25519"))
+        enrolled = two_officers(
+            admin.enrol_host(
+                host.host_id,
+                name="gpu-node-01.dc1",
+                site="demo datacentre, rack 4",
+                owner="inference platform team",
+                public_key=host.identity.verifier.pem().decode(),
+            )
+        )
+        say(f"enrolled host gpu-node-01 with its Ed25519 identity key (ledger entry {enrolled['ledger']['index']})")
         request = SignedMessage.sign(host.request_payload(model_id, "embedding evaluation", "alice"), people["alice"])
         request_id = client.submit_request(request)
-        say(f"alice asked, through host gpu-node-01, for the model's key: request {request_id[:16]}")
-        for approver in ("bob", "carol"):
-            pending = client.pending(pending_query(approver, people[approver]))
-            stored = SignedMessage.from_json(pending[0]["request"], "pending request")
-            approval = SignedMessage.sign(new_approval(request=stored, approver=approver), people[approver])
-            count = client.approve(request_id, approval)
-            say(f"{approver} approved ({count} of {policy.approvals})")
+        say(
+            f"alice asked, through host gpu-node-01 (which signed its fresh key), for the model: "
+            f"request {request_id[:16]}"
+        )
+        for name in ("bob", "carol"):
+            approver = Approver(client, name, people[name])
+            pending = approver.find(request_id)
+            count = approver.decide(pending)
+            say(f"{name} saw host {pending.host['name']} ({pending.host['fingerprint']}) and approved ({count} of 2)")
 
         verified, summary = load_released(client, host, request_id, sealed_dir, framework="torch")
         say(
             f"key released to gpu-node-01 (ledger entry {summary['released_entry']['index']}, logged before "
-            f"release); {summary['tensors']} tensors loaded into memory, model id verified while decrypting"
+            f"anything could unwrap it); {summary['tensors']} tensors loaded into memory, model id verified while "
+            "decrypting"
         )
         embedding = _embed(verified.files, verified.tensors)
         if embedding is not None:
@@ -111,7 +133,7 @@ def run_demo(workdir: Path, say: Say) -> dict[str, Any]:
                 f"embedded {DEMO_SENTENCE!r}: {embedding['dims']} dims, equal to the original model's: "
                 f"{embedding['equal_to_original']}"
             )
-        say(f"host reported model.loaded (ledger entry {summary['loaded_entry']['index']})")
+        say(f"host reported model.loaded under the release's nonce (ledger entry {summary['loaded_entry']['index']})")
 
         ledger = LedgerClient(url)
         report = verify_log(
@@ -121,18 +143,21 @@ def run_demo(workdir: Path, say: Say) -> dict[str, Any]:
             full=True,
             indices=[summary["released_entry"]["index"]],
         )
-        entries = ledger.query()
-        findings = [f for f in audit_releases(entries) if f["type"] == "key.released"]
         say(
             f"auditor: checkpoint signature valid, {report.size} entries re-hashed to the signed root, every "
             f"entry's signature checked, release entry inclusion proven"
         )
-        for finding in findings:
+        audit = audit_custody(enumerate(report.entries))
+        say(
+            f"auditor: replayed custody offline: {audit.entries} entries, every writer and officer authorisation "
+            f"checked; entries refused: {len(audit.problems)}"
+        )
+        for finding in audit.releases:
             approvals = ", ".join(f"{a['approver']} at {a['time']}" for a in finding["approvals"])
             say(
                 f"auditor: {finding['time']} key for {finding['model_id'][:23]}… released to {finding['host']} "
                 f"for {finding['requester']}; approvals: {approvals}; custodians: "
-                f"{', '.join(finding['custodians'])}; signatures verified offline: {finding['verified']}"
+                f"{', '.join(finding['custodians'])}; re-decided offline, allowed: {finding['verified']}"
             )
         ledger.close()
         client.close()
@@ -144,45 +169,50 @@ def run_demo(workdir: Path, say: Say) -> dict[str, Any]:
         "seal_id": sealed["seal_id"],
         "release_ids": [summary["request_id"]],
         "approvers": summary["approvers"],
+        "officers": list(officers),
         "ledger_size": report.size,
         "ledger_origin": report.origin,
-        "audit": findings,
+        "audit": audit.to_json(),
         "embedding": embedding,
         "tensors_loaded": summary["tensors"],
     }
 
 
-def _enrol(client: CustodyClient, officer: Signer, workdir: Path, say: Say) -> dict[str, Signer]:
-    agreement = "sha256:" + hashlib.sha256(AGREEMENT_TEXT).hexdigest()
+def _officers(data_dir: Path) -> dict[str, Signer]:
+    """Two security officers; their public keys in DATA/officers make them the ledger's genesis authority."""
+    folder = data_dir / "officers"
+    folder.mkdir(parents=True, exist_ok=True)
+    officers: dict[str, Signer] = {}
+    for name in ("olga", "oscar"):
+        key = Signer.generate("ed25519")
+        key.save(data_dir.parent / "officer-keys" / f"{name}.key", folder / f"{name}.pub")
+        officers[name] = key
+    return officers
+
+
+def _enrol(
+    two_officers: Callable[[admin.Proposal], dict[str, Any]], agreement: str, workdir: Path, say: Say
+) -> dict[str, Signer]:
     keys: dict[str, Signer] = {}
     folder = workdir / "people"
     folder.mkdir(exist_ok=True)
-    vetted = (date.today() - timedelta(days=90)).isoformat()
+    vetted = date.today() - timedelta(days=90)
     for person, name, position, tier, custodian in PEOPLE:
         key = Signer.generate("ed25519")
         key.save(folder / f"{person}.key", folder / f"{person}.pub")
         keys[person] = key
-        client.change_person(
-            person_change(
-                {
-                    "change": "enrol",
-                    "person": person,
-                    "name": name,
-                    "public_key": key.verifier.pem().decode(),
-                    "position": position,
-                    "tier": tier,
-                    "custodian": custodian,
-                    "vetted_on": vetted,
-                },
-                officer,
+        two_officers(
+            admin.enrol_person(
+                person,
+                name=name,
+                public_key=key.verifier.pem().decode(),
+                position=position,
+                tier=tier,
+                custodian=custodian,
+                vetted_on=vetted,
             )
         )
-        signature = base64.b64encode(key.sign(agreement_message(person, agreement))).decode()
-        client.change_person(
-            person_change(
-                {"change": "agreement", "person": person, "agreement": agreement, "signature": signature}, officer
-            )
-        )
+        two_officers(admin.record_agreement(person, agreement, key))
         say(f"enrolled {person} ({position}, SenL-{tier}{', custodian' if custodian else ''}); access agreement signed")
     return keys
 

@@ -17,6 +17,7 @@ from typing import Literal
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
 from strongroom.atomic import write_atomic
 from strongroom.errors import StrongroomError
@@ -34,6 +35,16 @@ class SigningKeyError(StrongroomError):
 
 class BadSignatureError(StrongroomError):
     """A signature does not verify under the given public key."""
+
+
+# Group orders n of the NIST curves (SEC 2 v2, sections 2.4.2, 2.5.1, 2.6.1), for the low-S rule.
+_ORDERS = {
+    "secp256r1": int("FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551", 16),
+    "secp384r1": int(
+        "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF581A0DB248B0A77AECEC196ACCC52973", 16
+    ),
+    "secp521r1": int("01" + "F" * 64 + "FA51868783BF2F966B7FCC0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409", 16),
+}
 
 
 def public_key_id(public: PublicKey) -> str:
@@ -82,6 +93,21 @@ class Verifier:
         except InvalidSignature:
             raise BadSignatureError(f"signature does not verify under key {self.key_id[:16]}") from None
 
+    def check_unique(self, signature: bytes) -> None:
+        """Refuse ECDSA signatures another party could derive from a valid one (RFC 6979 s. 2.4 leaves s and
+        n - s both valid): only DER-exact, low-S signatures are unique. Ed25519 signatures already are
+        (RFC 8032 s. 5.1.7 requires S < L)."""
+        if isinstance(self.public, ed25519.Ed25519PublicKey):
+            return
+        try:
+            r, s = decode_dss_signature(signature)
+        except ValueError:
+            raise BadSignatureError("ECDSA signature is not DER") from None
+        if encode_dss_signature(r, s) != signature:
+            raise BadSignatureError("ECDSA signature is not in its one DER form")
+        if s > _ORDERS[self.public.curve.name] // 2:
+            raise BadSignatureError("ECDSA signature is not low-S (malleable)")
+
     @classmethod
     def from_pem(cls, data: bytes, source: str = "public key") -> Verifier:
         try:
@@ -121,9 +147,12 @@ class Signer:
         return key_type_of(self.private)
 
     def sign(self, message: bytes) -> bytes:
+        """Ed25519, or DER ECDSA with s in the lower half of the group (low-S), so signatures are unique."""
         if isinstance(self.private, ed25519.Ed25519PrivateKey):
             return self.private.sign(message)
-        return self.private.sign(message, ec.ECDSA(ecdsa_hash(self.private)))
+        r, s = decode_dss_signature(self.private.sign(message, ec.ECDSA(ecdsa_hash(self.private))))
+        order = _ORDERS[self.private.curve.name]
+        return encode_dss_signature(r, order - s if s > order // 2 else s)
 
     @classmethod
     def generate(cls, key_type: KeyType = "ecdsa-p256") -> Signer:

@@ -1,30 +1,85 @@
-"""A running custody service on loopback (real ledger, real HTTP), a sealed real model and three people."""
+"""A running custody service on loopback (real ledger, real HTTP), a sealed real model, officers, people, a host."""
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from strongroom.custody.admin import model_registration, pending_query, person_change
+from strongroom.custody import admin
+from strongroom.custody.approver import Approver, Pending
 from strongroom.custody.client import CustodyClient
+from strongroom.custody.envelope import SignedMessage
 from strongroom.custody.host import HostSession
-from strongroom.custody.messages import SignedMessage, new_approval
 from strongroom.custody.policy import ModelPolicy
+from strongroom.custody.protocol import ReleaseRequest, new_approval
 from strongroom.keys import LocalKeyring
-from strongroom.manifest.build import manifest_of_plain
-from strongroom.people import agreement_message
-from strongroom.seal import SealedModel, seal_path
+from strongroom.manifest.sealing import seal_model
+from strongroom.seal import SealedModel
 from strongroom.server.app import Services, create_app, open_services
 from strongroom.server.background import BackgroundServer
 from strongroom.signing import Signer
 
 AGREEMENT = "sha256:" + "42" * 32
 PEOPLE = [("alice", 3), ("bob", 4), ("erin", 4), ("carol", 5), ("dave", 5)]
+OFFICERS = ("olga", "oscar", "otto")
+TWO = ("olga", "oscar")
+PASSPHRASE = "custody"
+
+
+def make_officers(data: Path, names: tuple[str, ...] = OFFICERS) -> dict[str, Signer]:
+    """Officer keys, their public halves in DATA/officers (the genesis authority on first start)."""
+    (data / "officers").mkdir(parents=True, exist_ok=True)
+    keys = {}
+    for name in names:
+        keys[name] = Signer.generate("ed25519")
+        (data / "officers" / f"{name}.pub").write_bytes(keys[name].verifier.pem())
+    return keys
+
+
+@dataclass
+class Admin:
+    """Officers submitting co-signed changes through one client."""
+
+    client: CustodyClient
+    officers: dict[str, Signer]
+
+    def __call__(self, proposal: admin.Proposal, *names: str) -> dict[str, Any]:
+        signers = [self.officers[n] for n in (names or TWO)]
+        return self.client.admin(admin.propose(proposal, signers))
+
+    def enrol(self, people: list[tuple[str, int]], agreement: str | None = AGREEMENT) -> dict[str, Signer]:
+        """Enrol each (person, tier) with a fresh Ed25519 key (SenL-5 ones as custodians), vetted 30 days ago."""
+        keys: dict[str, Signer] = {}
+        for person, tier in people:
+            keys[person] = Signer.generate("ed25519")
+            self(
+                admin.enrol_person(
+                    person,
+                    name=person.title(),
+                    public_key=keys[person].verifier.pem().decode(),
+                    position=f"SenL-{tier}",
+                    tier=tier,
+                    custodian=tier == 5,
+                    vetted_on=date.today() - timedelta(days=30),
+                )
+            )
+            if agreement is not None:
+                self(admin.record_agreement(person, agreement, keys[person]))
+        return keys
+
+    def enrol_host(self, host_id: str, key: Signer | None = None) -> Signer:
+        key = key or Signer.generate("ed25519")
+        self(
+            admin.enrol_host(
+                host_id, name=f"{host_id}.dc1", site="dc1 rack 4", owner="platform", public_key=key.verifier.pem().decode()
+            )
+        )
+        return key
 
 
 @dataclass
@@ -37,81 +92,66 @@ class CustodyEnv:
     sealed: Path
     model_id: str
     people: dict[str, Signer]
+    officers: dict[str, Signer]
+    admin: Admin
+    hosts: dict[str, Signer] = field(default_factory=dict)
 
-    def request(self, who: str = "alice", host: HostSession | None = None) -> tuple[HostSession, SignedMessage, str]:
-        host = host or HostSession("gpu-01", Signer.generate("ed25519"))
-        message = SignedMessage.sign(host.request_payload(self.model_id, "evaluation", who), self.people[who])
-        return host, message, self.client.submit_request(message)
+    def session(self, host_id: str = "gpu-01") -> HostSession:
+        return HostSession(host_id, self.hosts[host_id])
 
-    def approve(self, request: SignedMessage, who: str, decision: str = "approve") -> int:
+    def request(
+        self, who: str = "alice", host: HostSession | None = None, model_id: str | None = None
+    ) -> tuple[HostSession, ReleaseRequest, str]:
+        host = host or self.session()
+        payload = host.request_payload(model_id or self.model_id, "evaluation", who)
+        signed = SignedMessage.sign(payload, self.people[who])
+        return host, ReleaseRequest.parse(signed), self.client.submit_request(signed)
+
+    def approve(self, request: ReleaseRequest, who: str, decision: str = "approve") -> int:
         approval = SignedMessage.sign(new_approval(request=request, approver=who, decision=decision), self.people[who])
-        return self.client.approve(request.digest, approval)
+        return self.client.approve(request.request_id, approval)
 
-    def change(self, change: dict[str, object]) -> None:
-        self.client.change_person(person_change(change, self.services.operator))
+    def approved(self, who: str = "alice") -> tuple[HostSession, ReleaseRequest, str]:
+        """A request with its two approvals (bob, carol), ready to release."""
+        host, request, request_id = self.request(who)
+        self.approve(request, "bob")
+        self.approve(request, "carol")
+        return host, request, request_id
 
-    def pending_for(self, who: str) -> list[dict[str, object]]:
-        return self.client.pending(pending_query(who, self.people[who]))
+    def pending_for(self, who: str) -> list[Pending]:
+        return Approver(self.client, who, self.people[who]).pending()
 
-
-def enrol(
-    client: CustodyClient, officer: Signer, people: list[tuple[str, int]], agreement: str | None = None
-) -> dict[str, Signer]:
-    """Enrol each (person, tier) with a fresh Ed25519 key (SenL-5 ones as custodians), vetted 30 days ago."""
-    keys: dict[str, Signer] = {}
-    vetted = (date.today() - timedelta(days=30)).isoformat()
-    for person, tier in people:
-        keys[person] = Signer.generate("ed25519")
-        client.change_person(
-            person_change(
-                {
-                    "change": "enrol",
-                    "person": person,
-                    "name": person.title(),
-                    "public_key": keys[person].verifier.pem().decode(),
-                    "position": f"SenL-{tier}",
-                    "tier": tier,
-                    "custodian": tier == 5,
-                    "vetted_on": vetted,
-                },
-                officer,
-            )
-        )
-        if agreement is not None:
-            signature = base64.b64encode(keys[person].sign(agreement_message(person, agreement))).decode()
-            client.change_person(
-                person_change(
-                    {"change": "agreement", "person": person, "agreement": agreement, "signature": signature}, officer
-                )
-            )
-    return keys
+    def released_entries(self) -> int:
+        return len(self.services.ledger.query(type="key.released"))
 
 
 @pytest.fixture(scope="module")
 def sealed_minilm(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> tuple[Path, Path, str]:
     root = tmp_path_factory.mktemp("custody-model")
-    LocalKeyring.init(root / "keys", passphrase="custody", scrypt_n=2**10).close()
-    ring = LocalKeyring.open(root / "keys", passphrase="custody")
-    seal_path(model_dir, root / "sealed", ring)
+    LocalKeyring.init(root / "keys", passphrase=PASSPHRASE, scrypt_n=2**10).close()
+    ring = LocalKeyring.open(root / "keys", passphrase=PASSPHRASE)
+    summary = seal_model(model_dir, root / "sealed", ring)
     ring.close()
-    return root / "keys", root / "sealed", manifest_of_plain(model_dir).model_id
+    return root / "keys", root / "sealed", str(summary["model_id"])
 
 
 @pytest.fixture
 def env(tmp_path: Path, sealed_minilm: tuple[Path, Path, str]) -> Iterator[CustodyEnv]:
     keydir, sealed, model_id = sealed_minilm
-    keyring = LocalKeyring.open(keydir, passphrase="custody")
+    keyring = LocalKeyring.open(keydir, passphrase=PASSPHRASE)
     data = tmp_path / "server"
-    services = open_services(data, providers=[keyring])
+    officers = make_officers(data)
+    services = open_services(data, providers=[keyring], agreement=AGREEMENT)
     with BackgroundServer(create_app(services, data)) as url:
         client = CustodyClient(url)
+        officer_admin = Admin(client, officers)
         with SealedModel.inspect(sealed) as model:
             key = model.key
-        client.register_model(
-            model_registration(ModelPolicy(model_id, 3, 2), key, {"training_run": "test"}, services.operator)
-        )
-        people = enrol(client, services.operator, PEOPLE, AGREEMENT)
-        yield CustodyEnv(url, data, services, client, keyring, sealed, model_id, people)
+        officer_admin(admin.register_model(ModelPolicy(model_id, 3, 2), key, {"training_run": "test"}))
+        people = officer_admin.enrol(PEOPLE)
+        env = CustodyEnv(url, data, services, client, keyring, sealed, model_id, people, officers, officer_admin)
+        env.hosts["gpu-01"] = officer_admin.enrol_host("gpu-01")
+        yield env
         client.close()
     services.close()
     keyring.close()

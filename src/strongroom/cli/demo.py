@@ -28,8 +28,8 @@ def demo(
     story = run_demo(target, say)
     if json_out:
         print_json(story)
-    if not all(finding["verified"] for finding in story["audit"]):
-        raise StrongroomError("demo failed: the auditor could not verify every release")
+    if not story["audit"]["ok"] or not all(r["verified"] for r in story["audit"]["releases"]):
+        raise StrongroomError("demo failed: the auditor's replay refused an entry or a release")
     if story["embedding"] is not None and not story["embedding"]["equal_to_original"]:
         raise StrongroomError("demo failed: the released model's embedding differs from the original's")
 

@@ -10,6 +10,8 @@ import typer
 from rich.table import Table
 
 from strongroom.cli.common import JsonOption, console, print_json
+from strongroom.custody.audit import audit_custody
+from strongroom.errors import StrongroomError
 from strongroom.ledger import merkle
 from strongroom.ledger.checkpoint import Checkpoint
 from strongroom.ledger.client import LedgerClient, verify_log
@@ -17,6 +19,11 @@ from strongroom.ledger.entries import make_entry
 from strongroom.ledger.errors import EntryError
 from strongroom.ledger.note import COSIGNATURE_V1, NoteVerifier, open_note
 from strongroom.signing import Signer
+
+
+class CustodyAuditError(StrongroomError):
+    """Replaying custody found entries the authority model refuses."""
+
 
 ledger_app = typer.Typer(help="Append to, prove and audit a transparency ledger.", no_args_is_help=True)
 UrlArgument = Annotated[str, typer.Argument(help="Ledger URL, e.g. http://127.0.0.1:8750")]
@@ -93,9 +100,14 @@ def verify(
     log_key: Annotated[str | None, typer.Option("--log-key", help="Pin this log vkey instead of TOFU.")] = None,
     index: Annotated[list[int] | None, typer.Option("--index", help="Also prove this entry (repeatable).")] = None,
     full: Annotated[bool, typer.Option(help="Download every entry, re-hash the tree, check every signature.")] = False,
+    custody: Annotated[
+        bool,
+        typer.Option("--custody", help="Also replay custody offline and re-decide every release (implies --full)."),
+    ] = False,
     json_out: JsonOption = False,
 ) -> None:
-    """Audit the log: signatures, witnesses, consistency with the saved state, inclusion of entries."""
+    """Audit the log: signatures, witnesses, consistency with the saved state, inclusion of entries; with
+    --custody, every custody entry's writer and authorisation, and every release re-decided."""
     witnesses = [NoteVerifier.from_vkey(v) for v in witness_key or []]
     for w in witnesses:
         if w.sig_type != COSIGNATURE_V1:
@@ -107,16 +119,30 @@ def verify(
         witnesses=witnesses,
         min_witnesses=len(witnesses) if min_witnesses < 0 else min_witnesses,
         indices=index or [],
-        full=full,
+        full=full or custody,
     )
+    audit = audit_custody(enumerate(report.entries)) if custody else None
     if json_out:
-        print_json(report.to_json())
-        return
-    grew = "" if report.previous_size is None else f", consistent with size {report.previous_size}"
-    console.print(
-        f"verified {report.origin} at size {report.size}{grew}; witnesses: {report.witnesses or 'none'}"
-        f"{'; full history re-hashed' if report.full_history else ''}"
-    )
+        print_json({**report.to_json(), **({"custody": audit.to_json()} if audit else {})})
+    else:
+        grew = "" if report.previous_size is None else f", consistent with size {report.previous_size}"
+        console.print(
+            f"verified {report.origin} at size {report.size}{grew}; witnesses: {report.witnesses or 'none'}"
+            f"{'; full history re-hashed' if report.full_history else ''}"
+        )
+        if audit is not None:
+            officers = ", ".join(f"{o['name']} ({o['key_id'][:16]})" for o in audit.officers) or "none"
+            console.print(f"custody: officers {officers}, {audit.threshold} to co-sign; {len(audit.releases)} releases")
+            for release in audit.releases:
+                mark = "ok" if release["verified"] else "[bold red]NOT ALLOWED[/]"
+                console.print(
+                    f"  entry {release['index']}: {release['model_id'][:23]}… to {release.get('host', '?')} for "
+                    f"{release.get('requester', '?')}: {mark}"
+                )
+            for problem in audit.problems:
+                console.print(f"  [bold red]entry {problem.index} ({problem.type})[/]: {problem.reason}")
+    if audit is not None and not audit.ok:
+        raise CustodyAuditError(f"custody audit: {len(audit.problems)} ledger entries would not have been accepted")
 
 
 def register(app: typer.Typer) -> None:

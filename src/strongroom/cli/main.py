@@ -7,8 +7,10 @@ import sys
 import typer
 from rich.markup import escape
 
+from strongroom.cli import admin as admin_cli
 from strongroom.cli import custody as custody_cli
 from strongroom.cli import demo as demo_cli
+from strongroom.cli import hosts as hosts_cli
 from strongroom.cli import keys as keys_cli
 from strongroom.cli import ledger as ledger_cli
 from strongroom.cli import manifest as manifest_cli
@@ -35,6 +37,8 @@ serve_cli.register(app)
 witness_cli.register(app)
 ledger_cli.register(app)
 people_cli.register(app)
+hosts_cli.register(app)
+admin_cli.register(app)
 custody_cli.register(app)
 meetings_cli.register(app)
 

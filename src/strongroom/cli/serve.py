@@ -21,8 +21,19 @@ def serve(
     key_provider: KeyProviderOption = None,
     key_config: KeyConfigOption = None,
     origin: Annotated[str | None, typer.Option(help="Log origin name (first start only).")] = None,
+    officer_threshold: Annotated[
+        int, typer.Option(min=1, help="Officers who must co-sign a change that grants access (first start only).")
+    ] = 2,
+    agreement: Annotated[
+        Path | None,
+        typer.Option(help="The access agreement everyone must have signed (first start only; then 'admin authority')."),
+    ] = None,
 ) -> None:
-    """Serve the transparency ledger (C2SP tlog-tiles), custody and people APIs.
+    """Serve the transparency ledger (C2SP tlog-tiles), custody, people and host APIs.
+
+    On first start the officers whose public keys are in DATA/officers/NAME.pub become the ledger's
+    authority (with --officer-threshold and --agreement); from then on the ledger is the only source of
+    who administers custody, and changes go through 'strongroom admin authority'.
 
     The custody service unwraps data keys with the key provider given (--keys for a local keyring, or
     --key-provider/--key-config for PKCS#11, OpenBao or Shamir); without one, nothing can be released.
@@ -34,7 +45,15 @@ def serve(
 
     wanted = keys or key_provider or key_config
     providers: list[KeyProvider] = [open_provider(keys, kek_file, key_provider, key_config)] if wanted else []
-    services = open_services(data, database, providers, origin)
+    from strongroom.cli.admin import agreement_digest
+
+    digest = agreement_digest(agreement) if agreement else None
+    services = open_services(data, database, providers, origin, threshold=officer_threshold, agreement=digest)
+    authority = services.custody.state.authority
+    if authority is None:
+        console.print(f"[yellow]no officers yet: put their public keys in {data / 'officers'} and restart[/]")
+    elif digest is not None and authority.required_agreement != digest:
+        console.print("[yellow]--agreement differs from the ledger's; change it with 'strongroom admin authority'[/]")
     console.print(
         f"ledger {services.ledger.origin} (size {services.ledger.size}) on http://{host}:{port}; "
         f"verifier key in {data / 'log.vkey'}"

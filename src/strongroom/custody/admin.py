@@ -1,48 +1,127 @@
-"""Signed messages for officers and approvers: clearance changes, model registrations, pending queries."""
+"""Officers' side of administration: the changes they propose, and co-signing them.
+
+Each builder returns a ``Proposal`` (an action and its change); ``propose`` signs it as the first officer
+and ``CoSigned.cosign`` adds each further officer's signature over the very same payload. The custody
+service decides whether enough officers signed (``strongroom.custody.authority``).
+"""
 
 from __future__ import annotations
 
+import base64
 import secrets
-from datetime import timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
 
-from strongroom.custody.messages import SignedMessage, format_time, utc_now
+from strongroom.custody.envelope import CoSigned
+from strongroom.custody.errors import CustodyError
 from strongroom.custody.policy import ModelPolicy
+from strongroom.custody.protocol import DEFAULT_LIFETIME, Authority, new_admin_change
 from strongroom.keys.provider import WrappedKey
+from strongroom.people import SignalKind, agreement_message
 from strongroom.signing import Signer
 
-PENDING_QUERY_TYPE = "strongroom.pending-query/v1"
-PERSON_CHANGE_TYPE = "strongroom.person-change/v1"
-REGISTRATION_TYPE = "strongroom.model-registration/v1"
-SHORT_LIFETIME = timedelta(minutes=5)
+
+@dataclass(frozen=True)
+class Proposal:
+    """An administrative change before anyone signed it."""
+
+    action: str
+    change: dict[str, Any]
 
 
-def _envelope(message_type: str, fields: dict[str, Any], signer: Signer) -> SignedMessage:
-    now = utc_now()
-    payload = {
-        "type": message_type,
-        **fields,
-        "nonce": secrets.token_hex(16),
-        "issued_at": format_time(now),
-        "expires_at": format_time(now + SHORT_LIFETIME),
-    }
-    return SignedMessage.sign(payload, signer)
+def propose(proposal: Proposal, officers: Sequence[Signer], lifetime: timedelta = DEFAULT_LIFETIME) -> CoSigned:
+    """The change signed by each of ``officers`` (one for a proposal others will co-sign later)."""
+    if not officers:
+        raise CustodyError("an administrative change needs at least one officer's signature")
+    signed = new_admin_change(proposal.action, proposal.change, officers[0], lifetime)
+    for officer in officers[1:]:
+        signed = signed.cosign(officer)
+    return signed
 
 
-def person_change(change: dict[str, Any], officer: Signer) -> SignedMessage:
-    return _envelope(PERSON_CHANGE_TYPE, {"change": change}, officer)
-
-
-def pending_query(person: str, signer: Signer) -> SignedMessage:
-    return _envelope(PENDING_QUERY_TYPE, {"person": person}, signer)
-
-
-def model_registration(
-    policy: ModelPolicy, key: WrappedKey, provenance: dict[str, Any], officer: Signer
-) -> SignedMessage:
-    rules = {k: v for k, v in policy.to_json().items() if k != "model_id"}
-    return _envelope(
-        REGISTRATION_TYPE,
-        {"model_id": policy.model_id, "key": key.to_json(), "policy": rules, "provenance": provenance},
-        officer,
+def enrol_person(
+    person: str, *, name: str, public_key: str, position: str, tier: int, custodian: bool, vetted_on: date
+) -> Proposal:
+    return Proposal(
+        "person.enrol",
+        {
+            "change": "enrol",
+            "person": person,
+            "name": name,
+            "public_key": public_key,
+            "position": position,
+            "tier": tier,
+            "custodian": custodian,
+            "vetted_on": vetted_on.isoformat(),
+        },
     )
+
+
+def change_position(person: str, *, position: str, tier: int, custodian: bool) -> Proposal:
+    change = {"change": "position", "person": person, "position": position, "tier": tier, "custodian": custodian}
+    return Proposal("person.position", change)
+
+
+def record_vetting(person: str, vetted_on: date) -> Proposal:
+    return Proposal("person.vetted", {"change": "vetted", "person": person, "vetted_on": vetted_on.isoformat()})
+
+
+def record_agreement(person: str, agreement: str, person_key: Signer) -> Proposal:
+    """The person signs the agreement (by its digest) with their own key; officers witness the record."""
+    signature = base64.b64encode(person_key.sign(agreement_message(person, agreement))).decode()
+    return Proposal(
+        "person.agreement", {"change": "agreement", "person": person, "agreement": agreement, "signature": signature}
+    )
+
+
+def raise_signal(person: str, kind: SignalKind, *, detail: str = "", observed_on: date | None = None) -> Proposal:
+    """A continuous-evaluation signal: suspends the person until a reviewer clears it (one officer suffices)."""
+    return Proposal(
+        "person.signal",
+        {
+            "change": "signal",
+            "person": person,
+            "signal_id": "sig-" + secrets.token_hex(4),
+            "kind": kind.value,
+            "detail": detail,
+            "observed_on": (observed_on or date.today()).isoformat(),
+        },
+    )
+
+
+def clear_signal(person: str, signal_id: str, *, reviewer: str, finding: str = "") -> Proposal:
+    change = {"change": "clear", "person": person, "signal_id": signal_id, "reviewer": reviewer, "finding": finding}
+    return Proposal("person.clear", change)
+
+
+def offboard(person: str, reason: str = "") -> Proposal:
+    return Proposal("person.offboard", {"change": "offboard", "person": person, "reason": reason})
+
+
+def enrol_host(host: str, *, name: str, site: str, owner: str, public_key: str) -> Proposal:
+    change = {"change": "enrol", "host": host, "name": name, "site": site, "owner": owner, "public_key": public_key}
+    return Proposal("host.enrol", change)
+
+
+def retire_host(host: str, reason: str = "") -> Proposal:
+    return Proposal("host.retire", {"change": "retire", "host": host, "reason": reason})
+
+
+def register_model(policy: ModelPolicy, key: WrappedKey, provenance: dict[str, Any] | None = None) -> Proposal:
+    change = {
+        "model_id": policy.model_id,
+        "key": key.to_json(),
+        "policy": policy.rules(),
+        "provenance": provenance or {},
+    }
+    return Proposal("model.register", change)
+
+
+def change_policy(policy: ModelPolicy) -> Proposal:
+    return Proposal("model.policy", {"model_id": policy.model_id, "policy": policy.rules()})
+
+
+def change_authority(authority: Authority) -> Proposal:
+    return Proposal("authority.change", authority.to_json())

@@ -1,89 +1,101 @@
-"""The auditor's reading of custody: every release on the ledger, re-checked offline.
+"""The auditor's reading of custody: the whole log replayed offline, every release re-decided.
 
-The people registry is rebuilt from the ``person.changed`` entries that precede each release, and the
-request and every approval carried inside ``key.released`` are verified against the keys enrolled at
-that point: an auditor needs the log and nothing the operator says.
+The auditor needs the log and nothing the operator says. It replays every entry with the very code the
+live service runs (``strongroom.custody.state``): the writer of each entry, the officers' signatures and
+their number for every administrative change, people, hosts and models as they stood, key bindings, and
+for each ``key.released`` the decision function again, at the logged time, on the signed request and
+approvals the entry carries. Any entry that would not have been accepted is named, with the reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
-from strongroom.custody.errors import MessageError
-from strongroom.custody.messages import SignedMessage
+from strongroom.custody.envelope import SignedMessage
+from strongroom.custody.errors import UnverifiableEntryError
+from strongroom.custody.protocol import Approval, ReleaseRequest
+from strongroom.custody.state import CustodyState, Problem
 from strongroom.errors import StrongroomError
 from strongroom.ledger.entries import Entry
-from strongroom.people.registry import Registry
 
 
-def audit_releases(entries: Sequence[tuple[int, Entry]]) -> list[dict[str, Any]]:
-    """One finding per ``key.released`` entry, in log order, each with ``verified`` and any problems."""
-    registry = Registry()
+@dataclass
+class CustodyAudit:
+    """What replaying custody established: the genesis officers, each release, and every refused entry."""
+
+    entries: int = 0
+    officers: list[dict[str, str]] = field(default_factory=list)
+    threshold: int = 0
+    releases: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "entries": self.entries,
+            "officers": self.officers,
+            "threshold": self.threshold,
+            "releases": self.releases,
+            "problems": [p.to_json() for p in self.problems],
+            "ok": self.ok,
+        }
+
+
+def audit_custody(entries: Iterable[tuple[int, Entry]]) -> CustodyAudit:
+    """Replay ``entries`` (the whole log, in order) and report every release and every refused entry."""
+    state = CustodyState()
+    audit = CustodyAudit()
     loads: dict[str, list[dict[str, Any]]] = {}
     for index, entry in entries:
-        if entry.type == "model.loaded":
-            loads.setdefault(str(entry.body.get("request_id")), []).append(
-                {"index": index, "host": entry.body.get("host"), "model_id": entry.model_id, "time": entry.time}
+        audit.entries += 1
+        try:
+            state.apply(index, entry)
+            verified, reason = True, None
+        except UnverifiableEntryError as exc:
+            verified, reason = False, str(exc)
+            audit.problems.append(Problem(index, entry.type, str(exc)))
+        if entry.type == "key.released":
+            audit.releases.append(_release(index, entry, verified, reason, loads))
+        elif entry.type == "model.loaded" and verified:
+            loads.setdefault(str(entry.body["request_id"]), []).append(
+                {"index": index, "host": entry.body.get("host"), "time": entry.time}
             )
-    findings: list[dict[str, Any]] = []
-    for index, entry in entries:
-        if entry.type == "person.changed":
-            try:
-                registry.apply(entry.body)
-            except StrongroomError as exc:
-                findings.append({"index": index, "type": "person.changed", "verified": False, "problems": [str(exc)]})
-        elif entry.type == "key.released":
-            findings.append(_check_release(index, entry, registry, loads))
-    return findings
+    if state.authority is not None:
+        audit.officers = [{"name": o.name, "key_id": o.verifier.key_id} for o in state.authority.officers]
+        audit.threshold = state.authority.threshold
+    return audit
 
 
-def _check_release(
-    index: int, entry: Entry, registry: Registry, loads: dict[str, list[dict[str, Any]]]
+def _release(
+    index: int, entry: Entry, verified: bool, reason: str | None, loads: dict[str, list[dict[str, Any]]]
 ) -> dict[str, Any]:
+    """A readable record of one release (what it claims; ``verified`` says whether replay accepted it)."""
     body = entry.body
-    problems: list[str] = []
-    approvals: list[dict[str, Any]] = []
-    try:
-        request = SignedMessage.from_json(body["request"], "request")
-        requester = request.payload["requester"]
-        request.verify(registry.get(requester).verifier, f"request by {requester}")
-        if request.digest != body["request_id"]:
-            problems.append("request id does not match the logged request")
-        for raw in body.get("approvals", []):
-            approval = SignedMessage.from_json(raw, "approval")
-            approver = approval.payload["approver"]
-            try:
-                approval.verify(registry.get(approver).verifier, f"approval by {approver}")
-                if approval.payload["request_id"] != request.digest:
-                    raise MessageError(f"approval by {approver} is for another request")
-                approvals.append(
-                    {
-                        "approver": approver,
-                        "decision": approval.payload["decision"],
-                        "time": approval.payload["issued_at"],
-                    }
-                )
-            except StrongroomError as exc:
-                problems.append(str(exc))
-        if len({a["approver"] for a in approvals}) < len(body.get("approvers", [])):
-            problems.append("fewer valid approval signatures than approvers claimed")
-        if requester in {a["approver"] for a in approvals}:
-            problems.append("the requester approved their own request")
-    except (StrongroomError, KeyError, TypeError) as exc:
-        problems.append(f"malformed key.released entry: {exc}")
-        requester = body.get("request", {}).get("payload", {}).get("requester", "?")
-    return {
+    finding: dict[str, Any] = {
         "index": index,
-        "type": "key.released",
         "time": entry.time,
         "model_id": body.get("model_id"),
         "request_id": body.get("request_id"),
-        "requester": requester,
-        "host": body.get("host", {}).get("host_id"),
-        "approvals": approvals,
-        "custodians": body.get("custodians", []),
-        "loads": loads.get(str(body.get("request_id")), []),
-        "verified": not problems,
-        "problems": problems,
+        "verified": verified,
+        "problems": [reason] if reason else [],
+        "loads": loads.setdefault(str(body.get("request_id")), []),
     }
+    try:
+        request = ReleaseRequest.parse(SignedMessage.from_json(body.get("request"), "request"))
+        approvals = [Approval.parse(SignedMessage.from_json(a, "approval")) for a in body.get("approvals", [])]
+    except (StrongroomError, TypeError):
+        return finding
+    finding.update(
+        requester=request.requester,
+        host=request.host_id,
+        approvals=[
+            {"approver": a.approver, "decision": a.decision, "time": a.signed.payload["issued_at"]} for a in approvals
+        ],
+        custodians=body.get("custodians", []),
+    )
+    return finding

@@ -1,4 +1,4 @@
-"""An HTTP client for the custody and people routes of ``strongroom serve``."""
+"""An HTTP client for the custody, people and host routes of ``strongroom serve``."""
 
 from __future__ import annotations
 
@@ -6,18 +6,41 @@ from typing import Any
 
 import httpx
 
-from strongroom.custody.errors import CustodyError, UnavailableError
-from strongroom.custody.messages import SignedMessage
+from strongroom.custody.envelope import CoSigned, SignedMessage
+from strongroom.custody.errors import (
+    AlreadyExistsError,
+    CustodyError,
+    MessageError,
+    NotAuthorisedError,
+    NotFoundError,
+    PolicyError,
+    ReleaseConflictError,
+    UnavailableError,
+    UnverifiableLedgerError,
+)
+
+_KINDS: dict[str, type[CustodyError]] = {
+    kind.__name__: kind
+    for kind in (
+        MessageError,
+        NotAuthorisedError,
+        NotFoundError,
+        AlreadyExistsError,
+        ReleaseConflictError,
+        UnavailableError,
+        UnverifiableLedgerError,
+    )
+}
 
 
 class CustodyClient:
-    """Posts signed messages to a Strongroom server and turns error replies into CustodyError."""
+    """Posts signed messages to a Strongroom server and turns error replies into typed custody errors."""
 
     def __init__(self, base_url: str, timeout: float = 30.0) -> None:
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, trust_env=False)
 
-    def _post(self, path: str, message: SignedMessage) -> dict[str, Any]:
+    def _post(self, path: str, message: SignedMessage | CoSigned) -> dict[str, Any]:
         try:
             reply = self._http.post(path, json=message.to_json())
         except httpx.HTTPError as exc:
@@ -38,11 +61,19 @@ class CustodyClient:
             raise CustodyError(f"{self.base_url}: HTTP {reply.status_code} with a non-JSON body") from None
         if reply.status_code >= 400:
             detail = data.get("error") or data.get("detail") if isinstance(data, dict) else data
-            error = UnavailableError if reply.status_code == 503 else CustodyError
-            raise error(f"server refused (HTTP {reply.status_code}): {detail}")
+            kind = data.get("kind") if isinstance(data, dict) else None
+            message = f"server refused (HTTP {reply.status_code}): {detail}"
+            if kind == "PolicyError":
+                raise PolicyError([str(detail)], message)
+            default = UnavailableError if reply.status_code == 503 else CustodyError
+            raise _KINDS.get(str(kind), default)(message)
         if not isinstance(data, dict):
             raise CustodyError(f"{self.base_url}: unexpected reply")
         return data
+
+    def admin(self, change: CoSigned) -> dict[str, Any]:
+        """Submit an officer-co-signed administrative change."""
+        return self._post("/v1/admin/changes", change)
 
     def submit_request(self, message: SignedMessage) -> str:
         return str(self._post("/v1/custody/requests", message)["request_id"])
@@ -62,14 +93,11 @@ class CustodyClient:
     def pending(self, query: SignedMessage) -> list[dict[str, Any]]:
         return list(self._post("/v1/custody/pending", query)["pending"])
 
-    def register_model(self, message: SignedMessage) -> dict[str, Any]:
-        return self._post("/v1/custody/models", message)
-
-    def change_person(self, message: SignedMessage) -> dict[str, Any]:
-        return self._post("/v1/people/changes", message)
-
     def standing(self, person: str) -> dict[str, Any]:
         return self._get(f"/v1/people/{person}")
+
+    def host(self, host_id: str) -> dict[str, Any]:
+        return self._get(f"/v1/hosts/{host_id}")
 
     def close(self) -> None:
         self._http.close()

@@ -1,4 +1,7 @@
-"""Errors raised by the custody service; every refusal changes nothing."""
+"""Errors raised by the custody service; every refusal changes nothing.
+
+Each class maps to one HTTP status in ``strongroom.server.errors``; nothing maps by message text.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +9,31 @@ from strongroom.errors import StrongroomError
 
 
 class CustodyError(StrongroomError):
-    """A custody request, approval or release was refused."""
+    """A custody request, approval, administrative change or release was refused."""
 
 
 class MessageError(CustodyError):
     """A signed custody message is malformed, forged, expired or replayed."""
 
 
+class NotAuthorisedError(CustodyError):
+    """The signers of a message may not do what it asks (not officers, too few of them, wrong party)."""
+
+
 class PolicyError(CustodyError):
     """The release policy does not hold (yet): the reasons say which rule failed."""
 
-    def __init__(self, reasons: list[str]) -> None:
-        super().__init__("release refused: " + "; ".join(reasons))
+    def __init__(self, reasons: list[str], message: str | None = None) -> None:
+        super().__init__(message or "release refused: " + "; ".join(reasons))
         self.reasons = reasons
+
+
+class NotFoundError(CustodyError):
+    """No such request, model or release."""
+
+
+class AlreadyExistsError(CustodyError):
+    """The thing to create exists already (a model id or wrapped key registered twice)."""
 
 
 class ReleaseConflictError(CustodyError):
@@ -27,3 +42,11 @@ class ReleaseConflictError(CustodyError):
 
 class UnavailableError(CustodyError):
     """The ledger, database or key provider is unreachable: fail closed, nothing released."""
+
+
+class UnverifiableLedgerError(UnavailableError):
+    """The ledger holds custody entries that do not verify: releases stop until someone looks."""
+
+
+class UnverifiableEntryError(CustodyError):
+    """One ledger entry fails the authority model (wrong writer, missing or bad authorisation)."""

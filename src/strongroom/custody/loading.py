@@ -27,7 +27,7 @@ def load_released(
         released.close()
     if not verified.tensors:
         raise CustodyError(f"{sealed}: no tensors loaded")
-    receipt = client.loaded(request_id, host.loaded(request_id, bundle["model_id"]))
+    receipt = client.loaded(request_id, host.loaded(bundle))
     summary = {
         "request_id": request_id,
         "model_id": bundle["model_id"],

@@ -1,19 +1,14 @@
-"""The release policy: who may receive a model's data key, and with whose approval.
-
-Rules (SL5 AC-3(2), PS-3): the requester's effective SenL tier covers the model's required tier; at least
-k distinct approvers, none of them the requester, none suspended, lapsed or offboarded, at least one of
-them a SenL-5 custodian; no standing denial; the request unexpired; and an optional delay since the request.
-"""
+"""A model's release policy: the tier needed to ask for it, how many approvals, and an optional delay."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
-from strongroom.custody.messages import SignedMessage, parse_time
-from strongroom.people.registry import Registry
+from strongroom.custody.errors import MessageError
 from strongroom.people.tiers import check_tier
+
+POLICY_FIELDS = {"required_tier", "approvals", "delay_seconds"}
 
 
 @dataclass(frozen=True)
@@ -26,81 +21,25 @@ class ModelPolicy:
     delay_seconds: int = 0
 
     def __post_init__(self) -> None:
-        check_tier(self.required_tier, "required_tier")
-        if not 1 <= self.approvals <= 16:
-            raise ValueError("approvals must be between 1 and 16")
-        if not 0 <= self.delay_seconds <= 7 * 86400:
-            raise ValueError("delay_seconds must be between 0 and one week")
+        try:
+            check_tier(self.required_tier, "required_tier")
+        except ValueError as exc:
+            raise MessageError(f"policy: {exc}") from None
+        for name, low, high in (("approvals", 1, 16), ("delay_seconds", 0, 7 * 86400)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise MessageError(f"policy: {name} must be an integer from {low} to {high}")
+
+    def rules(self) -> dict[str, Any]:
+        return {"required_tier": self.required_tier, "approvals": self.approvals, "delay_seconds": self.delay_seconds}
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "model_id": self.model_id,
-            "required_tier": self.required_tier,
-            "approvals": self.approvals,
-            "delay_seconds": self.delay_seconds,
-        }
+        return {"model_id": self.model_id, **self.rules()}
 
-
-@dataclass(frozen=True)
-class Decision:
-    """The outcome of evaluating the policy: who counted, and every rule that failed."""
-
-    allowed: bool
-    reasons: tuple[str, ...]
-    approvers: tuple[str, ...]
-    custodians: tuple[str, ...]
-
-
-def evaluate(
-    policy: ModelPolicy,
-    request: SignedMessage,
-    received_at: datetime,
-    approvals: list[SignedMessage],
-    registry: Registry,
-    now: datetime,
-) -> Decision:
-    """Evaluate every rule at ``now`` against the registry as it stands now."""
-    reasons: list[str] = []
-    payload = request.payload
-    requester = payload["requester"]
-    if now >= parse_time(payload["expires_at"], "expires_at"):
-        reasons.append("the request has expired")
-    standing = registry.standing(requester, now)
-    if not standing.active:
-        reasons.append(f"requester {requester} has no access: {', '.join(standing.reasons)}")
-    elif standing.effective_tier < policy.required_tier:
-        reasons.append(
-            f"requester {requester} is SenL-{standing.effective_tier}; the model needs SenL-{policy.required_tier}"
-        )
-    counted: list[str] = []
-    custodians: list[str] = []
-    not_counted: list[str] = []
-    for approval in approvals:
-        approver = approval.payload["approver"]
-        if approver == requester:
-            not_counted.append(f"{approver} cannot approve their own request")
-            continue
-        if approver in counted:
-            continue
-        if now >= parse_time(approval.payload["expires_at"], "expires_at"):
-            not_counted.append(f"the approval by {approver} has expired")
-            continue
-        approver_standing = registry.standing(approver, now)
-        if not approver_standing.active:
-            not_counted.append(f"approver {approver} has no access: {', '.join(approver_standing.reasons)}")
-            continue
-        if approval.payload["decision"] == "deny":
-            reasons.append(f"denied by {approver}")
-            continue
-        counted.append(approver)
-        if approver_standing.custodian:
-            custodians.append(approver)
-    if len(counted) < policy.approvals:
-        reasons.append(f"{len(counted)} of {policy.approvals} required approvals")
-        reasons.extend(not_counted)
-    if counted and not custodians:
-        reasons.append("no SenL-5 custodian among the approvers")
-    ready_at = received_at + timedelta(seconds=policy.delay_seconds)
-    if now < ready_at:
-        reasons.append(f"release delay: not before {ready_at.isoformat()}")
-    return Decision(not reasons, tuple(reasons), tuple(counted), tuple(custodians))
+    @classmethod
+    def from_rules(cls, model_id: str, rules: Any) -> ModelPolicy:
+        if not isinstance(rules, dict) or not set(rules) <= POLICY_FIELDS or "required_tier" not in rules:
+            raise MessageError(
+                f"policy: an object with required_tier and optionally {', '.join(sorted(POLICY_FIELDS))}"
+            )
+        return cls(model_id, **rules)

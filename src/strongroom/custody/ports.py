@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any, Protocol
 
+from strongroom.ledger.entries import Entry
 from strongroom.signing import Signer
 
 
 class EventLog(Protocol):
-    """Append signed, typed entries durably; replay them in log order."""
+    """Append signed, typed entries durably; read them back, verified, in log order."""
 
-    def append_event(self, entry_type: str, body: dict[str, Any], signer: Signer) -> dict[str, Any]:
-        """Sequence one entry; returns at least ``{"index": int, "leaf_hash": str}`` once it is durable."""
+    def append_event(
+        self, entry_type: str, body: dict[str, Any], signer: Signer, time: str | None = None
+    ) -> dict[str, Any]:
+        """Sequence one entry stamped ``time``; returns at least ``{"index": int, "leaf_hash": str}`` once durable."""
         ...
 
-    def events(self, entry_type: str) -> Iterator[tuple[int, dict[str, Any], str]]:
-        """Every entry of one type in log order as (index, body, signer key id)."""
+    def scan(self, types: Collection[str] = (), start: int = 0) -> Iterator[tuple[int, Entry]]:
+        """Every entry (of ``types``) from ``start`` on, in log order, verified; no cap."""
+        ...
+
+    def read(self, index: int) -> Entry:
+        """One entry, verified."""
         ...

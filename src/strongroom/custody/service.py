@@ -1,396 +1,376 @@
-"""The custody service: requests, approvals and single-use key releases, logged before they happen.
+"""The custody service: the one gate every key release and every administrative change passes.
 
-Every state change passes four gates in order: the message is well-formed and unexpired, it is signed by
-the enrolled person (or host) it names, its nonce is new, and the policy holds. A release claims the
-request in the database first (one racer wins), then unwraps the data key inside the provider, wraps it
-to the host's ephemeral key, and appends ``key.released`` to the ledger; only after that append is
-durable does the caller get the wrapped key. Any failure returns the request to pending: fail closed.
+A library caller gets exactly the guarantees an HTTP caller gets: routes and commands only parse, call and
+map typed errors. State comes from the ledger (``strongroom.custody.state``): at start the service replays
+the whole log and refuses to release anything while an entry fails the authority model.
+
+A release passes, in order: the fetch is well-formed, fresh and signed by the enrolled host the request
+named; the request is claimed in the database (one racer wins); the decision function allows it against
+the approvals read in that same transaction; the ``key.released`` entry is durable on the ledger. Only
+then is the data key unwrapped inside the provider and sealed to the host's ephemeral key (or, for a split
+key, the custodians' shares forwarded); nothing that lets anyone unwrap or combine the key exists before
+the decision is logged. A host that fetches again receives the same delivery.
 """
 
 from __future__ import annotations
 
 import base64
-import copy
 import json
+import secrets
 import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from strongroom.custody.errors import CustodyError, MessageError, PolicyError, ReleaseConflictError, UnavailableError
-from strongroom.custody.messages import (
-    SignedMessage,
-    format_time,
-    parse_time,
-    utc_now,
-    validate_approval,
-    validate_request,
+from strongroom.custody.authority import SERVICE_TYPES
+from strongroom.custody.decision import Decision, evaluate
+from strongroom.custody.envelope import CoSigned, SignedMessage, format_time, parse_time, utc_now, whole_seconds
+from strongroom.custody.errors import (
+    CustodyError,
+    MessageError,
+    NotAuthorisedError,
+    NotFoundError,
+    PolicyError,
+    UnavailableError,
+    UnverifiableLedgerError,
 )
-from strongroom.custody.policy import Decision, ModelPolicy, evaluate
 from strongroom.custody.ports import EventLog
+from strongroom.custody.protocol import (
+    AdminChange,
+    Approval,
+    Authority,
+    Fetch,
+    LoadReport,
+    PendingQuery,
+    ReleaseRequest,
+)
 from strongroom.custody.release_crypto import release_info
-from strongroom.custody.store import PENDING, RELEASED, RELEASING, CustodyStore, DuplicateError, Tx, dumps
+from strongroom.custody.state import (
+    SHAMIR,
+    Prepared,
+    RegisteredModel,
+    ReleaseRecord,
+    release_body,
+    replay,
+    shares_needed,
+)
+from strongroom.custody.state_lock import StateLock
+from strongroom.custody.store import PENDING, RELEASED, RELEASING, CustodyStore, DuplicateError, Tx
 from strongroom.errors import StrongroomError
-from strongroom.keys.errors import KeyProviderError
+from strongroom.hosts import HostError
+from strongroom.keys.errors import HpkeError
 from strongroom.keys.hpke import public_from_bytes, seal_to_host
 from strongroom.keys.provider import KeyProvider, WrappedKey
-from strongroom.keys.shamir import ReencryptedShare, ShamirBlob
 from strongroom.memory import wipe
-from strongroom.people.errors import PeopleError
-from strongroom.people.registry import Registry
-from strongroom.signing import Signer, SigningKeyError, Verifier
-
-FETCH_TYPE = "strongroom.release-fetch/v1"
-SHAMIR = "shamir"
-LOADED_TYPE = "strongroom.model-loaded/v1"
+from strongroom.people import PeopleError
+from strongroom.signing import Signer
 
 
 class CustodyService:
-    """Custody logic over a store, an event log, key providers and the people registry it replays."""
+    """Custody decisions over a store, the ledger (state and log), and the key providers."""
 
     def __init__(
         self,
         store: CustodyStore,
         log: EventLog,
-        operator: Signer,
+        service_key: Signer,
         providers: list[KeyProvider],
         *,
-        required_agreement: str | None = None,
+        genesis: Authority | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.store = store
         self.log = log
-        self.operator = operator
+        self.service_key = service_key
         self.providers = providers
         self.clock = clock
-        self._lock = threading.RLock()
-        self._models: dict[str, tuple[ModelPolicy, WrappedKey]] = {}
-        self.registry = Registry(required_agreement)
-        for _, body, _ in log.events("person.changed"):
-            self.registry.apply(body)
+        self._lock = StateLock()
+        self._loads = threading.Lock()
+        self.state = replay(log.scan(SERVICE_TYPES))
+        if self.state.service_key not in (None, service_key.key_id):
+            raise CustodyError(
+                f"this server's service key {service_key.key_id[:16]} did not write the ledger's custody entries "
+                f"({self.state.service_key[:16] if self.state.service_key else ''}): wrong DATA directory or key"
+            )
+        if self.state.authority is None and genesis is not None:
+            self._log_change(self.state.genesis(genesis), whole_seconds(self.clock()))
+            self.state.service_key = service_key.key_id
         self.settled = self.settle_interrupted_releases()
 
-    def settle_interrupted_releases(self) -> dict[str, str]:
-        """Settle requests a crash left claimed (``releasing``) by what the ledger says happened.
+    # -- administration ----------------------------------------------------------------------------
 
-        The ledger append is the durable fact of a release: with a ``key.released`` entry the request is
-        released (its record rebuilt from the entry); without one no key left, and it is pending again.
-        Returns request id -> the state it was settled to.
-        """
-        with self.store.transaction(write=False) as tx:
-            stuck = [row[0] for row in tx.all("SELECT request_id FROM custody_requests WHERE state = ?", (RELEASING,))]
-        if not stuck:
-            return {}
-        logged = {body.get("request_id"): (index, body) for index, body, _ in self.log.events("key.released")}
-        settled: dict[str, str] = {}
-        for request_id in stuck:
-            entry = logged.get(request_id)
+    def admin(self, cosigned: CoSigned) -> dict[str, Any]:
+        """Apply an officer-co-signed change (people, hosts, models, policies, the officers): authorised and
+        validated against the ledger's state, logged, then applied."""
+        change = AdminChange.parse(cosigned)
+        now = whole_seconds(self.clock())
+        with self._lock.exclusive():
+            prepared = self.state.prepare(change, now)
+            if change.action == "model.register":
+                registration = change.registration()
+                if registration.key.provider != SHAMIR:
+                    self._provider_for(registration.key)  # a key this server cannot unwrap is never registered
+            receipt = self._log_change(prepared, now)
+        return {
+            "action": change.action,
+            "subject": change.subject,
+            "change_id": change.change_id,
+            "officers": list(prepared.officers),
+            "ledger": receipt,
+        }
 
-            def settle(tx: Tx, request_id: str = request_id, entry: tuple[int, dict[str, Any]] | None = entry) -> str:
-                if entry is None:
-                    tx.execute("UPDATE custody_requests SET state = ? WHERE request_id = ?", (PENDING, request_id))
-                    return PENDING
-                index, body = entry
-                tx.execute(
-                    "INSERT INTO custody_releases VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    (request_id, dumps({"from_ledger": body}), index, body.get("released_at", "")),
-                )
-                tx.execute("UPDATE custody_requests SET state = ? WHERE request_id = ?", (RELEASED, request_id))
-                return RELEASED
-
-            settled[request_id] = self.store.write(settle)
-        return settled
-
-    # -- people --------------------------------------------------------------------------------
-
-    def change_person(self, change: dict[str, Any], authorisation: SignedMessage | None = None) -> dict[str, Any]:
-        """Validate a clearance change against a copy of the registry, log it, then apply it.
-
-        ``authorisation`` is the security officer's signed message when the change came over HTTP; it is
-        logged inside the entry so auditors can check who authorised it.
-        """
-        body = dict(change)
-        if authorisation is not None:
-            body["authorised_by"] = authorisation.to_json()
-        with self._lock:
-            trial = copy.deepcopy(self.registry)
-            trial.apply(change)
-            if authorisation is not None:
-                self._use_nonce(str(authorisation.payload.get("nonce")), "person change")
-            receipt = self.log.append_event("person.changed", body, self.operator)
-            self.registry = trial
-            return receipt
-
-    # -- models --------------------------------------------------------------------------------
-
-    def register_model(
-        self, policy: ModelPolicy, key: WrappedKey, registration: dict[str, Any], signer: Signer
-    ) -> dict[str, Any]:
-        """Record a model's release policy and wrapped data key; log the registration and the policy."""
-        if key.provider != SHAMIR:
-            self._provider_for(key)
-        with self.store.transaction() as tx:
-            if tx.one("SELECT 1 FROM custody_models WHERE model_id = ?", (policy.model_id,)):
-                raise CustodyError(f"model {policy.model_id} is already registered")
-            receipt = self.log.append_event("model.registered", registration, signer)
-            self.log.append_event(
-                "policy.changed", {"scope": "model-release", "policy": policy.to_json()}, self.operator
-            )
-            tx.execute(
-                "INSERT INTO custody_models VALUES (?, ?, ?, ?)",
-                (policy.model_id, dumps(policy.to_json()), dumps(key.to_json()), format_time(self.clock())),
-            )
+    def _log_change(self, prepared: Prepared, now: datetime) -> dict[str, Any]:
+        try:
+            receipt = self.log.append_event(prepared.entry_type, prepared.body, self.service_key, format_time(now))
+        except StrongroomError as exc:
+            raise UnavailableError(f"ledger append failed, nothing changed: {exc}") from None
+        prepared.commit()
+        self.state.last_index = max(self.state.last_index, int(receipt["index"]))
         return receipt
 
-    def register_signed(self, message: SignedMessage) -> dict[str, Any]:
-        """Register from an officer's signed registration message (already checked by the caller)."""
-        payload = message.payload
-        policy_fields = payload["policy"]
-        if not isinstance(policy_fields, dict) or not isinstance(payload["provenance"], dict):
-            raise MessageError("model registration: policy and provenance must be objects")
-        policy = ModelPolicy(
-            payload["model_id"],
-            **{k: policy_fields[k] for k in policy_fields if k in ("required_tier", "approvals", "delay_seconds")},
-        )
-        key = WrappedKey.from_json(payload["key"])
-        self._use_nonce(str(payload["nonce"]), "model registration")
-        registration = {
-            "model_id": policy.model_id,
-            "signer": message.signer,
-            "provenance": payload["provenance"],
-            "key": {"provider": key.provider, "key_id": key.key_id},
-            "authorised_by": message.to_json(),
-        }
-        return self.register_model(policy, key, registration, self.operator)
+    # -- requests and approvals --------------------------------------------------------------------
 
-    def model(self, model_id: str) -> tuple[ModelPolicy, WrappedKey]:
-        """A registered model's policy and wrapped key (cached: a registration is never changed)."""
-        cached = self._models.get(model_id)
-        if cached is not None:
-            return cached
-        with self.store.transaction(write=False) as tx:
-            row = tx.one("SELECT policy, key_ref FROM custody_models WHERE model_id = ?", (model_id,))
-        if row is None:
-            raise CustodyError(f"model {model_id} is not registered for custody")
-        found = ModelPolicy(**json.loads(row[0])), WrappedKey.from_json(json.loads(row[1]))
-        self._models[model_id] = found
-        return found
-
-    # -- requests and approvals ----------------------------------------------------------------
-
-    def submit_request(self, message: SignedMessage) -> str:
-        now = self.clock()
-        validate_request(message.payload, now)
-        requester = message.payload["requester"]
-        self._verify_person(message, requester, "release request")
-        self.model(message.payload["model_id"])
-        try:
-            Verifier.from_pem(message.payload["host"]["identity"].encode(), "host identity")
-        except SigningKeyError as exc:
-            raise MessageError(f"release request: {exc}") from None
-        standing = self.registry.standing(requester, now)
+    def submit_request(self, signed: SignedMessage) -> str:
+        """Record a release request from an active requester for an enrolled host; returns its id."""
+        now = whole_seconds(self.clock())
+        request = ReleaseRequest.parse(signed)
+        request.window.check_fresh(now, "release request")
+        state = self.state
+        state.verify_request(request)
+        model = state.model(request.model_id)
+        standing = state.people.standing(request.requester, now)
         if not standing.active:
-            raise PolicyError([f"requester {requester} has no access: {', '.join(standing.reasons)}"])
-        request_id = message.digest
-        row = (request_id, message.payload["model_id"], requester, dumps(message.to_json()), format_time(now), PENDING)
+            raise PolicyError([f"requester {request.requester} has no access: {', '.join(standing.reasons)}"])
+        if standing.effective_tier < model.policy.required_tier:
+            raise PolicyError(
+                [
+                    f"requester {request.requester} is SenL-{standing.effective_tier}; the model needs "
+                    f"SenL-{model.policy.required_tier}"
+                ]
+            )
+        try:
+            state.hosts.active(request.host_id)
+        except HostError as exc:
+            raise PolicyError([str(exc)]) from None
+        received = format_time(now)
+        message = json.dumps(signed.to_json())
 
         def record(tx: Tx) -> None:
-            record_nonce(tx, message.payload["nonce"], now, "release request")
-            tx.execute("INSERT INTO custody_requests VALUES (?, ?, ?, ?, ?, ?)", row)
+            tx.spend_nonce(request.window.nonce, received, "release request")
+            tx.insert_request(request.request_id, request.model_id, request.requester, message, received)
 
         try:
             self.store.write(record)
         except DuplicateError:
-            raise MessageError("release request: replayed (its nonce was already used)") from None
-        return request_id
+            raise MessageError("release request: replayed (already recorded)") from None
+        return request.request_id
 
-    def submit_approval(self, request_id: str, message: SignedMessage) -> int:
-        """Record one approval or denial; returns how many approvals the request now has."""
-        now = self.clock()
-        validate_approval(message.payload, now)
-        approver = message.payload["approver"]
-        self._verify_person(message, approver, "approval")
-        if message.payload["request_id"] != request_id:
+    def submit_approval(self, request_id: str, signed: SignedMessage) -> int:
+        """Record one approval or denial by an active person cleared for the model; returns the count."""
+        now = whole_seconds(self.clock())
+        approval = Approval.parse(signed)
+        approval.window.check_fresh(now, "approval")
+        if approval.request_id != request_id:
             raise MessageError("approval: signed for another request (transplanted)")
-        request, state, _ = self._request(request_id)
-        if message.payload["model_id"] != request.payload["model_id"]:
-            raise MessageError("approval: names another model than the request")
-        if state != PENDING:
-            raise CustodyError(not_pending(request_id, state))
-        if approver == request.payload["requester"]:
-            raise PolicyError([f"{approver} cannot approve their own request"])
-        standing = self.registry.standing(approver, now)
+        request, state_name, _ = self._request(request_id)
+        state = self.state
+        state.verify_approval(approval, request)
+        if state_name != PENDING:
+            raise CustodyError(_not_pending(request_id, state_name))
+        if approval.approver == request.requester:
+            raise PolicyError([f"{approval.approver} cannot approve their own request"])
+        model = state.model(request.model_id)
+        standing = state.people.standing(approval.approver, now)
         if not standing.active:
-            raise PolicyError([f"approver {approver} has no access: {', '.join(standing.reasons)}"])
-        if "share" in message.payload:
-            _, key = self.model(request.payload["model_id"])
-            if key.provider != SHAMIR:
+            raise PolicyError([f"approver {approval.approver} has no access: {', '.join(standing.reasons)}"])
+        if standing.effective_tier < model.policy.required_tier:
+            raise PolicyError(
+                [
+                    f"approver {approval.approver} is SenL-{standing.effective_tier}; the model needs "
+                    f"SenL-{model.policy.required_tier}"
+                ]
+            )
+        if approval.share is not None:
+            if model.key.provider != SHAMIR:
                 raise MessageError("approval: carries a custodian share, but the model's key is not split")
-            try:
-                share = ReencryptedShare.from_json(message.payload["share"])
-            except KeyProviderError as exc:
-                raise MessageError(f"approval: malformed custodian share: {exc}") from None
-            if share.key_id != key.key_id:
+            if approval.share.key_id != model.key.key_id:
                 raise MessageError("approval: the custodian share is for another key")
-        row = (message.digest, request_id, approver, dumps(message.to_json()), format_time(now))
+        received = format_time(now)
+        message = json.dumps(signed.to_json())
 
         def record(tx: Tx) -> int:
-            current = tx.one("SELECT state FROM custody_requests WHERE request_id = ?", (request_id,))
-            if current is None or current[0] != PENDING:  # released (or being released) since the check above
-                raise CustodyError(not_pending(request_id, current[0] if current else "gone"))
-            record_nonce(tx, message.payload["nonce"], now, "approval")
-            tx.execute("INSERT INTO custody_approvals VALUES (?, ?, ?, ?, ?)", row)
-            count = tx.one("SELECT COUNT(*) FROM custody_approvals WHERE request_id = ?", (request_id,))
-            return int(count[0]) if count else 0
+            current = tx.request_state(request_id)
+            if current != PENDING:  # released (or being released) since the check above
+                raise CustodyError(_not_pending(request_id, current or "gone"))
+            tx.spend_nonce(approval.window.nonce, received, "approval")
+            tx.insert_approval(signed.digest, request_id, approval.approver, message, received)
+            return tx.count_approvals(request_id)
 
         try:
             return self.store.write(record)
         except DuplicateError:
-            raise MessageError(f"approval: replayed, or {approver} already decided on this request") from None
+            raise MessageError(f"approval: replayed, or {approval.approver} already decided on this request") from None
 
-    def pending(self, person: str | None = None) -> list[dict[str, Any]]:
-        """Pending requests (those ``person`` has not yet decided on, if given), newest last."""
+    def pending(self, signed: SignedMessage) -> list[dict[str, Any]]:
+        """Pending requests the asker (an enrolled, not offboarded person) has not yet decided on, each with the
+        host's name and key fingerprint and, for a split key, the wrapped key custodians re-encrypt from."""
+        now = whole_seconds(self.clock())
+        query = PendingQuery.parse(signed)
+        query.window.check_fresh(now, "pending query")
+        state = self.state
+        try:
+            person = state.people.get(query.person)
+        except PeopleError as exc:
+            raise MessageError(f"pending query: {exc}") from None
+        signed.verify(person.verifier, "pending query")
+        if person.offboarded:
+            raise NotAuthorisedError(f"pending query: {query.person} is offboarded")
+
+        def read(tx: Tx) -> tuple[list[tuple[str, str, str]], set[str]]:
+            return tx.pending_requests(), tx.decided_by(query.person)
+
         with self.store.transaction(write=False) as tx:
-            rows = tx.all(
-                "SELECT request_id, message, received_at FROM custody_requests WHERE state = ? ORDER BY received_at",
-                (PENDING,),
-            )
-            decided = {
-                r[0] for r in tx.all("SELECT request_id FROM custody_approvals WHERE approver = ?", (person or "",))
-            }
+            rows, decided = read(tx)
         out = []
         for request_id, message, received_at in rows:
             if request_id in decided:
                 continue
-            payload = json.loads(message)["payload"]
-            if person is not None and payload["requester"] == person:
+            request = ReleaseRequest.parse(SignedMessage.from_json(message, "stored request"))
+            if request.requester == query.person:
                 continue
-            item = {"request_id": request_id, "received_at": received_at, "request": json.loads(message)}
-            _, key = self.model(payload["model_id"])
-            if key.provider == SHAMIR:
-                item["key"] = key.to_json()
+            item: dict[str, Any] = {
+                "request_id": request_id,
+                "received_at": received_at,
+                "request": request.signed.to_json(),
+                "host": state.host(request.host_id).to_json(),
+            }
+            model = state.models.get(request.model_id)
+            if model is not None and model.key.provider == SHAMIR:
+                item["key"] = model.key.to_json()
             out.append(item)
         return out
 
     def status(self, request_id: str) -> dict[str, Any]:
-        request, state, received_at = self._request(request_id)
+        request, state_name, received_at = self._request(request_id)
         approvals = self._approvals(request_id)
-        policy, _ = self.model(request.payload["model_id"])
-        decision = evaluate(policy, request, received_at, approvals, self.registry, self.clock())
+        model = self.state.model(request.model_id)
+        decision = self._decide(model, request, received_at, approvals, whole_seconds(self.clock()))
         return {
             "request_id": request_id,
-            "state": state,
-            "model_id": request.payload["model_id"],
-            "requester": request.payload["requester"],
-            "approvals": [a.payload["approver"] for a in approvals],
+            "state": state_name,
+            "model_id": request.model_id,
+            "requester": request.requester,
+            "host": request.host_id,
+            "approvals": [a.approver for a in approvals],
             "ready": decision.allowed,
             "reasons": list(decision.reasons),
         }
 
-    # -- release -------------------------------------------------------------------------------
+    # -- release -----------------------------------------------------------------------------------
 
-    def release(self, request_id: str, fetch: SignedMessage) -> dict[str, Any]:
-        """Release the data key to the requesting host, exactly once, logged before it leaves."""
-        now = self.clock()
-        request, _, received_at = self._request(request_id)
-        self._verify_fetch(fetch, request, request_id, now)
-        policy, key = self.model(request.payload["model_id"])
-
-        def claim(tx: Tx) -> tuple[list[SignedMessage], Decision]:
-            """In one commit: claim the request (one racer wins), re-check the policy, spend the fetch nonce."""
-            if (
-                tx.execute(
-                    "UPDATE custody_requests SET state = ? WHERE request_id = ? AND state = ?",
-                    (RELEASING, request_id, PENDING),
-                )
-                != 1
-            ):
-                raise ReleaseConflictError(f"request {request_id[:16]} was already released or is being released")
-            approvals = approvals_of(tx, request_id)
-            decision = evaluate(policy, request, received_at, approvals, self.registry, now)
-            if not decision.allowed:
-                raise PolicyError(list(decision.reasons))
-            record_nonce(tx, fetch.payload["nonce"], now, "release fetch")
-            return approvals, decision
-
-        approvals, decision = self.store.write(claim, urgent=True)
-        try:
-            return self._release_claimed(request, request_id, key, approvals, decision, now)
-        except BaseException:
-
-            def unclaim(tx: Tx) -> None:
-                tx.execute(
-                    "UPDATE custody_requests SET state = ? WHERE request_id = ? AND state = ?",
-                    (PENDING, request_id, RELEASING),
-                )
-
-            self.store.write(unclaim, urgent=True)
-            raise
-
-    def _release_claimed(
-        self,
-        request: SignedMessage,
-        request_id: str,
-        key: WrappedKey,
-        approvals: list[SignedMessage],
-        decision: Decision,
-        now: datetime,
-    ) -> dict[str, Any]:
-        payload = request.payload
-        host = payload["host"]
-        counted = [a for a in approvals if a.payload["approver"] in decision.approvers]
-        delivery: dict[str, Any]
-        if key.provider == SHAMIR:
-            delivery = self._shamir_delivery(key, counted)
-        else:
-            delivery = self._unwrap_and_seal(key, host, release_info(request_id, payload["model_id"], host["host_id"]))
-        body = {
-            "model_id": payload["model_id"],
-            "request_id": request_id,
-            "request": request.to_json(),
-            "approvals": [a.to_json() for a in counted],
-            "approvers": list(decision.approvers),
-            "custodians": list(decision.custodians),
-            "host": {
-                "host_id": host["host_id"],
-                "identity_key_id": Verifier.from_pem(host["identity"].encode()).key_id,
-            },
-            "key": {"provider": key.provider, "key_id": key.key_id},
-            "released_at": format_time(now),
-        }
-        if "shares" in delivery:
-            body["custodian_shares"] = [
-                {"index": share["index"], "custodian_public_key": share["custodian_public_key"]}
-                for share in delivery["shares"]
-            ]
-        try:
-            receipt = self.log.append_event("key.released", body, self.operator)
-        except StrongroomError as exc:
-            raise UnavailableError(f"ledger append failed, nothing released: {exc}") from None
-        bundle = {
-            "request_id": request_id,
-            "model_id": payload["model_id"],
-            "host_id": host["host_id"],
-            **delivery,
-            "key": key.to_json(),
-            "approvers": list(decision.approvers),
-            "ledger": receipt,
-        }
-        record = (
-            request_id,
-            dumps({k: v for k, v in bundle.items() if k != "wrapped_key"}),
-            int(receipt["index"]),
-            format_time(now),
+    def release(self, request_id: str, signed: SignedMessage) -> dict[str, Any]:
+        """The data key for the requesting host, exactly once, logged before anything can unwrap it; a
+        repeated fetch by the same host gets the same delivery."""
+        now = whole_seconds(self.clock())
+        fetch = Fetch.parse(signed)
+        fetch.window.check_fresh(now, "release fetch")
+        if fetch.request_id != request_id:
+            raise MessageError("release fetch: signed for another request")
+        request, state_name, received_at = self._request(request_id)
+        fetch.signed.verify(
+            self.state.host(request.host_id).verifier, "release fetch (only the requesting host may fetch)"
         )
+        if state_name == RELEASED:
+            return self._deliver_again(request, fetch, now)
+        model = self.state.model(request.model_id)
+        if model.key.provider != SHAMIR:
+            self._provider_for(model.key)  # fail closed before anything is claimed or logged
+        with self._lock.shared():
+            if self.state.problems:
+                raise UnverifiableLedgerError(
+                    "releases are stopped: ledger entries at "
+                    f"{', '.join(str(p.index) for p in self.state.problems[:5])} fail the authority model"
+                )
 
-        def released(tx: Tx) -> None:
-            tx.execute("INSERT INTO custody_releases VALUES (?, ?, ?, ?)", record)
-            tx.execute("UPDATE custody_requests SET state = ? WHERE request_id = ?", (RELEASED, request_id))
+            def claim(tx: Tx) -> tuple[list[Approval], Decision]:
+                """In one commit: claim the request (one racer wins), decide, spend the fetch nonce."""
+                tx.claim(request_id)
+                approvals = [
+                    Approval.parse(SignedMessage.from_json(a, "stored approval")) for a in tx.approvals(request_id)
+                ]
+                decision = self._decide(model, request, received_at, approvals, now)
+                if not decision.allowed:
+                    raise PolicyError(list(decision.reasons))
+                shares_needed(model, decision, approvals)
+                tx.spend_nonce(fetch.window.nonce, format_time(now), "release fetch")
+                return approvals, decision
 
-        self.store.write(released, urgent=True)
+            approvals, decision = self.store.write(claim, urgent=True)
+            body = release_body(request, approvals, decision, model, received_at, secrets.token_hex(16))
+            try:
+                receipt = self.log.append_event("key.released", body, self.service_key, format_time(now))
+            except BaseException as exc:
+                self.store.write(lambda tx: tx.unclaim(request_id), urgent=True)
+                if isinstance(exc, StrongroomError):
+                    raise UnavailableError(f"ledger append failed, nothing released: {exc}") from None
+                raise
+            index = int(receipt["index"])
+            self.state.record_release(
+                ReleaseRecord(request_id, request.model_id, request.host_id, body["release_nonce"], index)
+            )
+        # The decision is durable: from here on the request is released, whatever delivery does.
+        try:
+            bundle = self._deliver(request, body, model, receipt)
+        except StrongroomError as exc:
+            self.store.write(lambda tx: tx.record_release(request_id, None, index, format_time(now)), urgent=True)
+            raise UnavailableError(
+                f"release logged (entry {index}) but the key could not be delivered: {exc}; fetch again"
+            ) from None
+        delivery = json.dumps(bundle)
+        self.store.write(lambda tx: tx.record_release(request_id, delivery, index, format_time(now)), urgent=True)
         return bundle
 
-    def _unwrap_and_seal(self, key: WrappedKey, host: dict[str, Any], info: bytes) -> dict[str, Any]:
+    def _deliver(
+        self, request: ReleaseRequest, body: dict[str, Any], model: RegisteredModel, receipt: dict[str, Any]
+    ) -> dict[str, Any]:
+        """What the host collects: the data key sealed to its ephemeral key, or the custodians' shares."""
+        delivery: dict[str, Any]
+        if model.key.provider == SHAMIR:
+            approvals = [Approval.parse(SignedMessage.from_json(a, "logged approval")) for a in body["approvals"]]
+            decision = Decision(True, (), tuple(body["approvers"]), tuple(body["custodians"]))
+            delivery = {"shares": shares_needed(model, decision, approvals)}
+        else:
+            info = release_info(request.request_id, request.model_id, request.host_id)
+            delivery = {"wrapped_key": self._unwrap_and_seal(model.key, request.ephemeral, info)}
+        return {
+            "request_id": request.request_id,
+            "model_id": request.model_id,
+            "host_id": request.host_id,
+            **delivery,
+            "key": model.key.to_json(),
+            "approvers": body["approvers"],
+            "release_nonce": body["release_nonce"],
+            "ledger": receipt,
+        }
+
+    def _deliver_again(self, request: ReleaseRequest, fetch: Fetch, now: datetime) -> dict[str, Any]:
+        """A repeated fetch from the released host: the same delivery (made now if it failed before)."""
+        request_id = request.request_id
+        self.store.write(lambda tx: tx.spend_nonce(fetch.window.nonce, format_time(now), "release fetch"), urgent=True)
+        with self.store.transaction(write=False) as tx:
+            found = tx.release(request_id)
+        if found is None:
+            raise CustodyError(_not_pending(request_id, RELEASED))
+        delivery, index = found
+        if delivery is not None:
+            return dict(json.loads(delivery))
+        entry = self.log.read(index)
+        bundle = self._deliver(request, entry.body, self.state.model(request.model_id), {"index": index})
+        text = json.dumps(bundle)
+        self.store.write(lambda tx: tx.record_release(request_id, text, index, entry.time), urgent=True)
+        return bundle
+
+    def _unwrap_and_seal(self, key: WrappedKey, ephemeral: bytes, info: bytes) -> str:
         """Unwrap inside the provider and seal the data key to the host's ephemeral key (HPKE)."""
         provider = self._provider_for(key)
         try:
@@ -400,83 +380,80 @@ class CustodyService:
         except Exception as exc:
             raise UnavailableError(f"key provider {key.provider}:{key.key_id} unavailable: {exc}") from None
         try:
-            wrapped = seal_to_host(public_from_bytes(base64.b64decode(host["ephemeral"])), data_key, info)
+            return base64.b64encode(seal_to_host(public_from_bytes(ephemeral), data_key, info)).decode()
+        except HpkeError as exc:
+            raise MessageError(f"the host's ephemeral key is unusable: {exc}") from None
         finally:
             wipe(data_key)
-        return {"wrapped_key": base64.b64encode(wrapped).decode()}
 
-    def _shamir_delivery(self, key: WrappedKey, counted: list[SignedMessage]) -> dict[str, Any]:
-        """A split key is never unwrapped here: forward the custodians' shares, re-encrypted to the host."""
-        threshold = ShamirBlob.parse(key).threshold
-        shares = [a.payload["share"] for a in counted if "share" in a.payload]
-        indices = {ReencryptedShare.from_json(share).index for share in shares}
-        if len(indices) < threshold:
-            raise PolicyError([f"{len(indices)} of {threshold} custodian key shares among the approvals"])
-        return {"shares": shares}
+    # -- loads -------------------------------------------------------------------------------------
 
-    def record_load(self, request_id: str, loaded: SignedMessage) -> dict[str, Any]:
-        """Log ``model.loaded`` signed by the host that received the release."""
-        request, state, _ = self._request(request_id)
-        if state != RELEASED:
-            raise CustodyError(f"request {request_id[:16]} has not been released")
-        host = Verifier.from_pem(request.payload["host"]["identity"].encode(), "host identity")
-        loaded.verify(host, "model.loaded")
-        body = loaded.payload
-        if body.get("type") != LOADED_TYPE or body.get("request_id") != request_id:
-            raise MessageError("model.loaded: wrong type or request id")
-        if body.get("model_id") != request.payload["model_id"]:
-            raise MessageError(
-                f"model.loaded: host loaded {body.get('model_id')}, "
-                f"but the release was for {request.payload['model_id']}"
-            )
-        entry = {
-            "model_id": body["model_id"],
-            "request_id": request_id,
-            "host": request.payload["host"]["host_id"],
-            "loaded_at": body.get("loaded_at"),
-            "statement": loaded.to_json(),
-        }
-        return self.log.append_event("model.loaded", entry, self.operator)
+    def record_load(self, request_id: str, signed: SignedMessage) -> dict[str, Any]:
+        """Log ``model.loaded``: the released host's statement under the release's nonce, once per release."""
+        report = LoadReport.parse(signed)
+        if report.request_id != request_id:
+            raise MessageError("model.loaded: signed for another request")
+        with self._lock.exclusive():
+            body = self.state.check_load(report)
+            try:
+                receipt = self.log.append_event("model.loaded", body, self.service_key)
+            except StrongroomError as exc:
+                raise UnavailableError(f"ledger append failed: {exc}") from None
+            self.state.loaded.add(request_id)
+        return receipt
 
-    # -- helpers -------------------------------------------------------------------------------
+    # -- start-up ----------------------------------------------------------------------------------
 
-    def _use_nonce(self, nonce: str, what: str) -> None:
-        """Record a nonce; a second use is a replay."""
-        now = self.clock()
-        self.store.write(lambda tx: record_nonce(tx, nonce, now, what))
+    def settle_interrupted_releases(self) -> dict[str, str]:
+        """Settle requests a crash left claimed (``releasing``) by what the ledger says happened.
 
-    def _verify_person(self, message: SignedMessage, person_id: str, what: str) -> None:
-        try:
-            person = self.registry.get(person_id)
-        except PeopleError as exc:
-            raise MessageError(f"{what}: {exc}") from None
-        message.verify(person.verifier, what)
-
-    def _verify_fetch(self, fetch: SignedMessage, request: SignedMessage, request_id: str, now: datetime) -> None:
-        payload = fetch.payload
-        if (
-            set(payload) != {"type", "request_id", "nonce", "issued_at", "expires_at"}
-            or payload.get("type") != FETCH_TYPE
-        ):
-            raise MessageError("release fetch: malformed")
-        if payload["request_id"] != request_id:
-            raise MessageError("release fetch: signed for another request")
-        from strongroom.custody.messages import check_window
-
-        check_window(payload, now, "release fetch")
-        host = Verifier.from_pem(request.payload["host"]["identity"].encode(), "host identity")
-        fetch.verify(host, "release fetch (only the requesting host may fetch)")
-
-    def _request(self, request_id: str) -> tuple[SignedMessage, str, datetime]:
+        The ledger entry is the durable fact of a release: with one the request is released (its host's next
+        fetch delivers); without one nothing was decided, and it is pending again. Returns request id -> the
+        state it was settled to.
+        """
         with self.store.transaction(write=False) as tx:
-            row = tx.one("SELECT message, state, received_at FROM custody_requests WHERE request_id = ?", (request_id,))
+            stuck = tx.requests_in(RELEASING)
+        settled: dict[str, str] = {}
+        for request_id in stuck:
+            record = self.state.releases.get(request_id)
+            time = self.log.read(record.index).time if record is not None else ""
+
+            def settle(tx: Tx, request_id: str = request_id, record: ReleaseRecord | None = record) -> str:
+                if record is None:
+                    tx.unclaim(request_id)
+                    return PENDING
+                tx.record_release(request_id, None, record.index, time)
+                return RELEASED
+
+            settled[request_id] = self.store.write(settle)
+        return settled
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _decide(
+        self,
+        model: RegisteredModel,
+        request: ReleaseRequest,
+        received_at: datetime,
+        approvals: list[Approval],
+        now: datetime,
+    ) -> Decision:
+        state = self.state
+        return evaluate(model.policy, request, received_at, approvals, state.people, state.hosts, now)
+
+    def _request(self, request_id: str) -> tuple[ReleaseRequest, str, datetime]:
+        with self.store.transaction(write=False) as tx:
+            row = tx.request(request_id)
         if row is None:
-            raise CustodyError(f"no release request {request_id[:16]}")
-        return SignedMessage.from_json(row[0], "stored request"), row[1], parse_time(row[2], "received_at")
+            raise NotFoundError(f"no release request {request_id[:16]}")
+        message, state_name, received_at = row
+        request = ReleaseRequest.parse(SignedMessage.from_json(message, "stored request"))
+        return request, state_name, parse_time(received_at, "received_at")
 
-    def _approvals(self, request_id: str) -> list[SignedMessage]:
+    def _approvals(self, request_id: str) -> list[Approval]:
         with self.store.transaction(write=False) as tx:
-            return approvals_of(tx, request_id)
+            rows = tx.approvals(request_id)
+        return [Approval.parse(SignedMessage.from_json(a, "stored approval")) for a in rows]
 
     def _provider_for(self, key: WrappedKey) -> KeyProvider:
         for provider in self.providers:
@@ -485,17 +462,5 @@ class CustodyService:
         raise UnavailableError(f"no key provider for {key.provider}:{key.key_id} is configured")
 
 
-def record_nonce(tx: Tx, nonce: str, now: datetime, what: str) -> None:
-    """Spend ``nonce`` inside the caller's transaction; a second use is a replay."""
-    if tx.execute("INSERT INTO custody_nonces VALUES (?, ?) ON CONFLICT DO NOTHING", (nonce, format_time(now))) != 1:
-        raise MessageError(f"{what}: replayed (its nonce was already used)")
-
-
-def approvals_of(tx: Tx, request_id: str) -> list[SignedMessage]:
-    """Every approval and denial of a request, in the order they arrived."""
-    rows = tx.all("SELECT message FROM custody_approvals WHERE request_id = ? ORDER BY received_at", (request_id,))
-    return [SignedMessage.from_json(r[0], "stored approval") for r in rows]
-
-
-def not_pending(request_id: str, state: str) -> str:
+def _not_pending(request_id: str, state: str) -> str:
     return f"request {request_id[:16]} is {state}, not pending"

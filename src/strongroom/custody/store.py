@@ -1,8 +1,10 @@
-"""Custody state: registered models, requests, approvals, used nonces and releases, in SQLite or PostgreSQL.
+"""Custody's working records: requests, approvals, used nonces and releases, in SQLite or PostgreSQL.
 
-The store enforces the invariants that must survive races and restarts in the database itself: a nonce is
-accepted once, an approver approves a request once, and a request is released at most once (a
-conditional update claims it; exactly one racer wins).
+What the ledger does not hold (requests waiting for approval, message nonces, the sealed key each host
+collects) lives here. The store enforces the invariants that must survive races and restarts in the
+database itself: a nonce is accepted once, an approver decides on a request once, and a request is released
+at most once (a conditional update claims it; exactly one racer wins). Every statement is a named method
+of ``Tx``: callers compose units of work from them and never write SQL.
 """
 
 from __future__ import annotations
@@ -16,12 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from strongroom.custody.errors import CustodyError, UnavailableError
+from strongroom.custody.errors import CustodyError, MessageError, ReleaseConflictError, UnavailableError
 from strongroom.sqlite_wal import Checkpointer, connect_wal
 
 SCHEMA = [
-    """CREATE TABLE IF NOT EXISTS custody_models (
-        model_id TEXT PRIMARY KEY, policy TEXT NOT NULL, key_ref TEXT NOT NULL, registered_at TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS custody_requests (
         request_id TEXT PRIMARY KEY, model_id TEXT NOT NULL, requester TEXT NOT NULL, message TEXT NOT NULL,
         received_at TEXT NOT NULL, state TEXT NOT NULL)""",
@@ -262,7 +262,7 @@ def _translated(store: CustodyStore) -> Iterator[None]:
 
 
 class Tx:
-    """A cursor that accepts ``?`` placeholders on both backends."""
+    """One transaction's statements (``?`` placeholders on both backends), each a named custody operation."""
 
     def __init__(self, cursor: Any, postgres: bool) -> None:
         self.cursor = cursor
@@ -280,6 +280,96 @@ class Tx:
     def all(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         self.execute(sql, params)
         return [tuple(r) for r in self.cursor.fetchall()]
+
+    # -- nonces ------------------------------------------------------------------------------------
+
+    def spend_nonce(self, nonce: str, seen_at: str, what: str) -> None:
+        """Spend a message nonce; a second use is a replay."""
+        if self.execute("INSERT INTO custody_nonces VALUES (?, ?) ON CONFLICT DO NOTHING", (nonce, seen_at)) != 1:
+            raise MessageError(f"{what}: replayed (its nonce was already used)")
+
+    # -- requests ----------------------------------------------------------------------------------
+
+    def insert_request(self, request_id: str, model_id: str, requester: str, message: str, received_at: str) -> None:
+        self.execute(
+            "INSERT INTO custody_requests VALUES (?, ?, ?, ?, ?, ?)",
+            (request_id, model_id, requester, message, received_at, PENDING),
+        )
+
+    def request(self, request_id: str) -> tuple[str, str, str] | None:
+        """(signed request JSON, state, received_at) of one request."""
+        row = self.one("SELECT message, state, received_at FROM custody_requests WHERE request_id = ?", (request_id,))
+        return (str(row[0]), str(row[1]), str(row[2])) if row else None
+
+    def request_state(self, request_id: str) -> str | None:
+        row = self.one("SELECT state FROM custody_requests WHERE request_id = ?", (request_id,))
+        return str(row[0]) if row else None
+
+    def pending_requests(self) -> list[tuple[str, str, str]]:
+        """(request id, signed request JSON, received_at) of every pending request, oldest first."""
+        rows = self.all(
+            "SELECT request_id, message, received_at FROM custody_requests WHERE state = ? ORDER BY received_at",
+            (PENDING,),
+        )
+        return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+    def requests_in(self, state: str) -> list[str]:
+        return [str(r[0]) for r in self.all("SELECT request_id FROM custody_requests WHERE state = ?", (state,))]
+
+    def set_state(self, request_id: str, state: str) -> None:
+        self.execute("UPDATE custody_requests SET state = ? WHERE request_id = ?", (state, request_id))
+
+    def claim(self, request_id: str) -> None:
+        """Move a pending request to ``releasing``: exactly one of any number of racers succeeds."""
+        claimed = self.execute(
+            "UPDATE custody_requests SET state = ? WHERE request_id = ? AND state = ?", (RELEASING, request_id, PENDING)
+        )
+        if claimed != 1:
+            raise ReleaseConflictError(f"request {request_id[:16]} was already released or is being released")
+
+    def unclaim(self, request_id: str) -> None:
+        """Give back a claim that did not lead to a logged release."""
+        self.execute(
+            "UPDATE custody_requests SET state = ? WHERE request_id = ? AND state = ?", (PENDING, request_id, RELEASING)
+        )
+
+    # -- approvals ---------------------------------------------------------------------------------
+
+    def insert_approval(self, approval_id: str, request_id: str, approver: str, message: str, received_at: str) -> None:
+        self.execute(
+            "INSERT INTO custody_approvals VALUES (?, ?, ?, ?, ?)",
+            (approval_id, request_id, approver, message, received_at),
+        )
+
+    def approvals(self, request_id: str) -> list[str]:
+        """Every approval and denial of a request (signed JSON), in the order they arrived."""
+        rows = self.all(
+            "SELECT message FROM custody_approvals WHERE request_id = ? ORDER BY received_at", (request_id,)
+        )
+        return [str(r[0]) for r in rows]
+
+    def count_approvals(self, request_id: str) -> int:
+        row = self.one("SELECT COUNT(*) FROM custody_approvals WHERE request_id = ?", (request_id,))
+        return int(row[0]) if row else 0
+
+    def decided_by(self, person: str) -> set[str]:
+        return {str(r[0]) for r in self.all("SELECT request_id FROM custody_approvals WHERE approver = ?", (person,))}
+
+    # -- releases ----------------------------------------------------------------------------------
+
+    def record_release(self, request_id: str, delivery: str | None, ledger_index: int, released_at: str) -> None:
+        """The release is logged: mark the request released and keep what its host collects (if delivered)."""
+        self.execute(
+            "INSERT INTO custody_releases VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (request_id) DO UPDATE SET release = excluded.release",
+            (request_id, delivery or "", ledger_index, released_at),
+        )
+        self.set_state(request_id, RELEASED)
+
+    def release(self, request_id: str) -> tuple[str | None, int] | None:
+        """(the delivery its host collects, or None if not yet delivered; the key.released index)."""
+        row = self.one("SELECT release, ledger_index FROM custody_releases WHERE request_id = ?", (request_id,))
+        return (str(row[0]) or None, int(row[1])) if row else None
 
 
 def dumps(value: Any) -> str:

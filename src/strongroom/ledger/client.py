@@ -106,6 +106,7 @@ class AuditReport:
     witnesses: list[str] = field(default_factory=list)
     verified_entries: list[int] = field(default_factory=list)
     full_history: bool = False
+    entries: list[Entry] = field(default_factory=list, repr=False)  # with a full check: every entry, verified
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -165,8 +166,7 @@ def verify_log(
         everything = client.entries(checkpoint.size)
         if merkle.root_from_leaves([merkle.leaf_hash(raw) for raw in everything]) != checkpoint.root:
             raise SplitViewError("the entries served do not hash to the signed checkpoint root")
-        for raw in everything:
-            parse_entry(raw)
+        report.entries = [parse_entry(raw) for raw in everything]
         report.full_history = True
     for index in indices or []:
         leaf, proof = client.inclusion(index, checkpoint.size)

@@ -29,14 +29,17 @@ DOMAIN = "strongroom-ledger-entry/v1"
 SCHEMA_VERSION = 1
 MAX_ENTRY_BYTES = 60_000
 
-# Required body fields and their JSON types, per entry type (schema version 1).
+# Required body fields and their JSON types, per entry type (schema version 1). Who may write each type,
+# and what authorises it, is the custody authority model (strongroom.custody.authority), not the log's.
 SCHEMAS: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "model.registered": {"model_id": str, "signer": str, "provenance": dict},
-    "model.evaluated": {"model_id": str, "suite": str, "results": dict, "evaluator": str},
+    "authority.changed": {"officers": list, "threshold": int},
+    "person.changed": {"person": str, "change": str, "authorisation": dict},
+    "host.changed": {"host": str, "change": str, "authorisation": dict},
+    "model.registered": {"model_id": str, "policy": dict, "key": dict, "authorisation": dict},
+    "policy.changed": {"model_id": str, "policy": dict, "authorisation": dict},
     "key.released": {"model_id": str, "request_id": str, "approvers": list, "host": dict},
-    "model.loaded": {"model_id": str, "host": str},
-    "person.changed": {"person": str, "change": str},
-    "policy.changed": {"scope": str, "policy": dict},
+    "model.loaded": {"model_id": str, "request_id": str, "host": str, "statement": dict},
+    "model.evaluated": {"model_id": str, "suite": str, "results": dict, "evaluator": str},
 }
 ENTRY_FIELDS = {"type", "schema", "time", "body", "signer", "signature"}
 
@@ -157,7 +160,8 @@ def parse_entry(raw: bytes) -> Entry:
     if not is_canonical(value, raw):
         raise EntryError(f"{entry_type}: entry is not in canonical JSON form")
     try:
+        verifier.check_unique(signature)  # the leaf is the entry's bytes: one statement, one leaf
         verifier.verify(signature, _signed_bytes_from_raw(raw, entry_type, schema, time))
-    except BadSignatureError:
-        raise EntryError(f"{entry_type}: signature does not verify (forged or altered)") from None
+    except BadSignatureError as exc:
+        raise EntryError(f"{entry_type}: signature does not verify (forged or altered): {exc}") from None
     return Entry(entry_type, schema, time, body, verifier.key_id, raw)

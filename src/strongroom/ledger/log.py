@@ -10,7 +10,7 @@ from __future__ import annotations
 import queue
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,9 +96,11 @@ class Ledger:
         self._queue.put((entry, future))
         return future
 
-    def append_event(self, entry_type: str, body: dict[str, Any], signer: Signer) -> dict[str, Any]:
+    def append_event(
+        self, entry_type: str, body: dict[str, Any], signer: Signer, time: str | None = None
+    ) -> dict[str, Any]:
         """Build, sign and append an entry (the custody service's port); returns the receipt as JSON."""
-        return self.append(make_entry(entry_type, body, signer)).to_json()
+        return self.append(make_entry(entry_type, body, signer, time)).to_json()
 
     def _sequence(self) -> None:
         while True:
@@ -188,6 +190,9 @@ class Ledger:
             raise LedgerError(f"no entry {index} (log size {self.size})")
         return found[0]
 
+    def read(self, index: int) -> Entry:
+        return parse_entry(self.entry(index))
+
     def entries(self, start: int, end: int) -> list[bytes]:
         return self.store.entries(start, min(end, self.size))
 
@@ -205,9 +210,17 @@ class Ledger:
         clean = {k: v for k, v in filters.items() if v}
         return [(i, parse_entry(raw)) for i, raw in self.store.query(clean, limit=100_000)]
 
-    def events(self, entry_type: str) -> Iterator[tuple[int, dict[str, Any], str]]:
-        for index, entry in self.query(type=entry_type):
-            yield index, entry.body, entry.signer
+    def scan(self, types: Collection[str] = (), start: int = 0, page: int = 2048) -> Iterator[tuple[int, Entry]]:
+        """Every entry from ``start`` to the current size (only ``types``, if given), in log order, each
+        re-verified as it is read; pages through the whole log, with no cap."""
+        end, wanted = self.size, sorted(types)
+        while start < end:
+            rows = self.store.page(start, end, wanted, page)
+            if not rows:
+                return
+            for index, raw in rows:
+                yield index, parse_entry(raw)
+            start = rows[-1][0] + 1
 
     def _check_size(self, size: int) -> None:
         if not 0 <= size <= self.size:

@@ -1,4 +1,10 @@
-"""Builds the ``strongroom serve`` application from a data directory (or a PostgreSQL URL)."""
+"""Builds the ``strongroom serve`` application from a data directory (or a PostgreSQL URL).
+
+The data directory holds the log's key, the custody service's entry-signing key (``service.key``: not an
+officer, not an HTTP appender), the genesis officers' public keys (``officers/NAME.pub``, read once, when
+the ledger has no authority yet), and the appenders (``appenders/NAME.pub``, each with an optional
+``NAME.types`` allow-list of entry types, by default ``model.evaluated``).
+"""
 
 from __future__ import annotations
 
@@ -7,24 +13,33 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from strongroom.custody.authority import DEFAULT_APPENDER_TYPES, DEFAULT_THRESHOLD, SERVICE_TYPES
+from strongroom.custody.protocol import Authority, Officer
 from strongroom.custody.service import CustodyService
 from strongroom.custody.store import CustodyStore
+from strongroom.errors import StrongroomError
 from strongroom.keys.provider import KeyProvider
+from strongroom.ledger.entries import SCHEMAS
 from strongroom.ledger.log import Ledger
 from strongroom.ledger.witnessing import Witnessing
 from strongroom.server.custody_routes import custody_router
+from strongroom.server.errors import handle_strongroom_error
 from strongroom.server.ledger_routes import ledger_router
 from strongroom.signing import Signer, Verifier
 
-OPERATOR_KEY = "operator.key"
-OPERATOR_PUB = "operator.pub"
+SERVICE_KEY = "service.key"
+SERVICE_PUB = "service.pub"
+
+
+class ServerSettingsError(StrongroomError):
+    """The data directory's officers or appenders are misconfigured."""
 
 
 @dataclass
 class Services:
     ledger: Ledger
     custody: CustodyService
-    operator: Signer
+    service_key: Signer
 
     def close(self) -> None:
         """Stop the ledger's sequencer and the databases' checkpointers."""
@@ -32,48 +47,83 @@ class Services:
         self.custody.store.close()
 
 
-def operator_signer(data_dir: Path) -> Signer:
-    """The operator key, created on first start; it may append and is a security officer."""
-    path = data_dir / OPERATOR_KEY
+def service_signer(data_dir: Path) -> Signer:
+    """The custody service's entry-signing key, created on first start (0600)."""
+    path = data_dir / SERVICE_KEY
     if path.exists():
         return Signer.load(path)
     signer = Signer.generate("ed25519")
-    signer.save(path, data_dir / OPERATOR_PUB)
+    signer.save(path, data_dir / SERVICE_PUB)
     return signer
 
 
-def _keys_in(folder: Path) -> dict[str, Verifier]:
-    found: dict[str, Verifier] = {}
-    if folder.is_dir():
-        for path in sorted(folder.glob("*.pub")):
-            verifier = Verifier.load(path)
-            found[verifier.key_id] = verifier
+def genesis_authority(data_dir: Path, threshold: int, agreement: str | None) -> Authority | None:
+    """The officers in ``DATA/officers/*.pub`` (names from the file names), if any are there."""
+    folder = data_dir / "officers"
+    paths = sorted(folder.glob("*.pub")) if folder.is_dir() else []
+    if not paths:
+        return None
+    officers = tuple(Officer(path.stem, Verifier.load(path)) for path in paths)
+    try:
+        return Authority(officers, threshold, agreement)
+    except StrongroomError as exc:
+        raise ServerSettingsError(f"{folder}: {exc}") from None
+
+
+def appender_types(data_dir: Path) -> dict[str, frozenset[str]]:
+    """Key id -> the entry types that appender may write; custody and people types never."""
+    folder = data_dir / "appenders"
+    found: dict[str, frozenset[str]] = {}
+    if not folder.is_dir():
+        return found
+    for path in sorted(folder.glob("*.pub")):
+        allow_list = path.with_suffix(".types")
+        types = frozenset(allow_list.read_text().split()) if allow_list.exists() else DEFAULT_APPENDER_TYPES
+        unknown = sorted(types - set(SCHEMAS))
+        if unknown:
+            raise ServerSettingsError(f"{allow_list}: unknown entry type {unknown[0]!r}")
+        forbidden = sorted(types & SERVICE_TYPES)
+        if forbidden:
+            raise ServerSettingsError(f"{allow_list}: {forbidden[0]} is written only by the custody service")
+        found[Verifier.load(path).key_id] = types
     return found
 
 
 def open_services(
-    data_dir: Path, database: str | None = None, providers: list[KeyProvider] | None = None, origin: str | None = None
+    data_dir: Path,
+    database: str | None = None,
+    providers: list[KeyProvider] | None = None,
+    origin: str | None = None,
+    *,
+    threshold: int = DEFAULT_THRESHOLD,
+    agreement: str | None = None,
 ) -> Services:
+    """Open the ledger and the custody service; on a ledger without an authority, the officers in
+    ``DATA/officers`` (with ``threshold`` and the required ``agreement`` digest) become its genesis."""
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     ledger = Ledger.open(data_dir, database, origin)
-    operator = operator_signer(data_dir)
+    service_key = service_signer(data_dir)
     store = CustodyStore(database) if database else CustodyStore.for_data_dir(data_dir)
-    custody = CustodyService(store, ledger, operator, providers or [])
-    return Services(ledger, custody, operator)
+    try:
+        genesis = genesis_authority(data_dir, threshold, agreement)
+        custody = CustodyService(store, ledger, service_key, providers or [], genesis=genesis)
+    except BaseException:
+        store.close()
+        ledger.close()
+        raise
+    return Services(ledger, custody, service_key)
 
 
 def create_app(services: Services, data_dir: Path) -> FastAPI:
     app = FastAPI(title="Strongroom", version="0.1.0")
+    app.add_exception_handler(StrongroomError, handle_strongroom_error)
 
-    def appenders() -> set[str]:
-        return {services.operator.key_id, *_keys_in(data_dir / "appenders")}
-
-    def officers() -> dict[str, Verifier]:
-        return {services.operator.key_id: services.operator.verifier, **_keys_in(data_dir / "officers")}
+    def appenders() -> dict[str, frozenset[str]]:
+        return appender_types(data_dir)
 
     witnesses_file = data_dir / "witnesses"
     urls = witnesses_file.read_text().split() if witnesses_file.exists() else []
     app.include_router(ledger_router(services.ledger, appenders, Witnessing(services.ledger, urls)))
-    app.include_router(custody_router(services.custody, officers, services.custody.clock))
+    app.include_router(custody_router(services.custody, services.custody.clock))
     return app

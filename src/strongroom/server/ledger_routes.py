@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from strongroom.errors import StrongroomError
-from strongroom.ledger.entries import MAX_ENTRY_BYTES, parse_entry
+from strongroom.ledger.entries import MAX_ENTRY_BYTES, Entry, parse_entry
 from strongroom.ledger.errors import EntryError, LedgerError, StorageError
 from strongroom.ledger.log import Ledger
 from strongroom.ledger.tiles import TILE_WIDTH, bundle, parse_tile_request, unbundle
@@ -29,8 +29,22 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def ledger_router(ledger: Ledger, authorised: Callable[[], set[str]], witnessing: Witnessing) -> APIRouter:
-    """``authorised`` returns the key ids allowed to append entries over HTTP."""
+def _refusal(entry: Entry, allowed: dict[str, frozenset[str]]) -> str | None:
+    """Why this appender may not write this entry (None if it may)."""
+    types = allowed.get(entry.signer)
+    if types is None:
+        return f"key {entry.signer[:16]} is not authorised to append to this log"
+    if entry.type not in types:
+        return (
+            f"key {entry.signer[:16]} may not write {entry.type} entries (its allow-list: {', '.join(sorted(types))})"
+        )
+    return None
+
+
+def ledger_router(
+    ledger: Ledger, authorised: Callable[[], dict[str, frozenset[str]]], witnessing: Witnessing
+) -> APIRouter:
+    """``authorised`` maps each key allowed to append over HTTP to the entry types it may write."""
     router = APIRouter()
 
     @router.get("/checkpoint")
@@ -78,8 +92,9 @@ def ledger_router(ledger: Ledger, authorised: Callable[[], set[str]], witnessing
             return _error(413, f"entry larger than {MAX_ENTRY_BYTES} bytes")
         try:
             entry = parse_entry(raw)
-            if entry.signer not in authorised():
-                return _error(403, f"key {entry.signer[:16]} is not authorised to append to this log")
+            refusal = _refusal(entry, authorised())
+            if refusal is not None:
+                return _error(403, refusal)
             receipt = await asyncio.wrap_future(ledger.submit(entry))
         except EntryError as exc:
             return _error(400, str(exc))
@@ -102,8 +117,9 @@ def ledger_router(ledger: Ledger, authorised: Callable[[], set[str]], witnessing
             return _error(400, "empty bundle")
         allowed = authorised()
         for entry in parsed:
-            if entry.signer not in allowed:
-                return _error(403, f"key {entry.signer[:16]} is not authorised to append to this log")
+            refusal = _refusal(entry, allowed)
+            if refusal is not None:
+                return _error(403, refusal)
         try:
             receipts = await asyncio.gather(*(asyncio.wrap_future(ledger.submit(e)) for e in parsed))
         except StorageError as exc:

@@ -1,0 +1,167 @@
+"""``strongroom admin ...``: officers' co-signed changes, and the options every administrative command shares.
+
+Every command that changes who may get a key takes ``--officer-key`` (repeatable). With ``--out FILE`` the
+co-signed change is written there for the next officer (``strongroom admin cosign FILE``), and
+``strongroom admin submit FILE`` sends it; without ``--out`` it is sent at once. The server counts the
+officers (``strongroom.custody.authority``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from strongroom.atomic import write_atomic
+from strongroom.cli.common import JsonOption, console, print_json
+from strongroom.custody.admin import Proposal, change_authority, change_policy, propose
+from strongroom.custody.client import CustodyClient
+from strongroom.custody.envelope import CoSigned
+from strongroom.custody.errors import CustodyError
+from strongroom.custody.policy import ModelPolicy
+from strongroom.custody.protocol import AdminChange, Authority, Officer
+from strongroom.signing import Signer, Verifier
+
+DEFAULT_SERVER = "http://127.0.0.1:8750"
+ServerOption = Annotated[str, typer.Option("--server", help="Strongroom server URL.")]
+OfficerKeys = Annotated[
+    list[Path], typer.Option("--officer-key", help="A security officer's private key (PEM); repeat for each officer.")
+]
+OutOption = Annotated[
+    Path | None, typer.Option("--out", help="Write the co-signed change here for other officers instead of sending it.")
+]
+HoursOption = Annotated[float, typer.Option("--hours", min=0.01, max=24, help="How long officers have to co-sign.")]
+
+admin_app = typer.Typer(help="Co-sign and submit officers' administrative changes.", no_args_is_help=True)
+
+
+def send_or_save(
+    proposal: Proposal, officer_keys: list[Path], out: Path | None, server: str, json_out: bool, hours: float = 1.0
+) -> None:
+    """Sign ``proposal`` with every officer key given; save it for co-signing, or submit it."""
+    from datetime import timedelta
+
+    signed = propose(proposal, [Signer.load(path) for path in officer_keys], timedelta(hours=hours))
+    if out is not None:
+        save(out, signed)
+        result = {"saved": str(out), "action": proposal.action, "signers": len(signed.signatures)}
+        print_json(result) if json_out else console.print(
+            f"{proposal.action} signed by {len(signed.signatures)} officer(s); saved to {out} for co-signing"
+        )
+        return
+    report(CustodyClient(server).admin(signed), json_out)
+
+
+def report(result: dict[str, Any], json_out: bool) -> None:
+    if json_out:
+        print_json(result)
+        return
+    console.print(
+        f"{result['action']} {result['subject']}: approved by {', '.join(result['officers'])}; "
+        f"ledger entry {result['ledger']['index']}"
+    )
+
+
+def load(path: Path) -> AdminChange:
+    try:
+        return AdminChange.parse(CoSigned.from_json(path.read_bytes(), str(path)))
+    except OSError as exc:
+        raise CustodyError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def save(path: Path, signed: CoSigned) -> None:
+    write_atomic(path, (json.dumps(signed.to_json(), indent=2, sort_keys=True) + "\n").encode(), mode=0o600)
+
+
+@admin_app.command("cosign")
+def cosign(path: Annotated[Path, typer.Argument(help="A change saved with --out.")], officer_key: OfficerKeys) -> None:
+    """Add your signature to a saved change (read it first: ``strongroom admin show``)."""
+    change = load(path)
+    signed = change.cosigned
+    for key in officer_key:
+        signed = signed.cosign(Signer.load(key))
+    save(path, signed)
+    console.print(f"{change.action} {change.subject}: now signed by {len(signed.signatures)} officer(s)")
+
+
+@admin_app.command("show")
+def show(
+    path: Annotated[Path, typer.Argument(help="A change saved with --out.")], json_out: JsonOption = False
+) -> None:
+    """What a saved change does, who signed it, and until when it can be submitted."""
+    change = load(path)
+    if json_out:
+        print_json({**change.cosigned.to_json(), "change_id": change.change_id})
+        return
+    console.print(f"[bold]{change.action}[/] {change.subject} (change {change.change_id[:16]})")
+    console.print_json(json.dumps(change.change))
+    console.print(
+        f"expires {change.cosigned.payload['expires_at']}; "
+        f"signed by keys: {', '.join(k[:16] for k in change.cosigned.signers)}"
+    )
+
+
+@admin_app.command("submit")
+def submit(
+    path: Annotated[Path, typer.Argument(help="A change saved with --out.")],
+    server: ServerOption = DEFAULT_SERVER,
+    json_out: JsonOption = False,
+) -> None:
+    """Send a saved, co-signed change to the server."""
+    report(CustodyClient(server).admin(load(path).cosigned), json_out)
+
+
+@admin_app.command("policy")
+def policy(
+    model_id: Annotated[str, typer.Argument(help="A registered model id.")],
+    required_tier: Annotated[int, typer.Option(min=1, max=5, help="SenL tier needed to request it.")],
+    officer_key: OfficerKeys,
+    approvals: Annotated[int, typer.Option(min=1, max=16, help="Distinct approvals needed.")] = 2,
+    delay: Annotated[int, typer.Option(min=0, help="Seconds between request and release.")] = 0,
+    out: OutOption = None,
+    hours: HoursOption = 1.0,
+    server: ServerOption = DEFAULT_SERVER,
+    json_out: JsonOption = False,
+) -> None:
+    """Change a registered model's release policy."""
+    send_or_save(
+        change_policy(ModelPolicy(model_id, required_tier, approvals, delay)), officer_key, out, server, json_out, hours
+    )
+
+
+@admin_app.command("authority")
+def authority(
+    officer: Annotated[list[str], typer.Option("--officer", help="NAME=PUBLIC_KEY.pem of each officer (repeatable).")],
+    threshold: Annotated[int, typer.Option(min=1, help="Officers who must co-sign a change that grants access.")],
+    officer_key: OfficerKeys,
+    agreement: Annotated[
+        Path | None, typer.Option("--agreement", help="The access agreement everyone must have signed.")
+    ] = None,
+    out: OutOption = None,
+    hours: HoursOption = 1.0,
+    server: ServerOption = DEFAULT_SERVER,
+    json_out: JsonOption = False,
+) -> None:
+    """Replace the officer set, the co-signing threshold and the required access agreement."""
+    officers = []
+    for item in officer:
+        name, sep, path = item.partition("=")
+        if not sep or not name:
+            raise CustodyError(f"--officer {item!r}: expected NAME=PUBLIC_KEY.pem")
+        officers.append(Officer(name, Verifier.load(Path(path))))
+    digest = agreement_digest(agreement) if agreement else None
+    send_or_save(
+        change_authority(Authority(tuple(officers), threshold, digest)), officer_key, out, server, json_out, hours
+    )
+
+
+def agreement_digest(path: Path) -> str:
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(admin_app, name="admin")

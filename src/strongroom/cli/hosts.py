@@ -1,0 +1,72 @@
+"""``strongroom hosts ...``: enrol and retire the machines a data key may go to."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from strongroom.cli.admin import DEFAULT_SERVER, HoursOption, OfficerKeys, OutOption, ServerOption, send_or_save
+from strongroom.cli.common import JsonOption, console, print_json
+from strongroom.custody import admin
+from strongroom.custody.client import CustodyClient
+from strongroom.signing import Signer, Verifier
+
+hosts_app = typer.Typer(help="Serving hosts: enrol, retire, show.", no_args_is_help=True)
+
+
+@hosts_app.command("keygen")
+def keygen(
+    path: Annotated[Path, typer.Argument(help="Where to write the host's identity key (PATH and PATH.pub).")],
+) -> None:
+    """Make a host's Ed25519 identity key (0600) and its public key, for enrolment."""
+    Signer.generate("ed25519").save(path, path.with_name(path.name + ".pub"))
+    console.print(f"host identity key {path}; public key {path}.pub (give it to the officers)")
+
+
+@hosts_app.command("enrol")
+def enrol(
+    host: Annotated[str, typer.Argument(help="Host id (never reused).")],
+    public_key: Annotated[Path, typer.Option("--public-key", help="The host's Ed25519 identity public key (PEM).")],
+    name: Annotated[str, typer.Option(help="What approvers see, e.g. gpu-node-01.dc2.")],
+    site: Annotated[str, typer.Option(help="Where it is (datacentre, room, rack).")],
+    owner: Annotated[str, typer.Option(help="Who answers for it.")],
+    officer_key: OfficerKeys,
+    out: OutOption = None,
+    hours: HoursOption = 1.0,
+    server: ServerOption = DEFAULT_SERVER,
+    json_out: JsonOption = False,
+) -> None:
+    """Enrol a host (two officers): from then on requests may name it and it alone may fetch."""
+    key = Verifier.load(public_key).pem().decode()
+    proposal = admin.enrol_host(host, name=name, site=site, owner=owner, public_key=key)
+    send_or_save(proposal, officer_key, out, server, json_out, hours)
+
+
+@hosts_app.command("retire")
+def retire(
+    host: str,
+    officer_key: OfficerKeys,
+    reason: str = "",
+    server: ServerOption = DEFAULT_SERVER,
+    json_out: JsonOption = False,
+) -> None:
+    """Retire a host for good: no further key goes to it (one officer)."""
+    send_or_save(admin.retire_host(host, reason), officer_key, None, server, json_out)
+
+
+@hosts_app.command("show")
+def show(host: str, server: ServerOption = DEFAULT_SERVER, json_out: JsonOption = False) -> None:
+    """A host's record: name, site, owner, identity key fingerprint, retired or not."""
+    info = CustodyClient(server).host(host)
+    if json_out:
+        print_json(info)
+        return
+    state = "RETIRED" if info["retired"] else "active"
+    console.print(f"{info['host_id']}: {info['name']} at {info['site']} ({info['owner']}), {state}")
+    console.print(f"  identity key {info['fingerprint']}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(hosts_app, name="hosts")

@@ -1,0 +1,79 @@
+"""The authority model: who may write each ledger entry type, and what must authorise it.
+
+This table is the contract the custody service keeps when it writes and the offline auditor checks when it
+replays (``strongroom.custody.state`` enforces it for both). docs/architecture.md states it in prose.
+
+- The custody service's key (``DATA/service.key``) is the only writer of custody and people types. It is
+  not an officer: every entry it writes carries the signed inputs that justify it, and replay re-verifies
+  them, so the key alone can add nothing that replays.
+- Officers co-sign administrative changes. Anything that can give someone a key (enrol, clearance, agreement,
+  clearing a signal, host enrolment, model registration, policy, the officer set) needs ``threshold``
+  distinct officers (default 2); anything that only takes access away (a continuous-evaluation signal,
+  offboarding, retiring a host) needs one, so removing access is never blocked by a missing colleague.
+- Appenders (``DATA/appenders/NAME.pub``) write only the types their allow-list names (``NAME.types``,
+  default ``model.evaluated``), and never a custody or people type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from strongroom.custody.protocol import ACTIONS
+
+TAKE_AWAY_ACTIONS = frozenset({"person.signal", "person.offboard", "host.retire"})
+GRANT_ACTIONS = frozenset(ACTIONS - TAKE_AWAY_ACTIONS)
+DEFAULT_THRESHOLD = 2
+DEFAULT_APPENDER_TYPES = frozenset({"model.evaluated"})
+
+
+@dataclass(frozen=True)
+class Writer:
+    """Who writes an entry type and what must be inside it for replay to accept it."""
+
+    writer: str
+    authorisation: str
+
+
+WRITERS: dict[str, Writer] = {
+    "authority.changed": Writer(
+        "custody service",
+        "the first is the genesis (officers from the server's settings, trusted on first use and pinned by "
+        "auditors); every later one carries an authority.change co-signed by threshold current officers",
+    ),
+    "person.changed": Writer(
+        "custody service",
+        "a person.* change co-signed by threshold officers (signal and offboard: one officer); "
+        "an agreement also carries the person's own signature",
+    ),
+    "host.changed": Writer("custody service", "host.enrol co-signed by threshold officers; host.retire by one"),
+    "model.registered": Writer(
+        "custody service",
+        "model.register co-signed by threshold officers; the wrapped key is bound to this model id and "
+        "registered nowhere else",
+    ),
+    "policy.changed": Writer("custody service", "model.policy co-signed by threshold officers"),
+    "key.released": Writer(
+        "custody service",
+        "the requester's signed request (with the enrolled host's signature over its ephemeral key) and the "
+        "signed approvals; replay re-decides the release with the same decision function as the live gate",
+    ),
+    "model.loaded": Writer(
+        "custody service", "the enrolled host's signed load report carrying the release's nonce; once per release"
+    ),
+    "model.evaluated": Writer("an appender whose allow-list names it", "the appender's own signature"),
+}
+
+SERVICE_TYPES = frozenset(t for t, w in WRITERS.items() if w.writer == "custody service")
+ENTRY_FOR_ACTION = {
+    **{action: "person.changed" for action in ACTIONS if action.startswith("person.")},
+    "host.enrol": "host.changed",
+    "host.retire": "host.changed",
+    "model.register": "model.registered",
+    "model.policy": "policy.changed",
+    "authority.change": "authority.changed",
+}
+
+
+def officers_needed(action: str, threshold: int) -> int:
+    """How many distinct officers must co-sign ``action``."""
+    return 1 if action in TAKE_AWAY_ACTIONS else threshold

@@ -1,0 +1,523 @@
+"""Custody's wire protocol: every message, typed, parsed and checked once from its signed form.
+
+Release requests (by a person, for an enrolled host, whose identity key vouches for the ephemeral key the
+data key will be sealed to), approvals and denials, the host's fetch and load report, an approver's
+pending query, and officers' co-signed administrative changes. Parsing checks fields, formats and the
+validity window's shape; whether a message is fresh at a given instant and whose key must have signed it
+are the service's decisions (``CustodyService``, ``strongroom.custody.state``), because the answer depends on
+the ledger. Host, approver, CLI and server code build and read messages here, never from service internals.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Literal
+
+from strongroom.canonical_json import canonical_json
+from strongroom.custody.envelope import (
+    CoSigned,
+    SignedMessage,
+    b64_bytes,
+    check_fields,
+    check_fresh,
+    format_time,
+    hex_text,
+    model_id,
+    nonce,
+    text,
+    utc_now,
+    window,
+)
+from strongroom.custody.errors import MessageError
+from strongroom.custody.policy import ModelPolicy
+from strongroom.keys.errors import KeyProviderError
+from strongroom.keys.provider import WrappedKey
+from strongroom.keys.shamir import ReencryptedShare
+from strongroom.signing import Signer, SigningKeyError, Verifier
+
+REQUEST_TYPE = "strongroom.release-request/v2"
+HOST_KEY_TYPE = "strongroom.host-ephemeral-key/v1"
+APPROVAL_TYPE = "strongroom.release-approval/v1"
+FETCH_TYPE = "strongroom.release-fetch/v1"
+LOADED_TYPE = "strongroom.model-loaded/v2"
+PENDING_QUERY_TYPE = "strongroom.pending-query/v1"
+ADMIN_TYPE = "strongroom.admin-change/v1"
+DEFAULT_LIFETIME = timedelta(hours=1)
+SHORT_LIFETIME = timedelta(minutes=5)
+
+WINDOW = frozenset({"nonce", "issued_at", "expires_at"})
+
+
+@dataclass(frozen=True)
+class Window:
+    """A message's single-use nonce and validity window."""
+
+    nonce: str
+    issued_at: datetime
+    expires_at: datetime
+
+    @classmethod
+    def parse(cls, payload: dict[str, Any], what: str) -> Window:
+        issued, expires = window(payload, what)
+        return cls(nonce(payload, what), issued, expires)
+
+    def check_fresh(self, now: datetime, what: str) -> None:
+        check_fresh(self.issued_at, self.expires_at, now, what)
+
+
+def _window(lifetime: timedelta, now: datetime | None = None) -> dict[str, str]:
+    issued = now or utc_now()
+    return {
+        "nonce": secrets.token_hex(16),
+        "issued_at": format_time(issued),
+        "expires_at": format_time(issued + lifetime),
+    }
+
+
+def _typed(payload: dict[str, Any], expected: str, fields: frozenset[str], required: frozenset[str], what: str) -> None:
+    check_fields(payload, fields, required, what)
+    if payload["type"] != expected:
+        raise MessageError(f"{what}: type must be {expected}")
+
+
+# -- release request --------------------------------------------------------------------------------
+
+
+def host_key_statement(host_id: str, ephemeral: bytes, model: str, requester: str, request_nonce: str) -> bytes:
+    """What a host signs to vouch that an ephemeral X25519 key is its own, for one request."""
+    return canonical_json(
+        {
+            "type": HOST_KEY_TYPE,
+            "host_id": host_id,
+            "ephemeral": base64.b64encode(ephemeral).decode(),
+            "model_id": model,
+            "requester": requester,
+            "nonce": request_nonce,
+        }
+    )
+
+
+@dataclass(frozen=True)
+class ReleaseRequest:
+    """A person's signed request that an enrolled host receive a model's data key."""
+
+    signed: SignedMessage
+    model_id: str
+    purpose: str
+    requester: str
+    host_id: str
+    host_key_id: str
+    ephemeral: bytes
+    host_proof: bytes
+    window: Window
+
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"type", "model_id", "purpose", "requester", "host", *WINDOW})
+    HOST_FIELDS: ClassVar[frozenset[str]] = frozenset({"host_id", "key_id", "ephemeral", "proof"})
+
+    @property
+    def request_id(self) -> str:
+        return self.signed.digest
+
+    @classmethod
+    def parse(cls, signed: SignedMessage) -> ReleaseRequest:
+        what, payload = "release request", signed.payload
+        _typed(payload, REQUEST_TYPE, cls.FIELDS, cls.FIELDS, what)
+        host = payload["host"]
+        if not isinstance(host, dict):
+            raise MessageError(f"{what}: host must be an object")
+        check_fields(host, cls.HOST_FIELDS, cls.HOST_FIELDS, f"{what} host")
+        return cls(
+            signed,
+            model_id(payload, what),
+            text(payload, "purpose", what, 1000),
+            text(payload, "requester", what, 128),
+            text(host, "host_id", what, 128),
+            hex_text(host, "key_id", what, exact=64),
+            b64_bytes(host, "ephemeral", what, 32),
+            b64_bytes(host, "proof", what, 64),
+            Window.parse(payload, what),
+        )
+
+    def host_statement(self) -> bytes:
+        return host_key_statement(self.host_id, self.ephemeral, self.model_id, self.requester, self.window.nonce)
+
+    def verify_host_proof(self, host: Verifier) -> None:
+        """The enrolled host's identity key vouches for the ephemeral key the data key will be sealed to."""
+        from strongroom.signing import BadSignatureError
+
+        if host.key_id != self.host_key_id:
+            raise MessageError(f"release request: names host key {self.host_key_id[:16]}, not the enrolled one")
+        try:
+            host.verify(self.host_proof, self.host_statement())
+        except BadSignatureError:
+            raise MessageError(
+                "release request: the host's signature over its ephemeral key does not verify "
+                "(the key would go to a machine that is not the enrolled host)"
+            ) from None
+
+
+def new_request(
+    *,
+    model_id: str,
+    purpose: str,
+    requester: str,
+    host_id: str,
+    host_identity: Signer,
+    host_ephemeral: bytes,
+    lifetime: timedelta = DEFAULT_LIFETIME,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """A request payload with the host's proof over its ephemeral key (the requester then signs it)."""
+    timing = _window(lifetime, now)
+    proof = host_identity.sign(host_key_statement(host_id, host_ephemeral, model_id, requester, timing["nonce"]))
+    return {
+        "type": REQUEST_TYPE,
+        "model_id": model_id,
+        "purpose": purpose,
+        "requester": requester,
+        "host": {
+            "host_id": host_id,
+            "key_id": host_identity.key_id,
+            "ephemeral": base64.b64encode(host_ephemeral).decode(),
+            "proof": base64.b64encode(proof).decode(),
+        },
+        **timing,
+    }
+
+
+# -- approval -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Approval:
+    """An approver's signed decision on one request, optionally carrying a custodian's key share."""
+
+    signed: SignedMessage
+    request_id: str
+    model_id: str
+    approver: str
+    decision: Literal["approve", "deny"]
+    reason: str | None
+    share: ReencryptedShare | None
+    window: Window
+
+    FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {"type", "request_id", "model_id", "approver", "decision", "reason", "share", *WINDOW}
+    )
+
+    @property
+    def approves(self) -> bool:
+        return self.decision == "approve"
+
+    @classmethod
+    def parse(cls, signed: SignedMessage) -> Approval:
+        what, payload = "approval", signed.payload
+        _typed(payload, APPROVAL_TYPE, cls.FIELDS, cls.FIELDS - {"reason", "share"}, what)
+        decision = payload["decision"]
+        if decision not in ("approve", "deny"):
+            raise MessageError(f"{what}: decision must be approve or deny")
+        share = None
+        if "share" in payload:
+            try:
+                share = ReencryptedShare.from_json(payload["share"])
+            except KeyProviderError as exc:
+                raise MessageError(f"{what}: malformed custodian share: {exc}") from None
+        return cls(
+            signed,
+            hex_text(payload, "request_id", what, exact=64),
+            model_id(payload, what),
+            text(payload, "approver", what, 128),
+            decision,
+            text(payload, "reason", what, 1000) if "reason" in payload else None,
+            share,
+            Window.parse(payload, what),
+        )
+
+
+def new_approval(
+    *,
+    request: ReleaseRequest,
+    approver: str,
+    decision: str = "approve",
+    reason: str | None = None,
+    share: dict[str, Any] | None = None,
+    lifetime: timedelta = DEFAULT_LIFETIME,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """A fresh approval (or denial) payload bound to one request's id."""
+    payload: dict[str, Any] = {
+        "type": APPROVAL_TYPE,
+        "request_id": request.request_id,
+        "model_id": request.model_id,
+        "approver": approver,
+        "decision": decision,
+        **_window(lifetime, now),
+    }
+    if reason:
+        payload["reason"] = reason
+    if share is not None:
+        payload["share"] = share
+    return payload
+
+
+# -- the host's fetch and load report -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fetch:
+    """The requesting host's signed demand for the released key: proof that it, and no other, collects."""
+
+    signed: SignedMessage
+    request_id: str
+    window: Window
+
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"type", "request_id", *WINDOW})
+
+    @classmethod
+    def parse(cls, signed: SignedMessage) -> Fetch:
+        what = "release fetch"
+        _typed(signed.payload, FETCH_TYPE, cls.FIELDS, cls.FIELDS, what)
+        return cls(signed, hex_text(signed.payload, "request_id", what, exact=64), Window.parse(signed.payload, what))
+
+
+def new_fetch(request_id: str, signer: Signer) -> SignedMessage:
+    return SignedMessage.sign({"type": FETCH_TYPE, "request_id": request_id, **_window(SHORT_LIFETIME)}, signer)
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """The host's signed statement that it loaded a released model, verified, under one release's nonce."""
+
+    signed: SignedMessage
+    request_id: str
+    model_id: str
+    host_id: str
+    release_nonce: str
+    loaded_at: datetime
+
+    FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {"type", "request_id", "model_id", "host_id", "release_nonce", "loaded_at"}
+    )
+
+    @classmethod
+    def parse(cls, signed: SignedMessage) -> LoadReport:
+        what, payload = "model.loaded", signed.payload
+        _typed(payload, LOADED_TYPE, cls.FIELDS, cls.FIELDS, what)
+        from strongroom.custody.envelope import parse_time
+
+        return cls(
+            signed,
+            hex_text(payload, "request_id", what, exact=64),
+            model_id(payload, what),
+            text(payload, "host_id", what, 128),
+            hex_text(payload, "release_nonce", what, exact=32),
+            parse_time(payload["loaded_at"], "loaded_at"),
+        )
+
+
+def new_load_report(request_id: str, model: str, host_id: str, release_nonce: str, signer: Signer) -> SignedMessage:
+    payload = {
+        "type": LOADED_TYPE,
+        "request_id": request_id,
+        "model_id": model,
+        "host_id": host_id,
+        "release_nonce": release_nonce,
+        "loaded_at": format_time(utc_now()),
+    }
+    return SignedMessage.sign(payload, signer)
+
+
+# -- an approver's pending query ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PendingQuery:
+    """A person's signed question "what may I decide on?" (pending requests reveal who wants what)."""
+
+    signed: SignedMessage
+    person: str
+    window: Window
+
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"type", "person", *WINDOW})
+
+    @classmethod
+    def parse(cls, signed: SignedMessage) -> PendingQuery:
+        what = "pending query"
+        _typed(signed.payload, PENDING_QUERY_TYPE, cls.FIELDS, cls.FIELDS, what)
+        return cls(signed, text(signed.payload, "person", what, 128), Window.parse(signed.payload, what))
+
+
+def new_pending_query(person: str, signer: Signer) -> SignedMessage:
+    return SignedMessage.sign({"type": PENDING_QUERY_TYPE, "person": person, **_window(SHORT_LIFETIME)}, signer)
+
+
+# -- administrative changes ---------------------------------------------------------------------------
+
+PERSON_ACTIONS = {
+    f"person.{kind}" for kind in ("enrol", "position", "vetted", "agreement", "signal", "clear", "offboard")
+}
+HOST_ACTIONS = {"host.enrol", "host.retire"}
+MODEL_ACTIONS = {"model.register", "model.policy"}
+ACTIONS = PERSON_ACTIONS | HOST_ACTIONS | MODEL_ACTIONS | {"authority.change"}
+
+
+@dataclass(frozen=True)
+class ModelRegistration:
+    """A model's id, its wrapped data key (bound to that id), its release policy and its provenance."""
+
+    policy: ModelPolicy
+    key: WrappedKey
+    provenance: dict[str, Any]
+
+    @property
+    def model_id(self) -> str:
+        return self.policy.model_id
+
+
+@dataclass(frozen=True)
+class Officer:
+    """A security officer: a name and a public key (Ed25519 or ECDSA, perhaps held in an HSM)."""
+
+    name: str
+    verifier: Verifier
+
+    def to_json(self) -> dict[str, str]:
+        return {"name": self.name, "public_key": self.verifier.pem().decode()}
+
+    @classmethod
+    def parse(cls, value: Any, what: str) -> Officer:
+        if not isinstance(value, dict) or set(value) != {"name", "public_key"}:
+            raise MessageError(f"{what}: each officer is {{name, public_key}}")
+        try:
+            return cls(
+                text(value, "name", what, 128), Verifier.from_pem(text(value, "public_key", what, 4096).encode())
+            )
+        except SigningKeyError as exc:
+            raise MessageError(f"{what}: officer {value.get('name')!r}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Authority:
+    """Who administers custody: the officers, how many must co-sign a change, and the access agreement
+    every person must have signed (its digest), if any."""
+
+    officers: tuple[Officer, ...]
+    threshold: int
+    required_agreement: str | None = None
+
+    def __post_init__(self) -> None:
+        ids = [o.verifier.key_id for o in self.officers]
+        if len(set(ids)) != len(ids):
+            raise MessageError("authority: an officer key appears twice")
+        if not isinstance(self.threshold, int) or isinstance(self.threshold, bool) or self.threshold < 1:
+            raise MessageError("authority: threshold must be a positive integer")
+        if self.threshold > len(self.officers):
+            raise MessageError(f"authority: threshold {self.threshold} exceeds the {len(self.officers)} officers")
+        if self.required_agreement is not None and not _agreement_digest(self.required_agreement):
+            raise MessageError("authority: required_agreement must be sha256:<64 hex>")
+
+    @property
+    def keys(self) -> dict[str, Verifier]:
+        return {o.verifier.key_id: o.verifier for o in self.officers}
+
+    def name_of(self, key_id: str) -> str:
+        return next((o.name for o in self.officers if o.verifier.key_id == key_id), key_id[:16])
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"officers": [o.to_json() for o in self.officers], "threshold": self.threshold}
+        if self.required_agreement is not None:
+            body["required_agreement"] = self.required_agreement
+        return body
+
+    @classmethod
+    def parse(cls, value: Any, what: str = "authority") -> Authority:
+        if not isinstance(value, dict):
+            raise MessageError(f"{what}: must be an object")
+        check_fields(value, {"officers", "threshold", "required_agreement"}, {"officers", "threshold"}, what)
+        officers = value["officers"]
+        if not isinstance(officers, list) or not 1 <= len(officers) <= 64:
+            raise MessageError(f"{what}: officers must be a list of 1 to 64")
+        agreement = value.get("required_agreement")
+        if agreement is not None and not isinstance(agreement, str):
+            raise MessageError(f"{what}: required_agreement must be a string")
+        return cls(tuple(Officer.parse(o, what) for o in officers), value["threshold"], agreement)
+
+
+def _agreement_digest(value: str) -> bool:
+    return value.startswith("sha256:") and len(value) == 71 and all(c in "0123456789abcdef" for c in value[7:])
+
+
+@dataclass(frozen=True)
+class AdminChange:
+    """A change to who may get keys (people, hosts, models, policies, the officers themselves), co-signed
+    by the officers who agree to exactly this change. The subject is parsed by action: a registry change
+    body for people and hosts, a registration, a policy, or a new authority."""
+
+    cosigned: CoSigned
+    action: str
+    change: dict[str, Any]
+    window: Window
+
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"type", "action", "change", *WINDOW})
+
+    @property
+    def change_id(self) -> str:
+        return self.cosigned.digest
+
+    @classmethod
+    def parse(cls, cosigned: CoSigned) -> AdminChange:
+        what, payload = "administrative change", cosigned.payload
+        _typed(payload, ADMIN_TYPE, cls.FIELDS, cls.FIELDS, what)
+        action, change = payload["action"], payload["change"]
+        if action not in ACTIONS:
+            raise MessageError(f"{what}: unknown action {action!r} (one of {', '.join(sorted(ACTIONS))})")
+        if not isinstance(change, dict):
+            raise MessageError(f"{what}: change must be an object")
+        if action in PERSON_ACTIONS | HOST_ACTIONS and change.get("change") != action.split(".", 1)[1]:
+            raise MessageError(f"{what}: change.change must be {action.split('.', 1)[1]!r} for {action}")
+        parsed = cls(cosigned, action, change, Window.parse(payload, what))
+        if action == "model.register":
+            parsed.registration()
+        elif action == "model.policy":
+            parsed.policy()
+        elif action == "authority.change":
+            parsed.authority()
+        return parsed
+
+    @property
+    def subject(self) -> str:
+        """The person, host or model the change is about."""
+        if self.action == "authority.change":
+            return "authority"
+        return str(self.change.get("person") or self.change.get("host") or self.change.get("model_id"))
+
+    def registration(self) -> ModelRegistration:
+        what, change = "model registration", self.change
+        check_fields(change, {"model_id", "key", "policy", "provenance"}, {"model_id", "key", "policy"}, what)
+        provenance = change.get("provenance", {})
+        if not isinstance(provenance, dict):
+            raise MessageError(f"{what}: provenance must be an object")
+        try:
+            key = WrappedKey.from_json(change["key"])
+        except KeyProviderError as exc:
+            raise MessageError(f"{what}: {exc}") from None
+        return ModelRegistration(ModelPolicy.from_rules(model_id(change, what), change["policy"]), key, provenance)
+
+    def policy(self) -> ModelPolicy:
+        check_fields(self.change, {"model_id", "policy"}, {"model_id", "policy"}, "policy change")
+        return ModelPolicy.from_rules(model_id(self.change, "policy change"), self.change["policy"])
+
+    def authority(self) -> Authority:
+        return Authority.parse(self.change, "authority change")
+
+
+def new_admin_change(
+    action: str, change: dict[str, Any], officer: Signer, lifetime: timedelta = DEFAULT_LIFETIME
+) -> CoSigned:
+    """The first officer's signature on a change; others add theirs with ``CoSigned.cosign``."""
+    payload = {"type": ADMIN_TYPE, "action": action, "change": change, **_window(lifetime)}
+    AdminChange.parse(CoSigned(payload, ()))  # refuse to sign a malformed change
+    return CoSigned.sign(payload, officer)

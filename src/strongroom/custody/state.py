@@ -1,0 +1,437 @@
+"""Custody's state as a projection of the ledger, and the authority model enforced on every entry.
+
+``CustodyState`` is what the custody service knows: the officers, people, hosts, registered models and
+their keys, releases and loads. It is rebuilt by replaying the log (``replay``), and the live service
+changes it only through the same functions replay uses: an administrative change is ``prepare``d
+(authorised and validated against the state, changing nothing), logged, then committed. Replay accepts an
+entry only if its writer and authorisation hold (``strongroom.custody.authority``) and, for a release, only
+if the decision function allows it again; anything else is reported by index, never applied. The offline
+auditor runs exactly this code.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from strongroom.custody.authority import ENTRY_FOR_ACTION, SERVICE_TYPES, officers_needed
+from strongroom.custody.decision import Decision, evaluate
+from strongroom.custody.envelope import CLOCK_SKEW, CoSigned, SignedMessage, format_time, parse_time
+from strongroom.custody.errors import (
+    AlreadyExistsError,
+    CustodyError,
+    MessageError,
+    NotAuthorisedError,
+    NotFoundError,
+    UnverifiableEntryError,
+)
+from strongroom.custody.policy import ModelPolicy
+from strongroom.custody.protocol import AdminChange, Approval, Authority, LoadReport, ReleaseRequest
+from strongroom.errors import StrongroomError
+from strongroom.hosts import Host, HostError, HostRegistry
+from strongroom.keys.provider import WrappedKey
+from strongroom.ledger.entries import Entry
+from strongroom.people import PeopleError, Registry
+
+SHAMIR = "shamir"
+
+
+def key_digest(key: WrappedKey) -> str:
+    """A wrapped key's identity: SHA-256 over provider, KEK id and blob (a blob registered twice is refused)."""
+    h = hashlib.sha256()
+    for part in (key.provider.encode(), key.key_id.encode(), key.blob):
+        h.update(len(part).to_bytes(4, "big") + part)
+    return "sha256:" + h.hexdigest()
+
+
+def key_reference(key: WrappedKey) -> dict[str, str]:
+    """How entries name a registered key: provider, KEK id and digest (never the blob itself)."""
+    return {"provider": key.provider, "key_id": key.key_id, "digest": key_digest(key)}
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    policy: ModelPolicy
+    key: WrappedKey
+    index: int
+
+
+@dataclass(frozen=True)
+class ReleaseRecord:
+    """A logged release: what a load report and a repeated fetch are checked against."""
+
+    request_id: str
+    model_id: str
+    host_id: str
+    release_nonce: str
+    index: int
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A ledger entry replay refused: where, what, and why."""
+
+    index: int
+    type: str
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "type": self.type, "reason": self.reason}
+
+
+@dataclass
+class Prepared:
+    """An authorised, validated change: the entry to log, and the update to make once it is durable."""
+
+    entry_type: str
+    body: dict[str, Any]
+    commit: Callable[[], None]
+    officers: tuple[str, ...] = ()
+
+
+@dataclass
+class CustodyState:
+    """Everything custody decides on, as the log built it."""
+
+    service_key: str | None = None
+    authority: Authority | None = None
+    people: Registry = field(default_factory=Registry)
+    hosts: HostRegistry = field(default_factory=HostRegistry)
+    models: dict[str, RegisteredModel] = field(default_factory=dict)
+    registered_keys: dict[str, str] = field(default_factory=dict)  # key digest or seal id -> model id
+    releases: dict[str, ReleaseRecord] = field(default_factory=dict)
+    loaded: set[str] = field(default_factory=set)
+    used: set[str] = field(default_factory=set)  # administrative nonces and change ids
+    problems: list[Problem] = field(default_factory=list)
+    last_index: int = -1
+
+    # -- administration: the live service and replay both go through prepare ------------------------
+
+    def authorise(self, change: AdminChange, at: datetime) -> tuple[str, ...]:
+        """Fresh at ``at``, never used before, and co-signed by enough distinct current officers."""
+        what = change.action
+        if self.authority is None:
+            raise NotAuthorisedError(f"{what}: no officers are configured (the ledger has no authority entry)")
+        change.window.check_fresh(at, what)
+        if change.window.nonce in self.used or change.change_id in self.used:
+            raise MessageError(f"{what}: replayed (this change or its nonce was already used)")
+        signers = change.cosigned.verified_signers(self.authority.keys, what)
+        needed = officers_needed(change.action, self.authority.threshold)
+        if len(signers) < needed:
+            raise NotAuthorisedError(
+                f"{what}: needs {needed} distinct officers, signed by {len(signers)} "
+                f"({', '.join(sorted(self.authority.name_of(k) for k in signers))})"
+            )
+        return tuple(sorted(self.authority.name_of(k) for k in signers))
+
+    def prepare(self, change: AdminChange, at: datetime) -> Prepared:
+        """Authorise ``change`` and validate it against this state without changing anything."""
+        officers = self.authorise(change, at)
+        auth = change.cosigned.to_json()
+        action = change.action
+        if action.startswith("person."):
+            prepared = self._person(change, auth)
+        elif action.startswith("host."):
+            prepared = self._host(change, auth)
+        elif action == "model.register":
+            prepared = self._register(change, auth)
+        elif action == "model.policy":
+            prepared = self._policy(change, auth)
+        else:
+            prepared = self._authority(change.authority(), auth)
+        inner = prepared.commit
+
+        def commit() -> None:
+            inner()
+            self.used.update((change.window.nonce, change.change_id))
+
+        prepared.commit, prepared.officers = commit, officers
+        return prepared
+
+    def genesis(self, authority: Authority) -> Prepared:
+        """The first authority: officers from the server's settings (trusted on first use)."""
+        if self.authority is not None:
+            raise AlreadyExistsError("the ledger already has an authority; change it with authority.change")
+        return self._authority(authority, None)
+
+    def _person(self, change: AdminChange, auth: dict[str, Any]) -> Prepared:
+        people = copy.deepcopy(self.people)
+        person = people.apply(change.change)
+        if change.action == "person.enrol" and self.hosts.by_key(person.key_id) is not None:
+            raise PeopleError(f"{person.person_id}: this public key is a host's identity key")
+
+        def commit() -> None:
+            self.people = people
+
+        body = {"person": person.person_id, "change": change.change["change"], "authorisation": auth}
+        return Prepared("person.changed", body, commit)
+
+    def _host(self, change: AdminChange, auth: dict[str, Any]) -> Prepared:
+        hosts = copy.deepcopy(self.hosts)
+        host = hosts.apply(change.change)
+        if change.action == "host.enrol" and self.people.by_key(host.key_id) is not None:
+            raise HostError(f"{host.host_id}: this identity key is a person's key")
+
+        def commit() -> None:
+            self.hosts = hosts
+
+        return Prepared(
+            "host.changed", {"host": host.host_id, "change": change.change["change"], "authorisation": auth}, commit
+        )
+
+    def _register(self, change: AdminChange, auth: dict[str, Any]) -> Prepared:
+        registration = change.registration()
+        model, key = registration.model_id, registration.key
+        if model in self.models:
+            raise AlreadyExistsError(f"model {model} is already registered")
+        if key.binding.model_id != model:
+            raise MessageError(
+                f"model registration: the wrapped key is bound to model {key.binding.model_id}, not {model} "
+                "(a data key unwraps only for the model it was sealed for)"
+            )
+        for mark in (key_digest(key), "seal:" + key.binding.seal_id):
+            if mark in self.registered_keys:
+                raise AlreadyExistsError(
+                    "model registration: this wrapped key (or its seal) is already registered, "
+                    f"for {self.registered_keys[mark]}"
+                )
+        body = {
+            "model_id": model,
+            "policy": registration.policy.rules(),
+            "key": key.to_json(),
+            "authorisation": auth,
+        }
+
+        def commit() -> None:
+            self.models[model] = RegisteredModel(registration.policy, key, self.last_index + 1)
+            self.registered_keys[key_digest(key)] = model
+            self.registered_keys["seal:" + key.binding.seal_id] = model
+
+        return Prepared("model.registered", body, commit)
+
+    def _policy(self, change: AdminChange, auth: dict[str, Any]) -> Prepared:
+        policy = change.policy()
+        current = self.model(policy.model_id)
+
+        def commit() -> None:
+            self.models[policy.model_id] = RegisteredModel(policy, current.key, current.index)
+
+        return Prepared(
+            "policy.changed", {"model_id": policy.model_id, "policy": policy.rules(), "authorisation": auth}, commit
+        )
+
+    def _authority(self, authority: Authority, auth: dict[str, Any] | None) -> Prepared:
+        body = authority.to_json() | ({"authorisation": auth} if auth is not None else {})
+
+        def commit() -> None:
+            self.authority = authority
+            self.people.required_agreement = authority.required_agreement
+
+        return Prepared("authority.changed", body, commit)
+
+    # -- lookups -----------------------------------------------------------------------------------
+
+    def model(self, model_id: str) -> RegisteredModel:
+        found = self.models.get(model_id)
+        if found is None:
+            raise NotFoundError(f"model {model_id} is not registered for custody")
+        return found
+
+    def host(self, host_id: str) -> Host:
+        try:
+            return self.hosts.get(host_id)
+        except HostError as exc:
+            raise NotFoundError(str(exc)) from None
+
+    # -- releases and loads: the checks replay makes, and the bodies the service logs ---------------
+
+    def check_release(self, body: dict[str, Any], at: datetime) -> ReleaseRecord:
+        """Re-decide a logged release from what it carries, at its logged time, against this state."""
+        request = ReleaseRequest.parse(SignedMessage.from_json(body.get("request"), "logged request"))
+        if request.request_id != body.get("request_id") or request.model_id != body.get("model_id"):
+            raise MessageError("the logged request is not the one the entry names")
+        model = self.model(request.model_id)
+        if body.get("key") != key_reference(model.key):
+            raise MessageError("the release names another key than the one registered for the model")
+        self.verify_request(request)
+        raw = body.get("approvals")
+        if not isinstance(raw, list):
+            raise MessageError("approvals must be a list")
+        approvals = [Approval.parse(SignedMessage.from_json(a, "logged approval")) for a in raw]
+        for approval in approvals:
+            self.verify_approval(approval, request)
+        received_at = parse_time(body.get("received_at"), "received_at")
+        if received_at + CLOCK_SKEW < request.window.issued_at or received_at > at:
+            raise MessageError("the request's logged arrival time is outside its validity window")
+        decision = evaluate(model.policy, request, received_at, approvals, self.people, self.hosts, at)
+        if not decision.allowed:
+            raise NotAuthorisedError("the release would not have been allowed: " + "; ".join(decision.reasons))
+        if request.request_id in self.releases:
+            raise MessageError(
+                f"request {request.request_id[:16]} was already released "
+                f"at entry {self.releases[request.request_id].index}"
+            )
+        expected = release_body(request, approvals, decision, model, received_at, str(body.get("release_nonce")))
+        if body != expected:
+            raise MessageError("the entry's body is not what the release decision produces (edited fields)")
+        shares_needed(model, decision, approvals)
+        return ReleaseRecord(request.request_id, request.model_id, request.host_id, expected["release_nonce"], -1)
+
+    def verify_request(self, request: ReleaseRequest) -> None:
+        """Signed by the enrolled requester, naming an enrolled host that vouched for the ephemeral key."""
+        try:
+            person = self.people.get(request.requester)
+        except PeopleError as exc:
+            raise MessageError(f"release request: {exc}") from None
+        request.signed.verify(person.verifier, "release request")
+        try:
+            host = self.hosts.get(request.host_id)
+        except HostError as exc:
+            raise MessageError(f"release request: {exc}") from None
+        request.verify_host_proof(host.verifier)
+
+    def verify_approval(self, approval: Approval, request: ReleaseRequest) -> None:
+        try:
+            person = self.people.get(approval.approver)
+        except PeopleError as exc:
+            raise MessageError(f"approval: {exc}") from None
+        approval.signed.verify(person.verifier, "approval")
+        if approval.request_id != request.request_id:
+            raise MessageError("approval: signed for another request (transplanted)")
+        if approval.model_id != request.model_id:
+            raise MessageError("approval: names another model than the request")
+
+    def check_load(self, report: LoadReport) -> dict[str, Any]:
+        """A load report is the released host's, under that release's nonce, and the first for it."""
+        release = self.releases.get(report.request_id)
+        if release is None:
+            raise NotFoundError(f"request {report.request_id[:16]} has not been released")
+        report.signed.verify(self.host(release.host_id).verifier, "model.loaded (only the released host reports)")
+        if not hmac.compare_digest(report.release_nonce, release.release_nonce):
+            raise MessageError("model.loaded: carries another release's nonce")
+        if report.model_id != release.model_id or report.host_id != release.host_id:
+            raise MessageError(f"model.loaded: host reports {report.model_id} on {report.host_id}, not the release's")
+        if report.request_id in self.loaded:
+            raise AlreadyExistsError(f"model.loaded: already reported for request {report.request_id[:16]}")
+        return {
+            "model_id": report.model_id,
+            "request_id": report.request_id,
+            "host": report.host_id,
+            "loaded_at": format_time(report.loaded_at),
+            "statement": report.signed.to_json(),
+        }
+
+    # -- replay ------------------------------------------------------------------------------------
+
+    def apply(self, index: int, entry: Entry) -> None:
+        """Apply one ledger entry; UnverifiableEntryError (nothing applied) if it breaks the authority model."""
+        self.last_index = index
+        if entry.type not in SERVICE_TYPES:
+            return
+        try:
+            self._apply(index, entry)
+        except UnverifiableEntryError:
+            raise
+        except (StrongroomError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise UnverifiableEntryError(f"entry {index} ({entry.type}): {exc}") from None
+
+    def _apply(self, index: int, entry: Entry) -> None:
+        body, at = entry.body, parse_time(entry.time, "time")
+        if entry.type == "authority.changed" and self.authority is None:
+            if "authorisation" in body:
+                raise NotAuthorisedError("the first authority entry must be the genesis (no authorisation)")
+            prepared = self.genesis(Authority.parse(body))
+            self.service_key = entry.signer
+        else:
+            if entry.signer != self.service_key:
+                raise NotAuthorisedError(f"written by key {entry.signer[:16]}, not by the custody service")
+            if entry.type == "key.released":
+                record = self.check_release(body, at)
+                self.record_release(
+                    ReleaseRecord(record.request_id, record.model_id, record.host_id, record.release_nonce, index)
+                )
+                return
+            if entry.type == "model.loaded":
+                report = LoadReport.parse(SignedMessage.from_json(body.get("statement"), "load statement"))
+                if self.check_load(report) != body:
+                    raise MessageError("the entry's body is not the host's statement")
+                self.loaded.add(report.request_id)
+                return
+            change = AdminChange.parse(CoSigned.from_json(body.get("authorisation"), "authorisation"))
+            if ENTRY_FOR_ACTION[change.action] != entry.type:
+                raise MessageError(f"authorisation is for {change.action}, not a {entry.type} entry")
+            prepared = self.prepare(change, at)
+        if prepared.body != body:
+            raise MessageError("the entry's body differs from the change its officers signed")
+        prepared.commit()
+
+    def record_release(self, record: ReleaseRecord) -> None:
+        self.releases[record.request_id] = record
+
+
+def release_body(
+    request: ReleaseRequest,
+    approvals: list[Approval],
+    decision: Decision,
+    model: RegisteredModel,
+    received_at: datetime,
+    release_nonce: str,
+) -> dict[str, Any]:
+    """The ``key.released`` body: every signed input of the decision, and its outcome."""
+    return {
+        "model_id": request.model_id,
+        "request_id": request.request_id,
+        "request": request.signed.to_json(),
+        "approvals": [a.signed.to_json() for a in approvals],
+        "approvers": list(decision.approvers),
+        "custodians": list(decision.custodians),
+        "host": {"host_id": request.host_id, "key_id": request.host_key_id},
+        "key": key_reference(model.key),
+        "received_at": format_time(received_at),
+        "release_nonce": release_nonce,
+    }
+
+
+def shares_needed(model: RegisteredModel, decision: Decision, approvals: list[Approval]) -> list[dict[str, Any]]:
+    """For a split key: the counted approvers' re-encrypted shares, at least the threshold of distinct ones."""
+    if model.key.provider != SHAMIR:
+        return []
+    from strongroom.keys.shamir import ShamirBlob
+
+    threshold = ShamirBlob.parse(model.key).threshold
+    counted = set(decision.approvers)
+    shares = [a.share for a in approvals if a.approves and a.approver in counted and a.share is not None]
+    if len({s.index for s in shares}) < threshold:
+        from strongroom.custody.errors import PolicyError
+
+        raise PolicyError([f"{len({s.index for s in shares})} of {threshold} custodian key shares among the approvals"])
+    return [s.to_json() for s in shares]
+
+
+def replay(entries: Iterable[tuple[int, Entry]], state: CustodyState | None = None) -> CustodyState:
+    """Fold the log into a state; every entry that fails the authority model becomes a Problem, unapplied."""
+    state = state or CustodyState()
+    for index, entry in entries:
+        try:
+            state.apply(index, entry)
+        except UnverifiableEntryError as exc:
+            state.problems.append(Problem(index, entry.type, str(exc)))
+    return state
+
+
+__all__ = [
+    "CustodyError",
+    "CustodyState",
+    "Prepared",
+    "Problem",
+    "RegisteredModel",
+    "ReleaseRecord",
+    "key_digest",
+    "release_body",
+    "replay",
+]
