@@ -21,8 +21,13 @@ class WrongPassphraseError(KeyProviderError):
     """The passphrase or KEK file does not open this keyring."""
 
 
+class KeyBindingError(KeyProviderError):
+    """A key binding (seal id, model id) or a key reference's binding field is missing or malformed."""
+
+
 class UnwrapError(KeyProviderError):
-    """A wrapped data key could not be unwrapped: wrong key, tampered blob, or another provider's key."""
+    """A wrapped data key could not be unwrapped: wrong key, tampered blob, another provider's key, or a
+    binding (model id, seal id) other than the one the key was wrapped for."""
 
 
 class KeySettingsError(KeyProviderError):
@@ -51,6 +56,10 @@ class QuorumRequiredError(KeyProviderError):
 
 class ShareError(UnwrapError):
     """A Shamir share is missing, duplicated, corrupted, from the wrong custodian or for another release."""
+
+
+class ModelMismatchError(ShareError):
+    """A custodian approved one model id, but the share they were asked to re-encrypt is bound to another."""
 
 
 class InsufficientSharesError(ShareError):
