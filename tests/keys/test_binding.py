@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from strongroom.keys.errors import KeyBindingError, KeyProviderError, ModelMismatchError, ShareError, UnwrapError
 from strongroom.keys.provider import BINDING_TYPE, KeyBinding, KeyProvider, WrappedKey
+from strongroom.keys.released import ReleasedKey
 from strongroom.keys.shamir import (
     ReencryptedShare,
     ShamirProvider,
@@ -269,3 +270,13 @@ def test_every_shamir_check_covers_the_binding() -> None:
         lambda x: _release_info(key_id, 1, public, x, CONTEXT),
     ):
         assert len({derive(a), derive(b), derive(c), derive(KeyBinding(SEAL))}) == 4
+
+
+def test_released_key_opens_only_its_binding(keyring: KeyProvider) -> None:
+    """A host holding a released key cannot use it for the same blob presented under another binding."""
+    dek, wrapped = keyring.generate_data_key(bind(MODEL_A))
+    with ReleasedKey(wrapped, dek) as released:
+        assert released.unwrap(wrapped) == dek and released.binding == wrapped.binding
+        for edit in ({"model_id": MODEL_B}, {"model_id": None}, {"seal_id": "d" * 32}):
+            with pytest.raises(UnwrapError, match="released for model"):
+                released.unwrap(rebind(wrapped, **edit))
