@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from strongroom.canonical_json import canonical_json
@@ -37,12 +37,15 @@ class KeyBinding:
 
     seal_id: str
     model_id: str | None = None
+    _aad: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.seal_id, str) or not _SEAL_ID.fullmatch(self.seal_id):
             raise KeyBindingError("key binding: seal_id must be 32 lowercase hex digits")
         if self.model_id is not None and (not isinstance(self.model_id, str) or not _MODEL_ID.fullmatch(self.model_id)):
             raise KeyBindingError("key binding: model_id must be blake3:<64 hex> or sha256:<64 hex>")
+        # Computed once: every wrap and unwrap authenticates these bytes (frozen, so set through object).
+        object.__setattr__(self, "_aad", canonical_json({"type": BINDING_TYPE, **self.to_json()}))
 
     def to_json(self) -> dict[str, str]:
         """``{"seal_id", "model_id"}``; ``model_id`` is left out when there is none."""
@@ -67,7 +70,7 @@ class KeyBinding:
 
     def aad(self) -> bytes:
         """The bytes every provider authenticates: RFC 8785 JSON of the type, seal id and model id."""
-        return canonical_json({"type": BINDING_TYPE, **self.to_json()})
+        return self._aad
 
 
 @dataclass(frozen=True)
