@@ -14,8 +14,15 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from strongroom.keys.errors import KeyBindingError, KeyProviderError, ModelMismatchError, ShareError, UnwrapError
-from strongroom.keys.provider import BINDING_TYPE, KeyBinding, KeyProvider, WrappedKey
+from strongroom.keys.errors import (
+    BindingMismatchError,
+    KeyBindingError,
+    KeyProviderError,
+    ModelMismatchError,
+    ShareError,
+    UnwrapError,
+)
+from strongroom.keys.provider import BINDING_TYPE, KeyBinding, KeyProvider, WrappedKey, require_model
 from strongroom.keys.released import ReleasedKey
 from strongroom.keys.shamir import (
     ReencryptedShare,
@@ -213,7 +220,7 @@ def test_custodian_refuses_another_model(split: ShamirProvider, custodians: Cust
         _reencrypt(wrapped, custodians, 0, host, MODEL_B)
     with pytest.raises(ModelMismatchError):
         _reencrypt(wrapped, custodians, 0, host, None)
-    assert isinstance(ModelMismatchError("x"), ShareError)
+    assert isinstance(ModelMismatchError("x"), ShareError) and isinstance(ModelMismatchError("x"), BindingMismatchError)
     _reencrypt(wrapped, custodians, 0, host, MODEL_A)  # the right model is fine
 
 
@@ -278,5 +285,18 @@ def test_released_key_opens_only_its_binding(keyring: KeyProvider) -> None:
     with ReleasedKey(wrapped, dek) as released:
         assert released.unwrap(wrapped) == dek and released.binding == wrapped.binding
         for edit in ({"model_id": MODEL_B}, {"model_id": None}, {"seal_id": "d" * 32}):
-            with pytest.raises(UnwrapError, match="released for model"):
+            with pytest.raises(BindingMismatchError, match="released for model"):
                 released.unwrap(rebind(wrapped, **edit))
+
+
+def test_require_model(keyring: KeyProvider) -> None:
+    """What a releasing service calls: the model it is about to release must be the one the key is bound to."""
+    _, wrapped = keyring.generate_data_key(bind(MODEL_A))
+    require_model(wrapped, MODEL_A)
+    for other in (MODEL_B, None):
+        with pytest.raises(BindingMismatchError, match=f"bound to model {MODEL_A}"):
+            require_model(wrapped, other)
+    _, unbound = keyring.generate_data_key(bind(None))
+    require_model(unbound, None)
+    with pytest.raises(BindingMismatchError):
+        require_model(unbound, MODEL_A)

@@ -50,6 +50,10 @@ class KekPolicyError(KeyProviderError):
     """The key-encryption key exists but its attributes are unsafe (e.g. extractable): refused."""
 
 
+class BindingMismatchError(UnwrapError):
+    """A key reference is bound to another model id (or seal id) than the one it is being used for."""
+
+
 class QuorumRequiredError(KeyProviderError):
     """A Shamir-split data key can only be recovered by a quorum of custodians, not by the provider alone."""
 
@@ -58,7 +62,7 @@ class ShareError(UnwrapError):
     """A Shamir share is missing, duplicated, corrupted, from the wrong custodian or for another release."""
 
 
-class ModelMismatchError(ShareError):
+class ModelMismatchError(BindingMismatchError, ShareError):
     """A custodian approved one model id, but the share they were asked to re-encrypt is bound to another."""
 
 

@@ -161,6 +161,21 @@ def associated_data(domain: bytes, key_id: str, binding: KeyBinding) -> bytes:
     return domain + key_id.encode("utf-8") + b"\x00" + check_binding(binding).aad()
 
 
+def require_model(wrapped: WrappedKey, model_id: str | None) -> None:
+    """Refuse a key reference bound to another model than ``model_id`` (``BindingMismatchError``).
+
+    Providers guarantee a binding cannot be edited; whoever releases a key for a model (a custodian, the
+    custody service) must still check that the model it approves is the one the key is bound to.
+    """
+    from strongroom.keys.errors import BindingMismatchError
+
+    if wrapped.binding.model_id != model_id:
+        raise BindingMismatchError(
+            f"the key reference is bound to model {wrapped.binding.model_id} (seal {wrapped.binding.seal_id}), "
+            f"not to model {model_id}: refused"
+        )
+
+
 def check_reference(provider: KeyProvider, wrapped: WrappedKey) -> None:
     """Refuse a wrapped key that names another provider or KEK, before any cryptography is attempted."""
     from strongroom.keys.errors import UnwrapError

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 
-from strongroom.keys.errors import KeyProviderError, UnwrapError
+from strongroom.keys.errors import BindingMismatchError, KeyProviderError, UnwrapError
 from strongroom.keys.provider import DATA_KEY_BYTES, KeyBinding, WrappedKey
 from strongroom.memory import wipe
 
@@ -58,7 +58,7 @@ class ReleasedKey:
             )
         if wrapped.binding != self._wrapped.binding:
             mine, theirs = self._wrapped.binding, wrapped.binding
-            raise UnwrapError(
+            raise BindingMismatchError(
                 f"this host holds the data key released for model {mine.model_id} (seal {mine.seal_id}), "
                 f"not for model {theirs.model_id} (seal {theirs.seal_id})"
             )
