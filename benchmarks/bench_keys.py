@@ -1,7 +1,8 @@
 """Wrap/unwrap latency per key provider, against local AES-256-GCM wrapping measured in the same run.
 
 Runs on real components: a SoftHSM2 token and ``bao server -dev`` on 127.0.0.1, both created in a temp
-directory. Prints median and p99 latency per operation and the ratio to the local keyring's.
+directory. Prints median and p99 latency per operation and the ratio to the local keyring's. Every key is
+wrapped for one ``KeyBinding`` (seal id, model id), authenticated by each provider as it would be in use.
 
     python3 benchmarks/bench_keys.py [--rounds N]
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import statistics
 import tempfile
 import time
@@ -23,6 +25,7 @@ from strongroom.keys.hpke import open_as_host, seal_to_host
 from strongroom.keys.local import LocalKeyring
 from strongroom.keys.openbao import OpenBaoTransit
 from strongroom.keys.pkcs11 import Pkcs11Provider
+from strongroom.keys.provider import KeyBinding
 from strongroom.keys.shamir import CustodianPublicKey, ShamirProvider, custodian_reencrypt_share, host_combine
 
 
@@ -63,25 +66,32 @@ def main() -> None:
                 med, p99 = measure(fn, n)
                 results.append((name, med, p99))
 
-            dek, local_w = local.generate_data_key()
-            add("local AES-GCM wrap (reference)", lambda: local.wrap(dek), rounds * 4)
+            model_id = "blake3:" + secrets.token_hex(32)
+            binding = KeyBinding(secrets.token_hex(16), model_id)
+            dek, local_w = local.generate_data_key(binding)
+            add("local AES-GCM wrap (reference)", lambda: local.wrap(dek, binding), rounds * 4)
             add("local AES-GCM unwrap (reference)", lambda: local.unwrap(local_w), rounds * 4)
-            _, hsm_w = hsm.generate_data_key()
-            add("pkcs11 SoftHSM2 wrap", lambda: hsm.wrap(dek), rounds)
+            _, hsm_w = hsm.generate_data_key(binding)
+            add("pkcs11 SoftHSM2 wrap", lambda: hsm.wrap(dek, binding), rounds)
             add("pkcs11 SoftHSM2 unwrap", lambda: hsm.unwrap(hsm_w), rounds)
-            add("pkcs11 SoftHSM2 generate_data_key", hsm.generate_data_key, rounds)
-            _, bao_w = transit.generate_data_key()
-            add("openbao transit wrap (encrypt)", lambda: transit.wrap(dek), max(20, rounds // 5))
+            add("pkcs11 SoftHSM2 generate_data_key", lambda: hsm.generate_data_key(binding), rounds)
+            _, bao_w = transit.generate_data_key(binding)
+            add("openbao transit wrap (encrypt)", lambda: transit.wrap(dek, binding), max(20, rounds // 5))
             add("openbao transit unwrap (decrypt)", lambda: transit.unwrap(bao_w), max(20, rounds // 5))
-            add("openbao transit generate_data_key", transit.generate_data_key, max(20, rounds // 5))
-            _, sh_w = shamir.generate_data_key()
-            add("shamir 2-of-3 wrap (split + 3 HPKE seals)", lambda: shamir.wrap(dek), rounds)
+            add("openbao transit generate_data_key", lambda: transit.generate_data_key(binding), max(20, rounds // 5))
+            _, sh_w = shamir.generate_data_key(binding)
+            add("shamir 2-of-3 wrap (split + 3 HPKE seals)", lambda: shamir.wrap(dek, binding), rounds)
             host = X25519PrivateKey.generate()
 
             def custodian_step() -> object:
-                return custodian_reencrypt_share(sh_w, people[0], host.public_key(), b"bench-release")
+                return custodian_reencrypt_share(
+                    sh_w, people[0], host.public_key(), b"bench-release", model_id=model_id
+                )
 
-            shares = [custodian_reencrypt_share(sh_w, k, host.public_key(), b"bench-rel") for k in people[:2]]
+            shares = [
+                custodian_reencrypt_share(sh_w, k, host.public_key(), b"bench-rel", model_id=model_id)
+                for k in people[:2]
+            ]
             add("shamir custodian re-encrypt (one share)", custodian_step, rounds)
             add("shamir host combine (2 shares + KCV)", lambda: host_combine(sh_w, shares, host, b"bench-rel"), rounds)
             message = seal_to_host(host.public_key(), dek, b"release")

@@ -59,9 +59,10 @@ def keyring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKeyring]:
 
 @pytest.fixture(scope="session")
 def sealed_model(tmp_path_factory: pytest.TempPathFactory, model_dir: Path, keyring: LocalKeyring) -> Path:
-    """The real model sealed once per session (read-only: copy it before tampering)."""
-    from strongroom.seal import seal_path
+    """The real model sealed once per session, its key bound to its model id (read-only: copy it before
+    tampering)."""
+    from strongroom.manifest.sealing import seal_model
 
     out = tmp_path_factory.mktemp("sealed") / "minilm"
-    seal_path(model_dir, out, keyring)
+    seal_model(model_dir, out, keyring)
     return out

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,14 +40,48 @@ def cli_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cli_sealed(tmp_path_factory: pytest.TempPathFactory, model_dir: Path, cli_keys: Path) -> Path:
+def cli_seal_summary(tmp_path_factory: pytest.TempPathFactory, model_dir: Path, cli_keys: Path) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("cli-sealed") / "minilm"
     result = run("seal", str(model_dir), str(out), "--keys", str(cli_keys), "--json")
     assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout)
+    summary: dict[str, Any] = json.loads(result.stdout)
     assert summary["plaintext_bytes"] > 90_000_000
     assert {f["name"] for f in summary["files"]} >= {"model.safetensors", "config.json", "tokenizer.json"}
-    return out
+    return summary
+
+
+@pytest.fixture(scope="module")
+def cli_sealed(cli_seal_summary: dict[str, Any]) -> Path:
+    return Path(cli_seal_summary["sealed"])
+
+
+def test_seal_binds_the_key_to_the_plain_model_id(cli_seal_summary: dict[str, Any], model_dir: Path) -> None:
+    """`strongroom seal` of a directory prints the model id `strongroom manifest` gives the plain directory,
+    and the data key is bound to it (and to the seal id)."""
+    manifest = run("manifest", str(model_dir), "--json", passphrase=None)
+    assert manifest.returncode == 0, manifest.stderr
+    model_id = json.loads(manifest.stdout)["model_id"]
+    assert cli_seal_summary["model_id"] == model_id
+    binding = {"seal_id": cli_seal_summary["seal_id"], "model_id": model_id}
+    assert cli_seal_summary["key"]["binding"] == binding
+    shown = run("inspect", cli_seal_summary["sealed"], "--json", passphrase=None)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["model_id"] == model_id
+    assert json.loads(shown.stdout)["key"]["binding"] == binding
+    table = run("inspect", cli_seal_summary["sealed"], passphrase=None).stdout
+    assert f"model id {model_id}" in " ".join(table.split())  # rich wraps long lines
+
+
+def test_seal_table_prints_the_model_id(tmp_path: Path, cli_keys: Path) -> None:
+    src = tmp_path / "tiny"
+    src.mkdir()
+    (src / "config.json").write_text('{"model_type": "tiny"}')
+    (src / "notes.txt").write_text("weights elsewhere")
+    manifest = run("manifest", str(src), "--json", passphrase=None)
+    assert manifest.returncode == 0, manifest.stderr
+    sealed = run("seal", str(src), str(tmp_path / "out"), "--keys", str(cli_keys))
+    assert sealed.returncode == 0, sealed.stderr
+    assert f"model id {json.loads(manifest.stdout)['model_id']}" in " ".join(sealed.stdout.split())
 
 
 def test_inspect_needs_no_key(cli_sealed: Path) -> None:
@@ -116,6 +151,8 @@ def test_single_file_seal_and_ls(tmp_path: Path, cli_keys: Path, model_dir: Path
     out = tmp_path / "model.sealed"
     sealed = run("seal", str(model_dir / "model.safetensors"), str(out), "--keys", str(cli_keys), "--json")
     assert sealed.returncode == 0, sealed.stderr
+    summary = json.loads(sealed.stdout)
+    assert summary["model_id"] is None and summary["key"]["binding"] == {"seal_id": summary["seal_id"]}
     listing = run("ls", str(out), "--keys", str(cli_keys), "--json")
     assert listing.returncode == 0, listing.stderr
     assert len(json.loads(listing.stdout)["files"]["model.safetensors"]) > 100

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,11 +13,26 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from strongroom.keys.devservers import OpenBaoDevServer, SoftHsmToken, init_softhsm, start_openbao_dev
+from strongroom.keys.openbao import OpenBaoTransit
 from strongroom.keys.pkcs11 import Pkcs11Provider
+from strongroom.keys.provider import KeyBinding, WrappedKey
 from strongroom.keys.shamir import CustodianPublicKey
 
 HSM_PIN = "1234-test-pin"
 KEK_LABEL = "strongroom-kek"
+MODEL_A = "blake3:" + "a1" * 32
+MODEL_B = "sha256:" + "b2" * 32
+
+
+def bind(model_id: str | None = MODEL_A) -> KeyBinding:
+    """A fresh binding: a new random seal id and the given model id (MODEL_A unless told otherwise)."""
+    return KeyBinding(secrets.token_hex(16), model_id)
+
+
+def rebind(wrapped: WrappedKey, **changes: str | None) -> WrappedKey:
+    """The same provider, key id and blob under an edited binding (``seal_id=``, ``model_id=``): what an
+    insider would register under a made-up model id."""
+    return dataclasses.replace(wrapped, binding=dataclasses.replace(wrapped.binding, **changes))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -49,6 +66,14 @@ def bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenBaoDevServer]:
     server = start_openbao_dev(tmp_path_factory.mktemp("openbao"))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def transit(bao: OpenBaoDevServer) -> Iterator[OpenBaoTransit]:
+    """The OpenBao transit provider on the session's dev server and its key ``strongroom``."""
+    provider = OpenBaoTransit(bao.address, bao.root_token, bao.key_name)
+    yield provider
+    provider.close()
 
 
 @dataclass(frozen=True)

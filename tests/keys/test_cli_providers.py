@@ -48,7 +48,8 @@ def test_seal_and_ls_with_pkcs11(hsm: Hsm, model_dir: Path, tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     assert HSM_PIN not in result.stdout + result.stderr
     summary = json.loads(result.stdout)
-    assert summary["key"] == {"provider": "pkcs11", "key_id": f"{hsm.main.label}/{KEK_LABEL}"}
+    assert summary["key"]["provider"] == "pkcs11" and summary["key"]["key_id"] == f"{hsm.main.label}/{KEK_LABEL}"
+    assert summary["key"]["binding"] == {"seal_id": summary["seal_id"], "model_id": summary["model_id"]}
     assert _tensor_count(run("ls", str(out), "--json", env={**env, "STRONGROOM_KEY_CONFIG": str(config)})) > 50
     check = run("keys", "check", "--key-config", str(config), "--json", env=env)
     assert check.returncode == 0, check.stderr

@@ -17,12 +17,15 @@ from strongroom.keys import (
     WrappedKey,
     WrongPassphraseError,
 )
+from strongroom.keys.local import WRAP_AAD
+
+from .conftest import bind
 
 
 def test_passphrase_keyring_round_trip(tmp_path: Path) -> None:
     ring = LocalKeyring.init(tmp_path / "k", passphrase="pw", scrypt_n=2**10)
     assert isinstance(ring, KeyProvider)
-    dek, wrapped = ring.generate_data_key()
+    dek, wrapped = ring.generate_data_key(bind())
     reopened = LocalKeyring.open(tmp_path / "k", passphrase="pw")
     assert reopened.key_id == ring.key_id
     assert reopened.unwrap(wrapped) == dek
@@ -42,7 +45,7 @@ def test_kek_file_keyring(tmp_path: Path) -> None:
     kek = tmp_path / "kek.hex"
     kek.write_text("ab" * 32 + "\n")
     ring = LocalKeyring.init(tmp_path / "k", kek_file=kek)
-    _, wrapped = ring.generate_data_key()
+    _, wrapped = ring.generate_data_key(bind())
     assert LocalKeyring.open(tmp_path / "k", kek_file=kek).unwrap(wrapped)
     other = tmp_path / "other.bin"
     other.write_bytes(b"\x01" * 32)
@@ -56,14 +59,16 @@ def test_kek_file_keyring(tmp_path: Path) -> None:
 
 def test_tampered_and_foreign_wrapped_keys(tmp_path: Path) -> None:
     ring = LocalKeyring.init(tmp_path / "k", passphrase="pw", scrypt_n=2**10)
-    _, wrapped = ring.generate_data_key()
-    flipped = WrappedKey(wrapped.provider, wrapped.key_id, wrapped.blob[:-1] + bytes([wrapped.blob[-1] ^ 1]))
+    _, wrapped = ring.generate_data_key(bind())
+    flipped = WrappedKey(
+        wrapped.provider, wrapped.key_id, wrapped.blob[:-1] + bytes([wrapped.blob[-1] ^ 1]), wrapped.binding
+    )
     with pytest.raises(UnwrapError, match="failed authentication"):
         ring.unwrap(flipped)
     with pytest.raises(UnwrapError, match="wrong length"):
-        ring.unwrap(WrappedKey(wrapped.provider, wrapped.key_id, wrapped.blob[:20]))
+        ring.unwrap(WrappedKey(wrapped.provider, wrapped.key_id, wrapped.blob[:20], wrapped.binding))
     with pytest.raises(UnwrapError, match="wrapped by pkcs11:"):
-        ring.unwrap(WrappedKey("pkcs11", wrapped.key_id, wrapped.blob))
+        ring.unwrap(WrappedKey("pkcs11", wrapped.key_id, wrapped.blob, wrapped.binding))
 
 
 def test_missing_and_malformed_keyrings(tmp_path: Path) -> None:
@@ -82,9 +87,26 @@ def test_missing_and_malformed_keyrings(tmp_path: Path) -> None:
 
 def test_closed_keyring_refuses_and_wipes(tmp_path: Path) -> None:
     ring = LocalKeyring.init(tmp_path / "k", passphrase="pw", scrypt_n=2**10)
-    _, wrapped = ring.generate_data_key()
+    _, wrapped = ring.generate_data_key(bind())
     kek = ring._kek
     ring.close()
     assert kek == bytearray(32)
     with pytest.raises(KeyProviderError, match="closed"):
         ring.unwrap(wrapped)
+
+
+def test_binding_is_the_documented_associated_data(tmp_path: Path) -> None:
+    """An independent AES-GCM decrypt with the KEK and the AD docs/format.md gives opens the blob; any
+    other binding in the AD does not (RFC 5116: the AD is authenticated, not encrypted)."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    kek = tmp_path / "kek.bin"
+    kek.write_bytes(bytes(range(32)))
+    ring = LocalKeyring.init(tmp_path / "k", kek_file=kek)
+    binding = bind()
+    dek, wrapped = ring.generate_data_key(binding)
+    ad = WRAP_AAD + ring.key_id.encode() + b"\x00" + binding.aad()
+    assert AESGCM(bytes(range(32))).decrypt(wrapped.blob[:12], wrapped.blob[12:], ad) == dek
+    with pytest.raises(InvalidTag):
+        AESGCM(bytes(range(32))).decrypt(wrapped.blob[:12], wrapped.blob[12:], WRAP_AAD + ring.key_id.encode())

@@ -6,7 +6,9 @@ import threading
 
 import pkcs11
 import pytest
-from cryptography.hazmat.primitives.keywrap import aes_key_unwrap_with_padding
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
 from strongroom.keys.errors import (
@@ -17,10 +19,10 @@ from strongroom.keys.errors import (
     ProviderUnavailableError,
     UnwrapError,
 )
-from strongroom.keys.pkcs11 import Pkcs11Provider, _acquire, _release
+from strongroom.keys.pkcs11 import GCM_DOMAIN, Pkcs11Provider, _acquire, _release
 from strongroom.keys.provider import KeyProvider, WrappedKey
 
-from .conftest import HSM_PIN, KEK_LABEL, Hsm
+from .conftest import HSM_PIN, KEK_LABEL, Hsm, bind
 
 
 def test_is_a_key_provider(pkcs11_provider: Pkcs11Provider) -> None:
@@ -30,16 +32,17 @@ def test_is_a_key_provider(pkcs11_provider: Pkcs11Provider) -> None:
 
 
 def test_round_trip(pkcs11_provider: Pkcs11Provider) -> None:
-    dek, wrapped = pkcs11_provider.generate_data_key()
-    assert len(dek) == 32 and len(wrapped.blob) == 1 + 40 and wrapped.blob[0] == 1
+    dek, wrapped = pkcs11_provider.generate_data_key(bind())
+    assert len(dek) == 32 and len(wrapped.blob) == 1 + 12 + 32 + 16 and wrapped.blob[0] == 3
     assert bytes(dek) not in wrapped.blob
     assert pkcs11_provider.unwrap(WrappedKey.from_json(wrapped.to_json())) == dek
-    again = pkcs11_provider.wrap(dek)
+    again = pkcs11_provider.wrap(dek, wrapped.binding)
+    assert again.blob[1:13] != wrapped.blob[1:13]  # a fresh IV per wrap
     assert pkcs11_provider.unwrap(again) == dek
 
 
 def test_data_keys_are_fresh(pkcs11_provider: Pkcs11Provider) -> None:
-    keys = {bytes(pkcs11_provider.generate_data_key()[0]) for _ in range(20)}
+    keys = {bytes(pkcs11_provider.generate_data_key(bind())[0]) for _ in range(20)}
     assert len(keys) == 20
 
 
@@ -47,6 +50,7 @@ def test_kek_cannot_be_read_back(pkcs11_provider: Pkcs11Provider) -> None:
     attrs = pkcs11_provider.kek_attributes()
     assert attrs["SENSITIVE"] and attrs["ALWAYS_SENSITIVE"] and attrs["NEVER_EXTRACTABLE"] and attrs["TOKEN"]
     assert not attrs["EXTRACTABLE"]
+    assert attrs["ENCRYPT"] and attrs["DECRYPT"] and not attrs["WRAP"] and not attrs["UNWRAP"]
     kek = pkcs11_provider._kek
     with pytest.raises(pkcs11.exceptions.AttributeSensitive):
         kek[Attribute.VALUE]
@@ -63,70 +67,102 @@ def test_kek_cannot_be_read_back(pkcs11_provider: Pkcs11Provider) -> None:
     assert not pkcs11_provider.kek_attributes()["EXTRACTABLE"]
 
 
-def test_blob_is_standard_rfc5649(hsm: Hsm, pkcs11_provider: Pkcs11Provider) -> None:
-    """SoftHSM2's CKM_AES_KEY_WRAP_PAD output equals RFC 5649 as `cryptography` computes it (known test KEK)."""
-    known = bytes(range(32))
+def _token_key(hsm: Hsm, label: str, value: bytes | None = None, **attributes: bool) -> None:
+    """Put an AES-256 token key with the given attributes (and value, if given) into the main token."""
     login = _acquire(hsm.main.module, hsm.main.label, HSM_PIN)
     try:
         with login.lock:
-            kek = login.session.create_object(
-                {
-                    Attribute.CLASS: ObjectClass.SECRET_KEY,
-                    Attribute.KEY_TYPE: KeyType.AES,
-                    Attribute.VALUE: known,
-                    Attribute.TOKEN: False,
-                    Attribute.WRAP: True,
-                }
-            )
-            dek = login.session.create_object(
-                {
-                    Attribute.CLASS: ObjectClass.SECRET_KEY,
-                    Attribute.KEY_TYPE: KeyType.AES,
-                    Attribute.VALUE: b"\x42" * 32,
-                    Attribute.TOKEN: False,
-                    Attribute.EXTRACTABLE: True,
-                }
-            )
-            wrapped = kek.wrap_key(dek, mechanism=Mechanism.AES_KEY_WRAP_PAD)
-            kek.destroy()
-            dek.destroy()
+            template = {getattr(Attribute, name): flag for name, flag in attributes.items()}
+            if value is None:
+                login.session.generate_key(KeyType.AES, 256, label=label, store=True, template=template)
+            else:
+                template.update(
+                    {
+                        Attribute.CLASS: ObjectClass.SECRET_KEY,
+                        Attribute.KEY_TYPE: KeyType.AES,
+                        Attribute.VALUE: value,
+                        Attribute.TOKEN: True,
+                        Attribute.LABEL: label,
+                    }
+                )
+                login.session.create_object(template)
     finally:
         _release(login)
-    assert aes_key_unwrap_with_padding(known, wrapped) == b"\x42" * 32
 
 
-def test_key_wrap_without_padding(hsm: Hsm, pkcs11_provider: Pkcs11Provider) -> None:
-    with Pkcs11Provider(hsm.main.module, hsm.main.label, HSM_PIN, KEK_LABEL, mechanism="AES_KEY_WRAP") as kw:
-        dek, wrapped = kw.generate_data_key()
-        assert wrapped.blob[0] == 2 and len(wrapped.blob) == 41
-        assert kw.unwrap(wrapped) == dek
-        # Either provider opens either blob: the mechanism travels in the blob.
-        assert pkcs11_provider.unwrap(wrapped) == dek
+def test_blob_is_standard_aes_gcm_over_the_binding(hsm: Hsm, pkcs11_provider: Pkcs11Provider) -> None:
+    """The token's CKM_AES_GCM output opens with `cryptography` under a known KEK and exactly the documented
+    AD (domain || key id || 0x00 || binding); with the binding left out of the AD it does not."""
+    known = bytes(range(32))
+    _token_key(
+        hsm, "known-kek", known, SENSITIVE=True, EXTRACTABLE=False, ENCRYPT=True, DECRYPT=True, WRAP=False, UNWRAP=False
+    )
+    with Pkcs11Provider(hsm.main.module, hsm.main.label, HSM_PIN, "known-kek") as provider:
+        binding = bind()
+        dek, wrapped = provider.generate_data_key(binding)
+        iv, sealed = wrapped.blob[1:13], wrapped.blob[13:]
+        ad = GCM_DOMAIN + provider.key_id.encode() + b"\x00" + binding.aad()
+        assert AESGCM(known).decrypt(iv, sealed, ad) == dek
+        with pytest.raises(InvalidTag):
+            AESGCM(known).decrypt(iv, sealed, GCM_DOMAIN + provider.key_id.encode() + b"\x00")
+        # And the token computes the same thing `cryptography` does: its own blob for our AD opens here.
+        forged_iv = bytes(12)
+        ours = WrappedKey(
+            "pkcs11", provider.key_id, b"\x03" + forged_iv + AESGCM(known).encrypt(forged_iv, dek, ad), binding
+        )
+        assert provider.unwrap(ours) == dek
 
 
-@pytest.mark.parametrize("position", [0, 1, 20, 40])
+def test_key_wrap_mechanisms_are_retired(hsm: Hsm, pkcs11_provider: Pkcs11Provider) -> None:
+    """AES key wrap (RFC 3394/5649) has no associated data: neither configurable nor accepted in a blob."""
+    for mechanism in ("AES_KEY_WRAP", "AES_KEY_WRAP_PAD"):
+        with pytest.raises(KeyProviderError, match="cannot bind"):
+            Pkcs11Provider(hsm.main.module, hsm.main.label, HSM_PIN, KEK_LABEL, mechanism=mechanism)
+    old_style = b"\x01" + aes_key_wrap_with_padding(bytes(32), b"\x42" * 32)
+    with pytest.raises(UnwrapError, match="binds no model id"):
+        pkcs11_provider.unwrap(WrappedKey("pkcs11", pkcs11_provider.key_id, old_style, bind()))
+
+
+def test_wrap_only_kek_refused(hsm: Hsm, pkcs11_provider: Pkcs11Provider) -> None:
+    """A KEK of the earlier kind (wrap/unwrap, no encrypt/decrypt) cannot bind keys: refused, with the fix."""
+    _token_key(hsm, "wrap-only-kek", WRAP=True, UNWRAP=True, ENCRYPT=False, DECRYPT=False, EXTRACTABLE=False)
+    with pytest.raises(KekPolicyError, match="may not encrypt and decrypt.*pkcs11-init"):
+        Pkcs11Provider(hsm.main.module, hsm.main.label, HSM_PIN, "wrap-only-kek")
+
+
+def test_kek_that_also_wraps_refused(hsm: Hsm, pkcs11_provider: Pkcs11Provider) -> None:
+    """Wrap plus decrypt on one key would let a token user export other sensitive keys (Clulow)."""
+    _token_key(hsm, "wrap-and-decrypt-kek", WRAP=True, UNWRAP=False, ENCRYPT=True, DECRYPT=True, EXTRACTABLE=False)
+    with pytest.raises(KekPolicyError, match="wrap or unwrap"):
+        Pkcs11Provider(hsm.main.module, hsm.main.label, HSM_PIN, "wrap-and-decrypt-kek")
+
+
+@pytest.mark.parametrize("position", [0, 1, 12, 13, 30, 44, 60])
 def test_tampered_blob_refused(pkcs11_provider: Pkcs11Provider, position: int) -> None:
-    _, wrapped = pkcs11_provider.generate_data_key()
+    _, wrapped = pkcs11_provider.generate_data_key(bind())
     blob = bytearray(wrapped.blob)
     blob[position] ^= 0x01 if position else 0x02
     with pytest.raises(UnwrapError):
-        pkcs11_provider.unwrap(WrappedKey("pkcs11", wrapped.key_id, bytes(blob)))
+        pkcs11_provider.unwrap(WrappedKey("pkcs11", wrapped.key_id, bytes(blob), wrapped.binding))
 
 
-@pytest.mark.parametrize("blob", [b"", b"\x01", b"\x01" + b"\x00" * 39, b"\x01" + b"\x00" * 48, b"\x09" + b"\x00" * 40])
+@pytest.mark.parametrize(
+    "blob",
+    [b"", b"\x03", b"\x03" + b"\x00" * 59, b"\x03" + b"\x00" * 60, b"\x03" + b"\x00" * 61, b"\x09" + b"\x00" * 60],
+)
 def test_malformed_blobs_refused(pkcs11_provider: Pkcs11Provider, blob: bytes) -> None:
     with pytest.raises(UnwrapError):
-        pkcs11_provider.unwrap(WrappedKey("pkcs11", pkcs11_provider.key_id, blob))
+        pkcs11_provider.unwrap(WrappedKey("pkcs11", pkcs11_provider.key_id, blob, bind()))
 
 
 def test_other_kek_cannot_unwrap(hsm: Hsm, pkcs11_provider: Pkcs11Provider) -> None:
-    _, wrapped = pkcs11_provider.generate_data_key()
+    _, wrapped = pkcs11_provider.generate_data_key(bind())
     with Pkcs11Provider(hsm.main.module, hsm.main.label, HSM_PIN, "second-kek", create_key=True) as second:
         with pytest.raises(UnwrapError, match="wrapped by pkcs11:strongroom-test/strongroom-kek"):
             second.unwrap(wrapped)
         # Even with the reference forged to name the second KEK, the token refuses the blob.
         with pytest.raises(UnwrapError, match="refused"):
-            second.unwrap(WrappedKey("pkcs11", second.key_id, wrapped.blob))
+            second.unwrap(WrappedKey("pkcs11", second.key_id, wrapped.blob, wrapped.binding))
 
 
 def test_wrong_pin(hsm: Hsm, pkcs11_provider: Pkcs11Provider) -> None:
@@ -192,7 +228,7 @@ def test_create_refuses_duplicate_label(hsm: Hsm, pkcs11_provider: Pkcs11Provide
 
 def test_closed_provider_refuses(hsm: Hsm, pkcs11_provider: Pkcs11Provider) -> None:
     provider = Pkcs11Provider(hsm.main.module, hsm.main.label, HSM_PIN, KEK_LABEL)
-    _, wrapped = provider.generate_data_key()
+    _, wrapped = provider.generate_data_key(bind())
     provider.close()
     with pytest.raises(KeyProviderError, match="closed"):
         provider.unwrap(wrapped)
@@ -206,7 +242,7 @@ def test_concurrent_wrap_unwrap(pkcs11_provider: Pkcs11Provider) -> None:
     def work() -> None:
         try:
             for _ in range(25):
-                dek, wrapped = pkcs11_provider.generate_data_key()
+                dek, wrapped = pkcs11_provider.generate_data_key(bind())
                 assert pkcs11_provider.unwrap(wrapped) == dek
         except BaseException as exc:
             errors.append(exc)

@@ -18,14 +18,14 @@ from strongroom.keys.pkcs11 import Pkcs11Provider
 from strongroom.keys.settings import KeySettings, Secret
 from strongroom.keys.shamir import ShamirProvider
 
-from .conftest import HSM_PIN, KEK_LABEL, Custodians, Hsm
+from .conftest import HSM_PIN, KEK_LABEL, Custodians, Hsm, bind
 
 Write = Callable[..., Path]
 TEST_PASSPHRASE = "settings test passphrase"
 
 
 def _round_trip(provider: object) -> None:
-    dek, wrapped = provider.generate_data_key()  # type: ignore[attr-defined]
+    dek, wrapped = provider.generate_data_key(bind())  # type: ignore[attr-defined]
     assert provider.unwrap(wrapped) == dek  # type: ignore[attr-defined]
     provider.close()  # type: ignore[attr-defined]
 
@@ -106,7 +106,7 @@ def test_shamir_from_settings(custodians: Custodians, tmp_path: Path, write_sett
     assert isinstance(provider, ShamirProvider)
     assert [c.name for c in provider.custodians] == ["alice", "bob", "carol"]
     assert provider.key_id == ShamirProvider(custodians.public[:3], 2).key_id
-    _, wrapped = provider.generate_data_key()
+    _, wrapped = provider.generate_data_key(bind())
     with pytest.raises(QuorumRequiredError):
         provider.unwrap(wrapped)
     env = {
@@ -138,6 +138,7 @@ def test_local_from_settings(tmp_path: Path, write_settings: Write) -> None:
         ('[pkcs11]\ntoken_label = "t"\npin = "1234"\n', "must not be written in the settings file"),
         ('[openbao]\ntoken = "s.x"\n', "must not be written in the settings file"),
         ('[pkcs11]\ntoken_label = "t"\nmechanism = "DES"\n', "mechanism"),
+        ('[pkcs11]\ntoken_label = "t"\nmechanism = "AES_KEY_WRAP_PAD"\n', "cannot bind a key to its model"),
         ('[pkcs11]\ntoken_label = ""\n', "token_label must be a non-empty string"),
         ("[pkcs11]\ntoken_label = 3\n", "token_label"),
         ('[pkcs11]\ntoken_label = "t"\ncreate_key = "maybe"\n', "create_key"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from pathlib import Path
 from typing import Annotated
@@ -25,6 +26,7 @@ from strongroom.cli.common import (
 from strongroom.keys import LocalKeyring
 from strongroom.keys.errors import KeyProviderError, KeySettingsError
 from strongroom.keys.hpke import fingerprint, write_private_key, write_public_key
+from strongroom.keys.provider import KeyBinding
 from strongroom.memory import wipe
 
 CUSTODIAN_PASSPHRASE_ENV = "STRONGROOM_CUSTODIAN_PASSPHRASE"
@@ -88,9 +90,10 @@ def check(
     json_out: JsonOption = False,
 ) -> None:
     """Open the configured key provider and round-trip one throwaway data key through it."""
+    throwaway = KeyBinding(secrets.token_hex(16), None)  # a seal id no sealed file carries; no model
     with provider_from_options(keys, kek_file, key_provider, key_config) as provider:
         start = time.perf_counter()
-        data_key, wrapped = provider.generate_data_key()
+        data_key, wrapped = provider.generate_data_key(throwaway)
         wrapped_s = time.perf_counter() - start
         try:
             start = time.perf_counter()

@@ -29,6 +29,7 @@ from strongroom.cli.common import (
     print_json,
     provider_from_options,
 )
+from strongroom.manifest.sealing import seal_model
 from strongroom.seal import SealedModel, seal_path
 from strongroom.seal.errors import DigestMismatchError, SealError
 from strongroom.seal.stream import DEFAULT_SEGMENT_SIZE
@@ -70,14 +71,25 @@ def seal(
     segment_size: Annotated[int, typer.Option(help="Ciphertext segment size in bytes.")] = DEFAULT_SEGMENT_SIZE,
     json_out: JsonOption = False,
 ) -> None:
-    """Seal every file of a model directory under one fresh data key from the chosen key provider."""
+    """Seal every file of a model directory under one fresh data key bound to the model's id.
+
+    A directory's model id (as ``strongroom manifest`` prints it) is computed first and bound to the data
+    key with the seal id; a single file is sealed with no model id.
+    """
     if not src.exists():
         raise SealError(f"{src}: no such file or directory")
+    if dst.exists():
+        raise SealError(f"{dst}: output already exists; choose a new path")
     with (
         provider_from_options(keys, kek_file, key_provider, key_config) as provider,
         _progress(_total_size(src), not json_out) as (advance, on_file),
     ):
-        summary = seal_path(src, dst, provider, segment_size=segment_size, progress=advance, on_file=on_file)
+        options: dict[str, Any] = {"segment_size": segment_size, "progress": advance, "on_file": on_file}
+        if src.is_dir():
+            summary = seal_model(src, dst, provider, **options)
+        else:
+            summary = seal_path(src, dst, provider, **options)
+            summary["model_id"] = None
     if json_out:
         print_json(summary)
         return
@@ -85,24 +97,30 @@ def seal(
         f"sealed {len(summary['files'])} file(s), {summary['plaintext_bytes']:,} bytes, into {dst} "
         f"(seal id {summary['seal_id']}, key {summary['key']['provider']}:{summary['key']['key_id']})"
     )
+    console.print(f"model id {summary['model_id'] or 'none (a single file, not a model directory)'}")
 
 
 def inspect(
     sealed: Annotated[Path, typer.Argument(help="Sealed directory or file.")],
     json_out: JsonOption = False,
 ) -> None:
-    """Show what a sealed model reveals without a key: files, sizes, digests, key reference."""
+    """Show what a sealed model reveals without a key: files, sizes, digests, key reference and binding."""
     model = SealedModel.inspect(sealed)
     data = {
         "path": str(sealed),
         "seal_id": model.seal_id,
-        "key": {"provider": model.key.provider, "key_id": model.key.key_id},
+        "model_id": model.model_id,
+        "key": {"provider": model.key.provider, "key_id": model.key.key_id, "binding": model.binding.to_json()},
         "files": [e.to_json() for e in model.members()],
     }
     if json_out:
         print_json(data)
         return
     console.print(f"[bold]{sealed}[/]  seal id {model.seal_id}  key {model.key.provider}:{model.key.key_id}")
+    console.print(
+        f"key bound to seal id {model.binding.seal_id}, model id {model.model_id or 'none (not a model)'} "
+        "(authenticated when the key is unwrapped)"
+    )
     table = Table("file", "bytes", "type", "plaintext digest")
     for e in model.members():
         table.add_row(e.name, f"{e.plaintext_length:,}", e.content_type, e.plaintext_digest)

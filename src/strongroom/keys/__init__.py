@@ -1,6 +1,7 @@
 """Key providers: one protocol for wherever data keys are wrapped (local keyring, HSM, KMS, custodians)."""
 
 from strongroom.keys.errors import (
+    KeyBindingError,
     KeyProviderError,
     KeyringFormatError,
     KeyringNotFoundError,
@@ -8,10 +9,12 @@ from strongroom.keys.errors import (
     WrongPassphraseError,
 )
 from strongroom.keys.local import LocalKeyring
-from strongroom.keys.provider import DATA_KEY_BYTES, KeyProvider, WrappedKey
+from strongroom.keys.provider import DATA_KEY_BYTES, KeyBinding, KeyProvider, WrappedKey
 
 __all__ = [
     "DATA_KEY_BYTES",
+    "KeyBinding",
+    "KeyBindingError",
     "KeyProvider",
     "KeyProviderError",
     "KeyringFormatError",

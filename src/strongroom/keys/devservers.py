@@ -21,6 +21,7 @@ import httpx
 from strongroom.keys.errors import ProviderUnavailableError
 
 SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+TRANSIT_KEY_TYPE = "aes256-gcm96"  # non-derived: OpenBaoTransit binds each data key with associated_data
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,10 @@ def bao_binary() -> str:
 
 @dataclass
 class OpenBaoDevServer:
-    """A running ``bao server -dev`` on 127.0.0.1 with the transit engine and one AES-256-GCM key."""
+    """A running ``bao server -dev`` on 127.0.0.1 with the transit engine and one AES-256-GCM key.
+
+    Keys are non-derived ``aes256-gcm96``: the kind ``OpenBaoTransit`` binds with ``associated_data``.
+    """
 
     address: str
     root_token: str
@@ -99,9 +103,10 @@ class OpenBaoDevServer:
         return httpx.Client(base_url=self.address, headers={"X-Vault-Token": self.root_token}, trust_env=False)
 
     def create_key(self, name: str, **params: object) -> None:
-        """Create another transit key (e.g. ``exportable=True`` to test the policy check)."""
+        """Create another transit key (e.g. ``exportable=True`` or ``derived=True`` to test the policy check)."""
         with self.client() as c:
-            c.post(f"/v1/transit/keys/{name}", json={"type": "aes256-gcm96", **params}).raise_for_status()
+            body = {"type": TRANSIT_KEY_TYPE, "derived": False, **params}
+            c.post(f"/v1/transit/keys/{name}", json=body).raise_for_status()
         self.extra_keys.append(name)
 
     def create_token(self, policy_hcl: str, name: str) -> str:
@@ -156,7 +161,8 @@ def start_openbao_dev(directory: Path, key_name: str = "strongroom", timeout_s: 
         _wait_ready(server, timeout_s)
         with server.client() as c:
             c.post("/v1/sys/mounts/transit", json={"type": "transit"}).raise_for_status()
-            c.post(f"/v1/transit/keys/{key_name}", json={"type": "aes256-gcm96"}).raise_for_status()
+            body = {"type": TRANSIT_KEY_TYPE, "derived": False}
+            c.post(f"/v1/transit/keys/{key_name}", json=body).raise_for_status()
     except BaseException:
         server.stop()
         raise

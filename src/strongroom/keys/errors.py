@@ -21,8 +21,13 @@ class WrongPassphraseError(KeyProviderError):
     """The passphrase or KEK file does not open this keyring."""
 
 
+class KeyBindingError(KeyProviderError):
+    """A key binding (seal id, model id) or a key reference's binding field is missing or malformed."""
+
+
 class UnwrapError(KeyProviderError):
-    """A wrapped data key could not be unwrapped: wrong key, tampered blob, or another provider's key."""
+    """A wrapped data key could not be unwrapped: wrong key, tampered blob, another provider's key, or a
+    binding (model id, seal id) other than the one the key was wrapped for."""
 
 
 class KeySettingsError(KeyProviderError):
@@ -45,12 +50,20 @@ class KekPolicyError(KeyProviderError):
     """The key-encryption key exists but its attributes are unsafe (e.g. extractable): refused."""
 
 
+class BindingMismatchError(UnwrapError):
+    """A key reference is bound to another model id (or seal id) than the one it is being used for."""
+
+
 class QuorumRequiredError(KeyProviderError):
     """A Shamir-split data key can only be recovered by a quorum of custodians, not by the provider alone."""
 
 
 class ShareError(UnwrapError):
     """A Shamir share is missing, duplicated, corrupted, from the wrong custodian or for another release."""
+
+
+class ModelMismatchError(BindingMismatchError, ShareError):
+    """A custodian approved one model id, but the share they were asked to re-encrypt is bound to another."""
 
 
 class InsufficientSharesError(ShareError):

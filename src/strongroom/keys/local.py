@@ -8,7 +8,9 @@ Layout of ``KEYDIR/keyring.json`` (canonical JSON)::
      "sealed_kek": b64(nonce || AES-256-GCM(passphrase key, KEK, aad=key_id)),  # scrypt only
      "kek_check": hex(HMAC-SHA256(KEK, "strongroom/local/kek-check"))}
 
-Data keys are wrapped as nonce(12) || AES-256-GCM(KEK, DEK, aad="strongroom/local-wrap/v1" || key_id).
+Data keys are wrapped as nonce(12) || AES-256-GCM(KEK, DEK, aad) with
+aad = "strongroom/local-wrap/v1" || 0x00 || key_id || 0x00 || binding.aad() (RFC 5116 associated data), so a
+key reference whose binding (seal id, model id) was edited fails authentication.
 This provider is for development and tests; production keys belong in an HSM or KMS.
 """
 
@@ -37,7 +39,7 @@ from strongroom.keys.errors import (
     UnwrapError,
     WrongPassphraseError,
 )
-from strongroom.keys.provider import DATA_KEY_BYTES, WrappedKey, check_reference
+from strongroom.keys.provider import DATA_KEY_BYTES, KeyBinding, WrappedKey, associated_data, check_reference
 from strongroom.memory import wipe
 
 KEYRING_FILE = "keyring.json"
@@ -199,26 +201,35 @@ class LocalKeyring:
             raise KeyProviderError(f"keyring {self._key_id} is closed")
         return self._aead
 
-    def generate_data_key(self) -> tuple[bytearray, WrappedKey]:
+    def generate_data_key(self, binding: KeyBinding) -> tuple[bytearray, WrappedKey]:
         dek = bytearray(os.urandom(DATA_KEY_BYTES))
-        return dek, self.wrap(dek)
+        try:
+            return dek, self.wrap(dek, binding)
+        except BaseException:
+            wipe(dek)
+            raise
 
-    def wrap(self, data_key: bytes | bytearray) -> WrappedKey:
+    def wrap(self, data_key: bytes | bytearray, binding: KeyBinding) -> WrappedKey:
         if len(data_key) != DATA_KEY_BYTES:
             raise KeyProviderError(f"data keys are {DATA_KEY_BYTES} bytes, got {len(data_key)}")
+        aad = associated_data(WRAP_AAD, self._key_id, binding)
         nonce = secrets.token_bytes(NONCE_BYTES)
-        blob = nonce + self._cipher().encrypt(nonce, bytes(data_key), WRAP_AAD + self._key_id.encode())
-        return WrappedKey(self.provider, self._key_id, blob)
+        blob = nonce + self._cipher().encrypt(nonce, bytes(data_key), aad)
+        return WrappedKey(self.provider, self._key_id, blob, binding)
 
     def unwrap(self, wrapped: WrappedKey) -> bytearray:
         check_reference(self, wrapped)
         blob = wrapped.blob
         if len(blob) != NONCE_BYTES + DATA_KEY_BYTES + 16:
             raise UnwrapError(f"wrapped data key under {self._key_id} has the wrong length ({len(blob)} bytes)")
+        aad = associated_data(WRAP_AAD, self._key_id, wrapped.binding)
         try:
-            dek = self._cipher().decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], WRAP_AAD + self._key_id.encode())
+            dek = self._cipher().decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad)
         except InvalidTag:
-            raise UnwrapError(f"wrapped data key failed authentication under {self._key_id}") from None
+            raise UnwrapError(
+                f"wrapped data key failed authentication under {self._key_id} "
+                "(tampered, or bound to another seal id or model id)"
+            ) from None
         return bytearray(dek)
 
     def close(self) -> None:

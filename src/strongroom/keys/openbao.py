@@ -4,6 +4,13 @@
 transit ciphertext), ``wrap`` calls ``encrypt`` and ``unwrap`` calls ``decrypt``; the KEK never leaves
 OpenBao. The blob is the transit ciphertext (``vault:v<N>:...``) as ASCII; the key id is ``<mount>/<key>``.
 
+Binding: every call sends transit's ``associated_data`` parameter (base64 of
+``"strongroom/openbao-transit/v1" || 0x00 || key_id || 0x00 || binding.aad()``), which OpenBao authenticates
+as AES-GCM additional data (transit API: encrypt, decrypt and datakey take ``associated_data`` for AEAD
+keys), so a reference whose binding was edited fails ``decrypt`` inside OpenBao. The transit key must be a
+non-derived ``aes256-gcm96`` key; opening refuses any other type, and a server that reports it ignored
+``associated_data`` (one too old to bind) is refused rather than trusted.
+
 Fail closed: an unreachable, sealed or erroring server raises ``ProviderUnavailableError``, a refused token
 ``ProviderAuthError``, a missing key ``KekNotFoundError``; nothing is ever guessed or retried silently.
 Plain ``http://`` is allowed only to a loopback address; anything else must be ``https://``. Opening the
@@ -31,10 +38,12 @@ from strongroom.keys.errors import (
     ProviderUnavailableError,
     UnwrapError,
 )
-from strongroom.keys.provider import DATA_KEY_BYTES, WrappedKey, check_reference
+from strongroom.keys.provider import DATA_KEY_BYTES, KeyBinding, WrappedKey, associated_data, check_reference
 from strongroom.memory import wipe
 
 MAX_BLOB_BYTES = 4096
+BINDING_DOMAIN = b"strongroom/openbao-transit/v1\x00"
+KEY_TYPE = "aes256-gcm96"
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _MOUNT = re.compile(r"[A-Za-z0-9._-]{1,128}(/[A-Za-z0-9._-]{1,128}){0,7}")
 
@@ -162,6 +171,16 @@ class OpenBaoTransit:
             raise KekPolicyError(f"OpenBao transit key {self.key_id} is exportable: refused")
         if not data.get("supports_encryption", True) or not data.get("supports_decryption", True):
             raise KekPolicyError(f"OpenBao transit key {self.key_id} cannot encrypt and decrypt")
+        if data.get("type") != KEY_TYPE:
+            raise KekPolicyError(
+                f"OpenBao transit key {self.key_id} is of type {data.get('type')!r}: it cannot bind a data key to "
+                f"its model (associated_data); use a non-derived {KEY_TYPE} key"
+            )
+        if data.get("derived") or data.get("convergent_encryption"):
+            raise KekPolicyError(
+                f"OpenBao transit key {self.key_id} is derived: this provider binds keys with associated_data on "
+                f"a non-derived {KEY_TYPE} key and sends no derivation context; use such a key"
+            )
 
     def _not_found_or(self, response: httpx.Response, what: str) -> KeyProviderError:
         message = _errors(response)
@@ -171,30 +190,50 @@ class OpenBaoTransit:
 
     # -- the provider protocol ----------------------------------------------------------------
 
-    def generate_data_key(self) -> tuple[bytearray, WrappedKey]:
+    def _binding_params(self, binding: KeyBinding) -> dict[str, str]:
+        """Transit's ``associated_data`` (base64) for one binding: authenticated by AES-GCM in OpenBao."""
+        aad = associated_data(BINDING_DOMAIN, self.key_id, binding)
+        return {"associated_data": base64.b64encode(aad).decode("ascii")}
+
+    def _check_bound(self, response: httpx.Response, path: str) -> None:
+        """Fail closed if the server says it ignored ``associated_data`` (then nothing was bound)."""
+        try:
+            warnings = response.json().get("warnings")
+        except (ValueError, AttributeError):
+            warnings = None
+        if isinstance(warnings, list) and any("associated_data" in str(w) for w in warnings):
+            raise KekPolicyError(
+                f"OpenBao at {self._address} ignored associated_data for {path}: this server cannot bind a data key "
+                "to its model; refused"
+            )
+
+    def generate_data_key(self, binding: KeyBinding) -> tuple[bytearray, WrappedKey]:
         path = self._path("datakey/plaintext")
-        response = self._request("POST", path, {"bits": DATA_KEY_BYTES * 8})
+        response = self._request("POST", path, {"bits": DATA_KEY_BYTES * 8, **self._binding_params(binding)})
         if response.status_code != 200:
             raise self._not_found_or(response, "datakey")
+        self._check_bound(response, path)
         data = self._data(response, path)
         dek = _decode_key(data.get("plaintext"), self._address)
         ciphertext = data.get("ciphertext")
         if not isinstance(ciphertext, str) or not ciphertext.startswith("vault:v"):
             wipe(dek)
             raise ProviderUnavailableError(f"OpenBao at {self._address}: datakey answer lacks a ciphertext")
-        return dek, WrappedKey(self.provider, self.key_id, ciphertext.encode("ascii"))
+        return dek, WrappedKey(self.provider, self.key_id, ciphertext.encode("ascii"), binding)
 
-    def wrap(self, data_key: bytes | bytearray) -> WrappedKey:
+    def wrap(self, data_key: bytes | bytearray, binding: KeyBinding) -> WrappedKey:
         if len(data_key) != DATA_KEY_BYTES:
             raise KeyProviderError(f"data keys are {DATA_KEY_BYTES} bytes, got {len(data_key)}")
         path = self._path("encrypt")
-        response = self._request("POST", path, {"plaintext": base64.b64encode(bytes(data_key)).decode("ascii")})
+        body = {"plaintext": base64.b64encode(bytes(data_key)).decode("ascii"), **self._binding_params(binding)}
+        response = self._request("POST", path, body)
         if response.status_code != 200:
             raise self._not_found_or(response, "encrypt")
+        self._check_bound(response, path)
         ciphertext = self._data(response, path).get("ciphertext")
         if not isinstance(ciphertext, str) or not ciphertext.startswith("vault:v"):
             raise ProviderUnavailableError(f"OpenBao at {self._address}: encrypt answer lacks a ciphertext")
-        return WrappedKey(self.provider, self.key_id, ciphertext.encode("ascii"))
+        return WrappedKey(self.provider, self.key_id, ciphertext.encode("ascii"), binding)
 
     def unwrap(self, wrapped: WrappedKey) -> bytearray:
         check_reference(self, wrapped)
@@ -205,11 +244,15 @@ class OpenBaoTransit:
         if not ciphertext.startswith("vault:v") or len(wrapped.blob) > MAX_BLOB_BYTES:
             raise UnwrapError(f"OpenBao blob under {self.key_id} is not a transit ciphertext")
         path = self._path("decrypt")
-        response = self._request("POST", path, {"ciphertext": ciphertext})
+        response = self._request("POST", path, {"ciphertext": ciphertext, **self._binding_params(wrapped.binding)})
         if response.status_code == 400 and "not found" not in _errors(response):
-            raise UnwrapError(f"OpenBao transit key {self.key_id} refused the wrapped data key: {_errors(response)}")
+            raise UnwrapError(
+                f"OpenBao transit key {self.key_id} refused the wrapped data key (tampered, or bound to another "
+                f"seal id or model id): {_errors(response)}"
+            )
         if response.status_code != 200:
             raise self._not_found_or(response, "decrypt")
+        self._check_bound(response, path)
         dek = _decode_key(self._data(response, path).get("plaintext"), self._address)
         return dek
 

@@ -1,14 +1,22 @@
-"""PKCS#11 provider: data keys wrapped inside a token by a non-extractable AES-256 KEK.
+"""PKCS#11 provider: data keys encrypted inside a token by a non-extractable AES-256 KEK, bound to a model.
 
 The KEK is generated in the token (``create_kek``) with CKA_SENSITIVE=true and CKA_EXTRACTABLE=false, so
 its value never leaves the hardware; opening the provider refuses a KEK whose attributes say otherwise.
-Data keys are wrapped with CKM_AES_KEY_WRAP_PAD (RFC 5649, the default) or CKM_AES_KEY_WRAP (RFC 3394):
-the data key is imported as a temporary session object, wrapped by the KEK with C_WrapKey, and destroyed;
-unwrapping is C_UnwrapKey into a temporary session object whose value is read once and destroyed.
 
-Blob: one mechanism byte (1 = AES_KEY_WRAP_PAD, 2 = AES_KEY_WRAP) followed by the token's wrapped bytes.
-Key id: ``<token label>/<key label>``. Works with any PKCS#11 module by configuration (module path, token
-label, PIN, key label); tested on SoftHSM2. The PIN is used to log in and not kept or logged.
+Each data key is encrypted with CKM_AES_GCM (PKCS#11 v3.0 section 2.12.3; NIST SP 800-38D) under the KEK
+with C_Encrypt, a random 96-bit IV and the associated data
+``"strongroom/pkcs11-aes-gcm/v1" || 0x00 || key_id || 0x00 || binding.aad()`` (RFC 5116 AD), and decrypted
+with C_Decrypt, which checks the tag inside the token: a key reference whose binding (seal id, model id)
+was edited never decrypts. AES key wrap (CKM_AES_KEY_WRAP[_PAD], RFC 3394/5649) has no associated data and
+so cannot bind; and SoftHSM2 2.6.1 refuses C_WrapKey with CKM_AES_GCM (CKR_MECHANISM_INVALID), so the data
+key is passed to C_Encrypt as data rather than as a token object. The KEK may encrypt and decrypt but not
+wrap or unwrap: a key allowed both would let a token user export other sensitive keys in the clear by
+wrapping them and decrypting the result (Clulow's wrap/decrypt attack).
+
+Blob: one mechanism byte (3 = AES_GCM) || IV (12) || ciphertext (32) || tag (16). Tags 1 and 2 (AES key
+wrap, padded and not, used before keys were bound) are refused. Key id: ``<token label>/<key label>``.
+Works with any PKCS#11 module that offers CKM_AES_GCM, by configuration (module path, token label, PIN,
+key label); tested on SoftHSM2. The PIN is used to log in and not kept or logged.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pkcs11
-from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11 import Attribute, GCMParams, KeyType, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11
 
 from strongroom.keys.errors import (
@@ -34,24 +42,27 @@ from strongroom.keys.errors import (
     ProviderUnavailableError,
     UnwrapError,
 )
-from strongroom.keys.provider import DATA_KEY_BYTES, WrappedKey, check_reference
+from strongroom.keys.provider import DATA_KEY_BYTES, KeyBinding, WrappedKey, associated_data, check_reference
 from strongroom.memory import wipe
 
 DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
-MECHANISMS: dict[str, tuple[int, Mechanism]] = {
-    "AES_KEY_WRAP_PAD": (1, Mechanism.AES_KEY_WRAP_PAD),
-    "AES_KEY_WRAP": (2, Mechanism.AES_KEY_WRAP),
-}
+DEFAULT_MECHANISM = "AES_GCM"
+MECHANISMS: dict[str, tuple[int, Mechanism]] = {"AES_GCM": (3, Mechanism.AES_GCM)}
 _BY_TAG = {tag: (name, mech) for name, (tag, mech) in MECHANISMS.items()}
+_RETIRED_TAGS = {1: "AES_KEY_WRAP_PAD", 2: "AES_KEY_WRAP"}
+GCM_DOMAIN = b"strongroom/pkcs11-aes-gcm/v1\x00"
+IV_BYTES = 12
+TAG_BYTES = 16
+BLOB_BYTES = 1 + IV_BYTES + DATA_KEY_BYTES + TAG_BYTES
 KEK_TEMPLATE: dict[Attribute, Any] = {
     Attribute.TOKEN: True,
     Attribute.PRIVATE: True,
     Attribute.SENSITIVE: True,
     Attribute.EXTRACTABLE: False,
-    Attribute.WRAP: True,
-    Attribute.UNWRAP: True,
-    Attribute.ENCRYPT: False,
-    Attribute.DECRYPT: False,
+    Attribute.WRAP: False,
+    Attribute.UNWRAP: False,
+    Attribute.ENCRYPT: True,
+    Attribute.DECRYPT: True,
     Attribute.SIGN: False,
     Attribute.VERIFY: False,
     Attribute.DERIVE: False,
@@ -143,7 +154,7 @@ def _find_kek(session: Any, token_label: str, key_label: str) -> Any | None:
 
 
 def create_kek(module: str, token_label: str, pin: str, key_label: str) -> None:
-    """Generate a fresh AES-256 KEK inside the token: sensitive, non-extractable, wrap/unwrap only."""
+    """Generate a fresh AES-256 KEK inside the token: sensitive, non-extractable, encrypt/decrypt only."""
     login = _acquire(module, token_label, pin)
     try:
         with login.lock:
@@ -171,11 +182,14 @@ class Pkcs11Provider:
         pin: str,
         key_label: str,
         *,
-        mechanism: str = "AES_KEY_WRAP_PAD",
+        mechanism: str = DEFAULT_MECHANISM,
         create_key: bool = False,
     ) -> None:
         if mechanism not in MECHANISMS:
-            raise KeyProviderError(f"PKCS#11 mechanism {mechanism!r} unsupported; use one of {sorted(MECHANISMS)}")
+            raise KeyProviderError(
+                f"PKCS#11 mechanism {mechanism!r} unsupported; use one of {sorted(MECHANISMS)} "
+                "(AES key wrap has no associated data, so it cannot bind a data key to its model)"
+            )
         self._token_label = token_label
         self._key_label = key_label
         self._tag, self._mechanism = MECHANISMS[mechanism]
@@ -203,8 +217,17 @@ class Pkcs11Provider:
             raise KekPolicyError(f"{where} is not AES-256")
         if not kek[Attribute.SENSITIVE] or kek[Attribute.EXTRACTABLE]:
             raise KekPolicyError(f"{where} is extractable or not sensitive: refused (its value could leave the token)")
-        if not (kek[Attribute.WRAP] and kek[Attribute.UNWRAP]):
-            raise KekPolicyError(f"{where} may not wrap and unwrap keys")
+        if not (kek[Attribute.ENCRYPT] and kek[Attribute.DECRYPT]):
+            raise KekPolicyError(
+                f"{where} may not encrypt and decrypt (CKA_ENCRYPT/CKA_DECRYPT), which CKM_AES_GCM needs to bind "
+                "each data key to its model; a KEK made for AES key wrap only cannot be used: create a new one "
+                "with 'strongroom keys pkcs11-init'"
+            )
+        if kek[Attribute.WRAP] or kek[Attribute.UNWRAP]:
+            raise KekPolicyError(
+                f"{where} may also wrap or unwrap keys (CKA_WRAP/CKA_UNWRAP): refused, since a key that both wraps "
+                "and decrypts lets a token user export other sensitive keys in the clear"
+            )
 
     @property
     def provider(self) -> str:
@@ -219,8 +242,8 @@ class Pkcs11Provider:
             raise KeyProviderError(f"PKCS#11 provider {self.key_id} is closed")
         return self._login
 
-    def generate_data_key(self) -> tuple[bytearray, WrappedKey]:
-        """A data key from the token's RNG XOR the OS RNG (neither source alone decides it), wrapped."""
+    def generate_data_key(self, binding: KeyBinding) -> tuple[bytearray, WrappedKey]:
+        """A data key from the token's RNG XOR the OS RNG (neither source alone decides it), encrypted."""
         login = self._live()
         with login.lock:
             try:
@@ -232,68 +255,75 @@ class Pkcs11Provider:
         dek = bytearray(os.urandom(DATA_KEY_BYTES))
         for i, b in enumerate(token_random):
             dek[i] ^= b
-        return dek, self.wrap(dek)
+        try:
+            return dek, self.wrap(dek, binding)
+        except BaseException:
+            wipe(dek)
+            raise
 
-    def wrap(self, data_key: bytes | bytearray) -> WrappedKey:
+    def _params(self, iv: bytes, binding: KeyBinding) -> GCMParams:
+        """CK_GCM_PARAMS: 96-bit IV, AD = domain || key id || binding, 128-bit tag (PKCS#11 v3.0 2.12.3)."""
+        return GCMParams(iv, associated_data(GCM_DOMAIN, self.key_id, binding), TAG_BYTES * 8)
+
+    def wrap(self, data_key: bytes | bytearray, binding: KeyBinding) -> WrappedKey:
+        """C_Encrypt the data key under the KEK with CKM_AES_GCM, authenticating ``binding`` in the token."""
         if len(data_key) != DATA_KEY_BYTES:
             raise KeyProviderError(f"data keys are {DATA_KEY_BYTES} bytes, got {len(data_key)}")
+        iv = os.urandom(IV_BYTES)  # random 96-bit IVs: one per data key, far below SP 800-38D's 2^32 limit
+        params = self._params(iv, binding)
         login = self._live()
         with login.lock:
             try:
-                temp = login.session.create_object(
-                    {
-                        Attribute.CLASS: ObjectClass.SECRET_KEY,
-                        Attribute.KEY_TYPE: KeyType.AES,
-                        Attribute.VALUE: bytes(data_key),
-                        Attribute.TOKEN: False,
-                        Attribute.SENSITIVE: False,
-                        Attribute.EXTRACTABLE: True,
-                    }
-                )
-                try:
-                    blob = self._kek.wrap_key(temp, mechanism=self._mechanism)
-                finally:
-                    temp.destroy()
+                sealed = self._kek.encrypt(bytes(data_key), mechanism=self._mechanism, mechanism_param=params)
             except p11.PKCS11Error as exc:
-                raise KeyProviderError(f"PKCS#11 KEK {self.key_id}: wrap failed ({exc!r})") from None
-        return WrappedKey(self.provider, self.key_id, bytes([self._tag]) + bytes(blob))
+                raise KeyProviderError(f"PKCS#11 KEK {self.key_id}: encrypt failed ({exc!r})") from None
+        if len(sealed) != DATA_KEY_BYTES + TAG_BYTES:
+            raise KeyProviderError(f"PKCS#11 KEK {self.key_id}: AES-GCM returned {len(sealed)} bytes")
+        return WrappedKey(self.provider, self.key_id, bytes([self._tag]) + iv + bytes(sealed), binding)
 
     def unwrap(self, wrapped: WrappedKey) -> bytearray:
+        """C_Decrypt with CKM_AES_GCM: the token checks the tag over the blob and the reference's binding."""
         check_reference(self, wrapped)
         blob = wrapped.blob
-        if len(blob) < 2 or blob[0] not in _BY_TAG:
+        if blob[:1] and blob[0] in _RETIRED_TAGS:
+            raise UnwrapError(
+                f"PKCS#11 blob under {self.key_id} uses {_RETIRED_TAGS[blob[0]]}, which binds no model id: refused"
+            )
+        if len(blob) < 1 or blob[0] not in _BY_TAG:
             raise UnwrapError(f"PKCS#11 blob under {self.key_id}: unknown mechanism tag")
         _, mechanism = _BY_TAG[blob[0]]
-        if len(blob) - 1 != DATA_KEY_BYTES + 8:
+        if len(blob) != BLOB_BYTES:
             raise UnwrapError(f"PKCS#11 blob under {self.key_id} has the wrong length ({len(blob)} bytes)")
+        params = self._params(bytes(blob[1 : 1 + IV_BYTES]), wrapped.binding)
         login = self._live()
         with login.lock:
             try:
-                temp = self._kek.unwrap_key(
-                    ObjectClass.SECRET_KEY,
-                    KeyType.AES,
-                    bytes(blob[1:]),
-                    mechanism=mechanism,
-                    store=False,
-                    template={Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True},
-                )
+                plain = self._kek.decrypt(bytes(blob[1 + IV_BYTES :]), mechanism=mechanism, mechanism_param=params)
             except p11.PKCS11Error:
                 raise UnwrapError(
-                    f"PKCS#11 KEK {self.key_id} refused the wrapped data key (tampered or foreign)"
+                    f"PKCS#11 KEK {self.key_id} refused the wrapped data key "
+                    "(tampered, foreign, or bound to another seal id or model id)"
                 ) from None
-            try:
-                dek = bytearray(temp[Attribute.VALUE])
-            finally:
-                temp.destroy()
+        dek = bytearray(plain)
         if len(dek) != DATA_KEY_BYTES:
             wipe(dek)
-            raise UnwrapError(f"PKCS#11 KEK {self.key_id} unwrapped a key of the wrong length")
+            raise UnwrapError(f"PKCS#11 KEK {self.key_id} decrypted a key of the wrong length")
         return dek
 
     def kek_attributes(self) -> dict[str, bool]:
         """The KEK's protection attributes as the token reports them (for audits and tests)."""
         login = self._live()
-        names = ("SENSITIVE", "EXTRACTABLE", "ALWAYS_SENSITIVE", "NEVER_EXTRACTABLE", "WRAP", "UNWRAP", "TOKEN")
+        names = (
+            "SENSITIVE",
+            "EXTRACTABLE",
+            "ALWAYS_SENSITIVE",
+            "NEVER_EXTRACTABLE",
+            "ENCRYPT",
+            "DECRYPT",
+            "WRAP",
+            "UNWRAP",
+            "TOKEN",
+        )
         with login.lock:
             return {name: bool(self._kek[getattr(Attribute, name)]) for name in names}
 

@@ -2,16 +2,16 @@
 
 After a quorum release (Shamir ``host_combine``, or an HPKE ``open_as_host`` of a key the custody service
 re-wrapped) the host holds one plaintext data key for one wrapped-key reference. ``ReleasedKey`` answers
-``unwrap`` for exactly that reference (provider, key id and blob must all match) and nothing else; it
-cannot wrap. ``close()`` wipes the key.
+``unwrap`` for exactly that reference (provider, key id, blob and binding must all match) and nothing
+else, so a reference carrying another seal id or model id is refused; it cannot wrap. ``close()`` wipes the key.
 """
 
 from __future__ import annotations
 
 import hmac
 
-from strongroom.keys.errors import KeyProviderError, UnwrapError
-from strongroom.keys.provider import DATA_KEY_BYTES, WrappedKey
+from strongroom.keys.errors import BindingMismatchError, KeyProviderError, UnwrapError
+from strongroom.keys.provider import DATA_KEY_BYTES, KeyBinding, WrappedKey
 from strongroom.memory import wipe
 
 
@@ -32,10 +32,15 @@ class ReleasedKey:
     def key_id(self) -> str:
         return self._wrapped.key_id
 
-    def generate_data_key(self) -> tuple[bytearray, WrappedKey]:
+    @property
+    def binding(self) -> KeyBinding:
+        """The seal id and model id this key was released for."""
+        return self._wrapped.binding
+
+    def generate_data_key(self, binding: KeyBinding) -> tuple[bytearray, WrappedKey]:
         raise KeyProviderError("a released data key cannot create new data keys")
 
-    def wrap(self, data_key: bytes | bytearray) -> WrappedKey:
+    def wrap(self, data_key: bytes | bytearray, binding: KeyBinding) -> WrappedKey:
         raise KeyProviderError("a released data key cannot wrap other keys")
 
     def unwrap(self, wrapped: WrappedKey) -> bytearray:
@@ -50,6 +55,12 @@ class ReleasedKey:
             raise UnwrapError(
                 f"this host holds the data key released for one {self._wrapped.provider}:{self._wrapped.key_id} "
                 "blob, not for the one given"
+            )
+        if wrapped.binding != self._wrapped.binding:
+            mine, theirs = self._wrapped.binding, wrapped.binding
+            raise BindingMismatchError(
+                f"this host holds the data key released for model {mine.model_id} (seal {mine.seal_id}), "
+                f"not for model {theirs.model_id} (seal {theirs.seal_id})"
             )
         return bytearray(self._key)
 

@@ -13,7 +13,7 @@ A file looks like (TOML; JSON with the same shape works too)::
     token_label = "strongroom"
     key_label = "strongroom-kek"
     pin_file = "/run/secrets/pin"  # or STRONGROOM_PKCS11_PIN
-    mechanism = "AES_KEY_WRAP_PAD" # or AES_KEY_WRAP
+    mechanism = "AES_GCM"          # the only one: it authenticates the key binding
     create_key = false
 
     [openbao]
@@ -89,7 +89,7 @@ class Pkcs11Settings:
     module: str = DEFAULT_PKCS11_MODULE
     key_label: str = "strongroom-kek"
     pin: Secret | None = None
-    mechanism: str = "AES_KEY_WRAP_PAD"
+    mechanism: str = "AES_GCM"
     create_key: bool = False
 
 
@@ -310,9 +310,10 @@ class _Reader:
 
     def pkcs11(self, t: dict[str, Any]) -> Pkcs11Settings:
         module = self._str("pkcs11", t, "module", DEFAULT_PKCS11_MODULE)
-        mechanism = self._str("pkcs11", t, "mechanism", "AES_KEY_WRAP_PAD")
-        if mechanism not in ("AES_KEY_WRAP_PAD", "AES_KEY_WRAP"):
-            raise self._fail("pkcs11", "mechanism", "AES_KEY_WRAP_PAD or AES_KEY_WRAP")
+        mechanism = self._str("pkcs11", t, "mechanism", "AES_GCM")
+        if mechanism != "AES_GCM":
+            # AES key wrap (RFC 3394/5649) has no associated data, so it cannot bind a data key to its model.
+            raise self._fail("pkcs11", "mechanism", "AES_GCM (AES key wrap cannot bind a key to its model)")
         return Pkcs11Settings(
             token_label=self._str("pkcs11", t, "token_label"),
             module=str(self.base / module) if not Path(module).is_absolute() else module,

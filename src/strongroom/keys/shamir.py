@@ -6,21 +6,28 @@ custodians' private keys; the release flow never puts the key on the server:
 1. ``ShamirProvider.wrap`` splits the 256-bit data key with pycryptodome's Shamir (GF(2^128), 16-byte
    secrets) as two 128-bit halves sharing the x-coordinates 1..n, so custodian i holds one 32-byte share
    ``half1(i) || half2(i)``. Each share is HPKE-sealed (``keys.hpke``) to custodian i's X25519 key with an
-   info string that binds key id, custodian and index.
-2. An approving custodian runs ``custodian_reencrypt_share``: open its share with its private key, check
-   it against the share's recorded digest, and HPKE-seal it again to the requesting host's ephemeral
-   public key, bound to a release context (the release id).
-3. The host runs ``host_combine`` on k re-encrypted shares: open each with its ephemeral private key and
-   the same context, check each share digest (naming the custodian of a bad one), interpolate, and verify
-   the key-check value. A wrong or corrupted share is an error, never a wrong key.
+   info string that binds key id, custodian, index and the key binding (seal id, model id).
+2. An approving custodian runs ``custodian_reencrypt_share``, naming the model id they approve: refuse if
+   the key reference is bound to another model, open its share with its private key (the HPKE info holds
+   the reference's binding, so an edited binding does not open), check it against the share's recorded
+   digest, and HPKE-seal it again to the requesting host's ephemeral public key, bound to the key binding
+   and a release context (the release id).
+3. The host runs ``host_combine`` on k re-encrypted shares: open each with its ephemeral private key, the
+   binding and the same context, check each share digest (naming the custodian of a bad one), interpolate,
+   and verify the key-check value (which covers the binding too). A wrong or corrupted share, or an edited
+   binding, is an error, never a wrong key.
 
 The blob inside ``WrappedKey`` is canonical JSON::
 
     {"format": "strongroom-shamir/v1", "key_id": "shamir-<32 hex>", "threshold": k,
-     "kcv": hex(HMAC-SHA256(data key, "strongroom/shamir/v1/kcv" || key_id)),
+     "kcv": hex(HMAC-SHA256(data key, "strongroom/shamir/v1/kcv" || 0x00 || key_id || 0x00 || B)),
      "shares": [{"index": i, "custodian": name, "public_key": hex(raw X25519),
-                 "check": hex(SHA-256("strongroom/shamir/v1/share-check" || key_id || i || share)),
-                 "sealed": b64(HPKE(custodian i, share))}, ...]}
+                 "check": hex(SHA-256("strongroom/shamir/v1/share-check" || 0x00 || key_id || 0x00
+                                      || BE16(i) || BE32(len(B)) || B || share)),
+                 "sealed": b64(HPKE(custodian i, share, info = share info over key_id, i, key, B))}, ...]}
+
+where B = ``binding.aad()`` of the ``WrappedKey`` the blob travels in. The blob itself does not repeat the
+binding: it is authenticated by the KCV, every share check and every HPKE info, so it cannot be changed.
 
 The key id is derived from the threshold and the sorted custodian public keys, so a changed custodian set
 is a different key id. pycryptodome returns shares and the combined secret as immutable ``bytes``, which
@@ -47,13 +54,15 @@ from strongroom.canonical_json import canonical_json
 from strongroom.keys.errors import (
     HpkeError,
     InsufficientSharesError,
+    KeyBindingError,
     KeyProviderError,
+    ModelMismatchError,
     QuorumRequiredError,
     ShareError,
     UnwrapError,
 )
 from strongroom.keys.hpke import open_as_host, public_bytes, public_from_hex, seal_to_host
-from strongroom.keys.provider import DATA_KEY_BYTES, WrappedKey, check_reference
+from strongroom.keys.provider import DATA_KEY_BYTES, KeyBinding, WrappedKey, check_binding, check_reference
 from strongroom.memory import wipe
 
 FORMAT = "strongroom-shamir/v1"
@@ -220,12 +229,17 @@ def derive_key_id(threshold: int, public_hexes: Iterable[str]) -> str:
     return "shamir-" + hashlib.sha256(body).hexdigest()[:32]
 
 
-def _kcv(data_key: bytes | bytearray, key_id: str) -> str:
-    return hmac.new(bytes(data_key), KCV_LABEL + b"\x00" + key_id.encode(), hashlib.sha256).hexdigest()
+def _kcv(data_key: bytes | bytearray, key_id: str, binding: KeyBinding) -> str:
+    """Key-check value: HMAC under the data key over the key id and the binding (one key, one binding)."""
+    message = KCV_LABEL + b"\x00" + key_id.encode() + b"\x00" + binding.aad()
+    return hmac.new(bytes(data_key), message, hashlib.sha256).hexdigest()
 
 
-def _share_check(key_id: str, index: int, share: bytes | bytearray) -> str:
+def _share_check(key_id: str, index: int, binding: KeyBinding, share: bytes | bytearray) -> str:
+    """Digest of one share, its index, its key id and the binding (length-prefixed, so unambiguous)."""
+    bound = binding.aad()
     h = hashlib.sha256(CHECK_LABEL + b"\x00" + key_id.encode() + b"\x00" + index.to_bytes(2, "big"))
+    h.update(len(bound).to_bytes(4, "big") + bound)
     h.update(bytes(share))
     return h.hexdigest()
 
@@ -235,12 +249,29 @@ def _info(label: bytes, **fields: str | int) -> bytes:
     return label + b"\x00" + hashlib.sha256(canonical_json(fields)).digest()
 
 
-def _share_info(key_id: str, index: int, public_hex: str) -> bytes:
-    return _info(SHARE_INFO, key_id=key_id, index=index, custodian=public_hex)
+def _share_info(key_id: str, index: int, public_hex: str, binding: KeyBinding) -> bytes:
+    return _info(SHARE_INFO, key_id=key_id, index=index, custodian=public_hex, binding=binding.aad().decode())
 
 
-def _release_info(key_id: str, index: int, public_hex: str, context: bytes) -> bytes:
-    return _info(RELEASE_INFO, key_id=key_id, index=index, custodian=public_hex, context=context.hex())
+def _release_info(key_id: str, index: int, public_hex: str, binding: KeyBinding, context: bytes) -> bytes:
+    return _info(
+        RELEASE_INFO,
+        key_id=key_id,
+        index=index,
+        custodian=public_hex,
+        binding=binding.aad().decode(),
+        context=context.hex(),
+    )
+
+
+def _require_reference(wrapped: Any) -> WrappedKey:
+    """Quorum steps take the whole key reference: its binding is part of what every check authenticates."""
+    if not isinstance(wrapped, WrappedKey):
+        raise KeyBindingError(
+            "a Shamir share is opened only with its key reference (WrappedKey), which carries the seal id and "
+            f"model id it is bound to; got {type(wrapped).__name__}"
+        )
+    return wrapped
 
 
 # -- the provider -----------------------------------------------------------------------------
@@ -294,13 +325,18 @@ class ShamirProvider:
     def custodians(self) -> tuple[CustodianPublicKey, ...]:
         return self._custodians
 
-    def generate_data_key(self) -> tuple[bytearray, WrappedKey]:
+    def generate_data_key(self, binding: KeyBinding) -> tuple[bytearray, WrappedKey]:
         dek = bytearray(os.urandom(DATA_KEY_BYTES))
-        return dek, self.wrap(dek)
+        try:
+            return dek, self.wrap(dek, binding)
+        except BaseException:
+            wipe(dek)
+            raise
 
-    def wrap(self, data_key: bytes | bytearray) -> WrappedKey:
+    def wrap(self, data_key: bytes | bytearray, binding: KeyBinding) -> WrappedKey:
         if len(data_key) != DATA_KEY_BYTES:
             raise KeyProviderError(f"data keys are {DATA_KEY_BYTES} bytes, got {len(data_key)}")
+        check_binding(binding)
         n, k = len(self._custodians), self._threshold
         view = bytes(data_key)
         first = Shamir.split(k, n, view[:HALF])
@@ -311,13 +347,14 @@ class ShamirProvider:
                 raise KeyProviderError("Shamir split returned mismatched share indices")
             share = bytearray(y1 + y2)
             try:
-                sealed = seal_to_host(custodian.public_key, share, _share_info(self._key_id, x1, custodian.public_hex))
-                check = _share_check(self._key_id, x1, share)
+                info = _share_info(self._key_id, x1, custodian.public_hex, binding)
+                sealed = seal_to_host(custodian.public_key, share, info)
+                check = _share_check(self._key_id, x1, binding, share)
             finally:
                 wipe(share)
             records.append(ShareRecord(x1, custodian.name, custodian.public_hex, check, sealed))
-        blob = ShamirBlob(self._key_id, k, _kcv(data_key, self._key_id), tuple(records))
-        return WrappedKey(self.provider, self._key_id, blob.to_bytes())
+        blob = ShamirBlob(self._key_id, k, _kcv(data_key, self._key_id, binding), tuple(records))
+        return WrappedKey(self.provider, self._key_id, blob.to_bytes(), binding)
 
     def unwrap(self, wrapped: WrappedKey) -> bytearray:
         check_reference(self, wrapped)
@@ -331,7 +368,7 @@ class ShamirProvider:
         host = X25519PrivateKey.generate()
         context = b"strongroom/local-quorum/" + secrets.token_bytes(16)
         shares = [
-            custodian_reencrypt_share(wrapped, key, host.public_key(), context)
+            custodian_reencrypt_share(wrapped, key, host.public_key(), context, model_id=wrapped.binding.model_id)
             for key in self._local_keys[: blob.threshold]
         ]
         return host_combine(wrapped, shares, host, context)
@@ -341,32 +378,42 @@ class ShamirProvider:
 
 
 def custodian_reencrypt_share(
-    wrapped: WrappedKey | bytes,
+    wrapped: WrappedKey,
     custodian_private_key: X25519PrivateKey,
     host_public_key: X25519PublicKey,
     context: bytes,
+    *,
+    model_id: str | None,
 ) -> ReencryptedShare:
-    """As a custodian: open my share of ``wrapped`` and re-seal it to the host's key for one release."""
+    """As a custodian approving ``model_id``: open my share of ``wrapped`` and re-seal it to the host's key
+    for one release. Refuses a reference bound to another model (``ModelMismatchError``) and one whose
+    binding was edited (the share's HPKE info covers the binding, so it does not open: ``ShareError``)."""
     if not context:
         raise KeyProviderError("a release context (the release id) is required")
+    binding = _require_reference(wrapped).binding
+    if model_id != binding.model_id:
+        raise ModelMismatchError(
+            f"the custodian approves model {model_id}, but this key reference is bound to model "
+            f"{binding.model_id} (seal {binding.seal_id}): refused"
+        )
     blob = ShamirBlob.parse(wrapped)
     record = blob.share_for(custodian_private_key.public_key())
     try:
         share = open_as_host(
-            custodian_private_key, record.sealed, _share_info(blob.key_id, record.index, record.public_hex)
+            custodian_private_key, record.sealed, _share_info(blob.key_id, record.index, record.public_hex, binding)
         )
     except HpkeError:
         raise ShareError(
-            f"share {record.index} of {blob.key_id} ({record.custodian}) does not open with this custodian key: "
-            "tampered"
+            f"share {record.index} of {blob.key_id} ({record.custodian}) does not open with this custodian key "
+            "and binding: tampered, or the reference's seal id or model id was changed"
         ) from None
     try:
         if len(share) != SHARE_BYTES or not hmac.compare_digest(
-            _share_check(blob.key_id, record.index, share), record.check
+            _share_check(blob.key_id, record.index, binding, share), record.check
         ):
             raise ShareError(f"share {record.index} of {blob.key_id} ({record.custodian}) fails its check")
         sealed = seal_to_host(
-            host_public_key, share, _release_info(blob.key_id, record.index, record.public_hex, context)
+            host_public_key, share, _release_info(blob.key_id, record.index, record.public_hex, binding, context)
         )
     finally:
         wipe(share)
@@ -374,7 +421,7 @@ def custodian_reencrypt_share(
 
 
 def host_combine(
-    wrapped: WrappedKey | bytes,
+    wrapped: WrappedKey,
     shares: Sequence[ReencryptedShare],
     host_private_key: X25519PrivateKey,
     context: bytes,
@@ -383,8 +430,10 @@ def host_combine(
 
     Raises ``InsufficientSharesError`` for fewer than k distinct shares, ``ShareError`` naming the custodian
     for a duplicated, foreign, unopenable or corrupted share, and ``ShareError`` if the result fails the
-    key-check value. Uses the first k shares by index; extra shares are checked but not needed.
+    key-check value. Shares, share checks and KCV all cover ``wrapped.binding``, so a reference whose seal
+    id or model id was edited fails too. Uses the first k shares by index; extra ones are checked too.
     """
+    binding = _require_reference(wrapped).binding
     blob = ShamirBlob.parse(wrapped)
     by_index: dict[int, ReencryptedShare] = {}
     for share in shares:
@@ -406,17 +455,17 @@ def host_combine(
     try:
         for index in sorted(by_index):
             record = blob.shares[index - 1]
-            info = _release_info(blob.key_id, index, record.public_hex, context)
+            info = _release_info(blob.key_id, index, record.public_hex, binding, context)
             try:
                 value = open_as_host(host_private_key, by_index[index].sealed, info)
             except HpkeError:
                 raise ShareError(
-                    f"share {index} of {blob.key_id} ({record.custodian}) does not open with this host key "
-                    "and release context"
+                    f"share {index} of {blob.key_id} ({record.custodian}) does not open with this host key, "
+                    "release context and binding"
                 ) from None
             opened.append((index, value))
             if len(value) != SHARE_BYTES or not hmac.compare_digest(
-                _share_check(blob.key_id, index, value), record.check
+                _share_check(blob.key_id, index, binding, value), record.check
             ):
                 raise ShareError(f"share {index} of {blob.key_id} ({record.custodian}) is corrupted")
         chosen = opened[: blob.threshold]
@@ -426,7 +475,7 @@ def host_combine(
     finally:
         for _, value in opened:
             wipe(value)
-    if not hmac.compare_digest(_kcv(data_key, blob.key_id), blob.kcv):
+    if not hmac.compare_digest(_kcv(data_key, blob.key_id, binding), blob.kcv):
         wipe(data_key)
         raise ShareError(f"the key rebuilt from shares of {blob.key_id} fails the key-check value")
     return data_key

@@ -4,6 +4,7 @@ from strongroom.manifest.build import build_manifest, is_sealed_dir, manifest_of
 from strongroom.manifest.diff import diff_models
 from strongroom.manifest.errors import ManifestError, VerificationError
 from strongroom.manifest.records import Manifest
+from strongroom.manifest.sealing import seal_model
 from strongroom.manifest.sign import sign_model
 from strongroom.manifest.verify import verify_model
 from strongroom.manifest.verify_load import VerifiedModel, load_verified
@@ -19,6 +20,7 @@ __all__ = [
     "load_verified",
     "manifest_of_plain",
     "manifest_of_sealed",
+    "seal_model",
     "sign_model",
     "verify_model",
 ]

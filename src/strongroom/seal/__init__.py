@@ -44,15 +44,17 @@ def seal_blob(data: bytes | bytearray | memoryview, dst: str | Path, provider: K
     """Seal in-memory bytes into one standalone sealed file under a fresh data key; returns the seal id.
 
     For small secrets produced in memory (transcripts, summaries, manifests): no plaintext touches disk.
+    The seal id is drawn first and the key is bound to it, with no model id (this is not a model).
     """
     import secrets
 
+    from strongroom.keys.provider import KeyBinding
     from strongroom.memory import wipe
     from strongroom.seal.writer import seal_bytes
 
-    data_key, wrapped = provider.generate_data_key()
+    seal_id = secrets.token_hex(16)
+    data_key, wrapped = provider.generate_data_key(KeyBinding(seal_id, None))
     try:
-        seal_id = secrets.token_hex(16)
         seal_bytes(data, Path(dst), name=name, seal_id=seal_id, data_key=data_key, wrapped=wrapped)
         return seal_id
     finally:

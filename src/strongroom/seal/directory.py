@@ -1,8 +1,9 @@
 """Sealed model directories: one data key per model version, one sealed file per source file, an index.
 
 ``SEALED.json`` (canonical JSON) lists every file with its plaintext length and digest, the seal id and
-the wrapped data key; ``index_mac`` (HMAC-SHA256 under a key derived from the data key) makes the list
-tamper-evident, so a dropped, added or swapped file is caught by anyone holding the key.
+the wrapped data key, whose binding names that seal id and (for a model) the model id; ``index_mac``
+(HMAC-SHA256 under a key derived from the data key) makes the list tamper-evident, so a dropped, added or
+swapped file is caught by anyone holding the key. The binding itself is authenticated by the key provider.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from strongroom.atomic import atomic_directory, write_atomic
 from strongroom.canonical_json import canonical_json
 from strongroom.keys.errors import KeyProviderError
-from strongroom.keys.provider import KeyProvider, WrappedKey
+from strongroom.keys.provider import KeyBinding, KeyProvider, WrappedKey
 from strongroom.memory import wipe
 from strongroom.seal.errors import FileIdentityError, SealedDirectoryError, SealedFormatError, SealError
-from strongroom.seal.header import plaintext_digest
+from strongroom.seal.header import check_binding_matches, plaintext_digest
 from strongroom.seal.reader import SealedFile
 from strongroom.seal.stream import DEFAULT_SEGMENT_SIZE
 from strongroom.seal.tensors import Framework, SealedSafetensors
@@ -92,23 +93,28 @@ def seal_path(
     dst: Path,
     provider: KeyProvider,
     *,
+    model_id: str | None = None,
     segment_size: int = DEFAULT_SEGMENT_SIZE,
     threads: int | None = None,
     progress: Progress | None = None,
     on_file: Callable[[str, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Seal a model directory (or one file) with a fresh data key; returns a summary. Output is atomic."""
+    """Seal a model directory (or one file) with a fresh data key; returns a summary. Output is atomic.
+
+    The seal id is drawn first and the data key is generated bound to it and to ``model_id`` (the plain
+    model's id, ``strongroom.manifest.sealing.seal_model`` computes it), so the key unwraps for nothing else.
+    """
     src, dst = Path(src), Path(dst)
     if not src.exists():
         raise SealError(f"{src}: no such file or directory")
     if dst.exists():
         raise SealError(f"{dst}: output already exists; choose a new path")
-    try:
-        data_key, wrapped = provider.generate_data_key()
-    except KeyProviderError:
-        raise
     seal_id = secrets.token_hex(16)
+    binding = KeyBinding(seal_id, model_id)
+    data_key, wrapped = provider.generate_data_key(binding)
     try:
+        if wrapped.binding != binding:
+            raise SealError(f"key provider {wrapped.provider}:{wrapped.key_id} returned a key for another binding")
         if src.is_file():
             if on_file:
                 on_file(src.name, src.stat().st_size)
@@ -163,7 +169,7 @@ def seal_path(
         "source": str(src),
         "sealed": str(dst),
         "seal_id": seal_id,
-        "key": {"provider": wrapped.provider, "key_id": wrapped.key_id},
+        "key": {"provider": wrapped.provider, "key_id": wrapped.key_id, "binding": wrapped.binding.to_json()},
         "segment_size": segment_size,
         "files": [e.to_json() for e in entries],
         "plaintext_bytes": sum(e.plaintext_length for e in entries),
@@ -189,6 +195,16 @@ class SealedModel:
         self.single = single
         self._raw_index = raw_index
         self._data_key: bytearray | None = None
+
+    @property
+    def binding(self) -> KeyBinding:
+        """The seal id and model id the data key is bound to (authenticated when the key is unwrapped)."""
+        return self.key.binding
+
+    @property
+    def model_id(self) -> str | None:
+        """The model id this sealed model's key is bound to, or None for data that is not a model."""
+        return self.key.binding.model_id
 
     # -- without a key ------------------------------------------------------------------------
 
@@ -229,8 +245,11 @@ class SealedModel:
             for e in entries:
                 assert isinstance(e.name, str) and isinstance(e.plaintext_length, int)
                 _check_relative(e.name, index_path)
-        except (KeyError, TypeError, AssertionError, KeyProviderError):
+        except KeyProviderError as exc:
+            raise SealedFormatError(f"{index_path}: malformed key reference: {exc}") from None
+        except (KeyError, TypeError, AssertionError):
             raise SealedDirectoryError(f"{index_path}: malformed index") from None
+        check_binding_matches(key, seal_id, str(index_path))
         return cls(root, seal_id, key, entries, False, raw)
 
     # -- with a key ---------------------------------------------------------------------------
@@ -290,6 +309,8 @@ class SealedModel:
             h, entry = sealed.header, self.entries[name]
             if h.seal_id != self.seal_id:
                 raise FileIdentityError(f"{display}: belongs to another sealed model (seal id {h.seal_id})")
+            if h.key != self.key:
+                raise FileIdentityError(f"{display}: carries another key reference or binding than the index")
             if not self.single and h.name != name:
                 raise FileIdentityError(f"{display}: holds the sealed file {h.name!r}, not {name!r} (renamed?)")
             if (h.plaintext_length, h.plaintext_digest) != (entry.plaintext_length, entry.plaintext_digest):

@@ -9,7 +9,8 @@ Layout::
     stream   Tink AES-GCM-HKDF stream (strongroom.seal.stream) whose associated data is every byte above
 
 The key commitment is HKDF-SHA256(ikm=data key, salt=seal id, info=COMMITMENT_INFO), so a file opens
-under exactly one data key and a wrong key is reported before any segment is touched.
+under exactly one data key and a wrong key is reported before any segment is touched. The key reference's
+binding must name the header's own seal id (its model id is authenticated by the key provider).
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ class SealedHeader:
         try:
             key = WrappedKey.from_json(value.get("key"))
         except KeyProviderError as exc:
-            raise SealedFormatError(f"{file}: {exc}") from None
+            raise SealedFormatError(f"{file}: malformed key reference: {exc}") from None
         header = cls(
             name=field("name", str),
             seal_id=field("seal_id", str),
@@ -138,6 +139,7 @@ class SealedHeader:
         )
         if not _HEX.match(header.seal_id) or len(header.seal_id) != 32:
             raise SealedFormatError(f"{file}: seal_id must be 32 hex digits")
+        check_binding_matches(key, header.seal_id, file)
         if not _HEX.match(header.key_commitment) or len(header.key_commitment) != 64:
             raise SealedFormatError(f"{file}: key_commitment must be 64 hex digits")
         if not _DIGEST.match(header.plaintext_digest):
@@ -151,6 +153,14 @@ class SealedHeader:
         if canonical_json(header.to_json()) != body:
             raise SealedFormatError(f"{file}: sealed header is not in canonical form or has unknown fields")
         return header
+
+
+def check_binding_matches(key: WrappedKey, seal_id: str, file: str) -> None:
+    """Refuse a key reference bound to another seal id than the file or index that carries it."""
+    if key.binding.seal_id != seal_id:
+        raise SealedFormatError(
+            f"{file}: the data key is bound to seal id {key.binding.seal_id}, but this is seal {seal_id}"
+        )
 
 
 def split_prefix(prefix: bytes, file: str) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 from strongroom.atomic import fsync_dir
 from strongroom.keys.provider import WrappedKey
 from strongroom.seal.errors import SealError
-from strongroom.seal.header import SealedHeader, key_commitment, plaintext_digest
+from strongroom.seal.header import SealedHeader, check_binding_matches, key_commitment, plaintext_digest
 from strongroom.seal.reader import default_threads
 from strongroom.seal.safetensors_header import parse_safetensors_header
 from strongroom.seal.stream import (
@@ -49,6 +49,7 @@ def seal_file(
     progress: Progress | None = None,
 ) -> SealedHeader:
     """Seal ``src`` into ``dst`` atomically; ``name`` is the file's path inside its model directory."""
+    check_binding_matches(wrapped, seal_id, str(dst))
     try:
         fd = os.open(src, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
@@ -92,6 +93,7 @@ def seal_bytes(
     segment_size: int = DEFAULT_SEGMENT_SIZE,
 ) -> SealedHeader:
     """Seal in-memory plaintext (a transcript, a manifest) into ``dst`` atomically; no clear text on disk."""
+    check_binding_matches(wrapped, seal_id, str(dst))
     source = memoryview(data).cast("B")
     header = SealedHeader(
         name=name,
