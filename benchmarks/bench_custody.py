@@ -44,12 +44,14 @@ from typing import Any
 import httpx
 import uvloop
 
-from strongroom.custody.admin import model_registration, person_change
+from strongroom.custody import admin
 from strongroom.custody.client import CustodyClient
+from strongroom.custody.envelope import SignedMessage
 from strongroom.custody.host import HostSession
-from strongroom.custody.messages import SignedMessage, new_approval
 from strongroom.custody.policy import ModelPolicy
+from strongroom.custody.protocol import ReleaseRequest, new_approval
 from strongroom.keys import LocalKeyring
+from strongroom.keys.provider import KeyBinding
 from strongroom.ledger.client import LedgerClient
 from strongroom.server.background import serve_process
 from strongroom.signing import Signer
@@ -64,16 +66,23 @@ TRACE: list[str] = []  # --trace FILE: where to write each looping run's release
 
 def run(workdir: Path, database: str | None, clients: int, seconds: float, think: float) -> None:
     keyring = LocalKeyring.init(workdir / "keys", passphrase="bench", scrypt_n=2**10)
-    _, wrapped = keyring.generate_data_key()
+    _, wrapped = keyring.generate_data_key(KeyBinding("5e" * 16, MODEL))
     env = {**os.environ, "STRONGROOM_PASSPHRASE": "bench"}
     extra = ["--keys", str(workdir / "keys"), *(["--database", database] if database else [])]
+    officers = [Signer.generate("ed25519") for _ in range(2)]
+    (workdir / "srv" / "officers").mkdir(parents=True)
+    for n, officer in enumerate(officers):
+        (workdir / "srv" / "officers" / f"officer{n}.pub").write_bytes(officer.verifier.pem())
     with serve_process(workdir / "srv", *extra, env=env) as url:
-        operator = Signer.load(workdir / "srv" / "operator.key")
-        admin = CustodyClient(url)
-        admin.register_model(model_registration(ModelPolicy(MODEL, 3, 2), wrapped, {}, operator))
-        admin.close()
-        people = enrol(url, operator, clients)
+        client = CustodyClient(url)
+        client.admin(admin.propose(admin.register_model(ModelPolicy(MODEL, 3, 2), wrapped), officers))
+        people = enrol(client, officers, clients)
         HOSTS.update((i, Signer.generate("ed25519")) for i in range(clients))
+        for i in range(clients):
+            key = HOSTS[i].verifier.pem().decode()
+            host = admin.enrol_host(f"host-{i}", name=f"host-{i}", site="bench", owner="bench", public_key=key)
+            client.admin(admin.propose(host, officers))
+        client.close()
         paced = loop_clients(url, people, clients, seconds, think, workdir)
         flat_out = loop_clients(url, people, clients, seconds, 0.0, workdir)
         herd = loop_clients(url, people, clients, 0.0, 0.0, workdir, once=True)
@@ -119,27 +128,24 @@ def probe_report(process: subprocess.Popen[bytes], run: Run) -> None:
         TRACE.append(TRACE[0])
 
 
-def enrol(url: str, operator: Signer, clients: int) -> dict[str, Signer]:
-    """Enrol bob (SenL-4), carol (SenL-5 custodian) and one SenL-3 requester per client."""
-    admin = CustodyClient(url)
+def enrol(client: CustodyClient, officers: list[Signer], clients: int) -> dict[str, Signer]:
+    """Enrol bob (SenL-4), carol (SenL-5 custodian) and one SenL-3 requester per client (two officers each)."""
     people: dict[str, Signer] = {}
-    vetted = (date.today() - timedelta(days=10)).isoformat()
+    vetted = date.today() - timedelta(days=10)
     for person, tier, custodian in [("bob", 4, False), ("carol", 5, True)] + [
         (f"r{i}", 3, False) for i in range(clients)
     ]:
         people[person] = Signer.generate("ed25519")
-        change = {
-            "change": "enrol",
-            "person": person,
-            "name": person,
-            "public_key": people[person].verifier.pem().decode(),
-            "position": "p",
-            "tier": tier,
-            "custodian": custodian,
-            "vetted_on": vetted,
-        }
-        admin.change_person(person_change(change, operator))
-    admin.close()
+        proposal = admin.enrol_person(
+            person,
+            name=person,
+            public_key=people[person].verifier.pem().decode(),
+            position="p",
+            tier=tier,
+            custodian=custodian,
+            vetted_on=vetted,
+        )
+        client.admin(admin.propose(proposal, officers))
     return people
 
 
@@ -180,9 +186,9 @@ async def flow(http: httpx.AsyncClient, people: dict[str, Signer], i: int, think
     """One request, two approvals and the release, with a pause of mean ``think`` seconds before each step
     (people take time to decide)."""
     host = HostSession(f"host-{i}", HOSTS[i])  # the host's long-lived identity; a fresh ephemeral key per request
-    request = SignedMessage.sign(host.request_payload(MODEL, "bench", f"r{i}"), people[f"r{i}"])
+    request = ReleaseRequest.parse(SignedMessage.sign(host.request_payload(MODEL, "bench", f"r{i}"), people[f"r{i}"]))
     await pause(think)
-    request_id = (await post(http, "/v1/custody/requests", request))["request_id"]
+    request_id = (await post(http, "/v1/custody/requests", request.signed))["request_id"]
     for approver in ("bob", "carol"):
         await pause(think)
         approval = SignedMessage.sign(new_approval(request=request, approver=approver), people[approver])

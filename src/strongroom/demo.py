@@ -180,12 +180,13 @@ def run_demo(workdir: Path, say: Say) -> dict[str, Any]:
 
 def _officers(data_dir: Path) -> dict[str, Signer]:
     """Two security officers; their public keys in DATA/officers make them the ledger's genesis authority."""
-    folder = data_dir / "officers"
+    folder, keys = data_dir / "officers", data_dir.parent / "officer-keys"
     folder.mkdir(parents=True, exist_ok=True)
+    keys.mkdir(mode=0o700, exist_ok=True)
     officers: dict[str, Signer] = {}
     for name in ("olga", "oscar"):
         key = Signer.generate("ed25519")
-        key.save(data_dir.parent / "officer-keys" / f"{name}.key", folder / f"{name}.pub")
+        key.save(keys / f"{name}.key", folder / f"{name}.pub")
         officers[name] = key
     return officers
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -18,6 +19,7 @@ from strongroom.custody.host import HostSession
 from strongroom.custody.policy import ModelPolicy
 from strongroom.custody.protocol import ReleaseRequest, new_approval
 from strongroom.keys import LocalKeyring
+from strongroom.keys.provider import KeyProvider
 from strongroom.manifest.sealing import seal_model
 from strongroom.seal import SealedModel
 from strongroom.server.app import Services, create_app, open_services
@@ -76,7 +78,11 @@ class Admin:
         key = key or Signer.generate("ed25519")
         self(
             admin.enrol_host(
-                host_id, name=f"{host_id}.dc1", site="dc1 rack 4", owner="platform", public_key=key.verifier.pem().decode()
+                host_id,
+                name=f"{host_id}.dc1",
+                site="dc1 rack 4",
+                owner="platform",
+                public_key=key.verifier.pem().decode(),
             )
         )
         return key
@@ -135,23 +141,38 @@ def sealed_minilm(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> 
     return root / "keys", root / "sealed", str(summary["model_id"])
 
 
-@pytest.fixture
-def env(tmp_path: Path, sealed_minilm: tuple[Path, Path, str]) -> Iterator[CustodyEnv]:
-    keydir, sealed, model_id = sealed_minilm
-    keyring = LocalKeyring.open(keydir, passphrase=PASSPHRASE)
-    data = tmp_path / "server"
+@contextlib.contextmanager
+def deploy(
+    data: Path,
+    providers: list[KeyProvider],
+    sealed: Path,
+    people: list[tuple[str, int]] = PEOPLE,
+    keyring: LocalKeyring | None = None,
+) -> Iterator[CustodyEnv]:
+    """A served custody deployment: three officers (two to co-sign), the sealed model registered (SenL-3, two
+    approvals), ``people`` enrolled with the access agreement, and host gpu-01 enrolled."""
     officers = make_officers(data)
-    services = open_services(data, providers=[keyring], agreement=AGREEMENT)
+    services = open_services(data, providers=providers, agreement=AGREEMENT)
     with BackgroundServer(create_app(services, data)) as url:
         client = CustodyClient(url)
         officer_admin = Admin(client, officers)
         with SealedModel.inspect(sealed) as model:
             key = model.key
+        model_id = key.binding.model_id
+        assert model_id is not None
         officer_admin(admin.register_model(ModelPolicy(model_id, 3, 2), key, {"training_run": "test"}))
-        people = officer_admin.enrol(PEOPLE)
-        env = CustodyEnv(url, data, services, client, keyring, sealed, model_id, people, officers, officer_admin)
+        enrolled = officer_admin.enrol(people)
+        env = CustodyEnv(url, data, services, client, keyring, sealed, model_id, enrolled, officers, officer_admin)  # type: ignore[arg-type]
         env.hosts["gpu-01"] = officer_admin.enrol_host("gpu-01")
         yield env
         client.close()
     services.close()
+
+
+@pytest.fixture
+def env(tmp_path: Path, sealed_minilm: tuple[Path, Path, str]) -> Iterator[CustodyEnv]:
+    keydir, sealed, _ = sealed_minilm
+    keyring = LocalKeyring.open(keydir, passphrase=PASSPHRASE)
+    with deploy(tmp_path / "server", [keyring], sealed, keyring=keyring) as env:
+        yield env
     keyring.close()

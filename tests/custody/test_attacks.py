@@ -102,7 +102,9 @@ class Deployment:
         return host, ReleaseRequest.parse(signed), self.client.submit_request(signed)
 
     def approve(self, request: ReleaseRequest, who: str, decision: str = "approve", key: Signer | None = None) -> int:
-        signed = SignedMessage.sign(new_approval(request=request, approver=who, decision=decision), key or self.people[who])
+        signed = SignedMessage.sign(
+            new_approval(request=request, approver=who, decision=decision), key or self.people[who]
+        )
         return self.client.approve(request.request_id, signed)
 
     def released(self) -> tuple[HostSession, str, dict[str, object]]:
@@ -114,8 +116,18 @@ class Deployment:
     def verify_custody(self) -> subprocess.CompletedProcess[str]:
         """``strongroom ledger verify --custody --json``, as an outside auditor runs it."""
         return subprocess.run(
-            [sys.executable, "-m", "strongroom.cli.main", "ledger", "verify", self.url, "--state",
-             str(self.data.parent / "auditor.json"), "--custody", "--json"],
+            [
+                sys.executable,
+                "-m",
+                "strongroom.cli.main",
+                "ledger",
+                "verify",
+                self.url,
+                "--state",
+                str(self.data.parent / "auditor.json"),
+                "--custody",
+                "--json",
+            ],
             env={**os.environ, "PYTHONPATH": SRC},
             capture_output=True,
             text=True,
@@ -152,14 +164,20 @@ def entries_of(deployment: Deployment, entry_type: str) -> int:
 def test_an_appender_cannot_write_custody_or_people_entries(deployment: Deployment) -> None:
     mallory = Signer.generate("ed25519")
     enrol = {"person": "mallory", "change": "enrol", "authorisation": {}}
-    for entry_type, body in [("person.changed", enrol), ("key.released", {"model_id": deployment.model_id,
-                                                                            "request_id": "00" * 32, "approvers": [],
-                                                                            "host": {}})]:
+    for entry_type, body in [
+        ("person.changed", enrol),
+        ("key.released", {"model_id": deployment.model_id, "request_id": "00" * 32, "approvers": [], "host": {}}),
+    ]:
         raw = make_entry(entry_type, body, deployment.appender)
         reply = httpx.post(deployment.url + "/add", content=raw)
         assert reply.status_code == 403 and f"may not write {entry_type}" in reply.text
     evaluation = {"model_id": deployment.model_id, "suite": "mmlu", "results": {"acc": 0.5}, "evaluator": "evals"}
-    assert httpx.post(deployment.url + "/add", content=make_entry("model.evaluated", evaluation, deployment.appender)).status_code == 201
+    assert (
+        httpx.post(
+            deployment.url + "/add", content=make_entry("model.evaluated", evaluation, deployment.appender)
+        ).status_code
+        == 201
+    )
     service_key = Signer.load(deployment.data / "service.key")
     reply = httpx.post(deployment.url + "/add", content=make_entry("person.changed", enrol, service_key))
     assert reply.status_code == 403 and "not authorised" in reply.text
@@ -180,16 +198,26 @@ def test_entries_written_behind_the_services_back_never_count(deployment: Deploy
     after a restart none of them counts, each is named, releases stop, and the log keeps serving."""
     mallory = Signer.generate("ed25519")
     enrolment = admin.enrol_person(
-        "mallory", name="M", public_key=mallory.verifier.pem().decode(), position="x", tier=5, custodian=True,
+        "mallory",
+        name="M",
+        public_key=mallory.verifier.pem().decode(),
+        position="x",
+        tier=5,
+        custodian=True,
         vetted_on=date.today(),
     )
     one_officer = admin.propose(enrolment, [deployment.officers["olga"]])
     service_key = Signer.load(deployment.data / "service.key")
     with deployment.behind_its_back() as ledger:
         start = ledger.size
-        for signer, auth in [(deployment.appender, one_officer.to_json()), (service_key, one_officer.to_json()),
-                             (service_key, {"payload": "x"})]:
-            ledger.append(make_entry("person.changed", {"person": "mallory", "change": "enrol", "authorisation": auth}, signer))
+        for signer, auth in [
+            (deployment.appender, one_officer.to_json()),
+            (service_key, one_officer.to_json()),
+            (service_key, {"payload": "x"}),
+        ]:
+            ledger.append(
+                make_entry("person.changed", {"person": "mallory", "change": "enrol", "authorisation": auth}, signer)
+            )
     deployment.people["mallory"] = mallory
     with pytest.raises(MessageError, match="no person 'mallory'"):
         deployment.request("mallory")
@@ -211,8 +239,13 @@ def test_entries_written_behind_the_services_back_never_count(deployment: Deploy
 def test_one_officer_or_the_service_key_cannot_administer(deployment: Deployment) -> None:
     service_key = Signer.load(deployment.data / "service.key")
     lax = admin.enrol_person(
-        "puppet", name="P", public_key=Signer.generate("ed25519").verifier.pem().decode(), position="x", tier=5,
-        custodian=True, vetted_on=date.today(),
+        "puppet",
+        name="P",
+        public_key=Signer.generate("ed25519").verifier.pem().decode(),
+        position="x",
+        tier=5,
+        custodian=True,
+        vetted_on=date.today(),
     )
     with pytest.raises(NotAuthorisedError, match="403.*needs 2 distinct officers, signed by 1"):
         deployment.client.admin(admin.propose(lax, [deployment.officers["olga"]]))
@@ -301,20 +334,30 @@ def test_clearance_as_documented(deployment: Deployment) -> None:
 
 
 def test_the_audit_re_decides_and_names_every_forged_release(deployment: Deployment) -> None:
-    host, request_id, bundle = deployment.released()
+    _, _, bundle = deployment.released()
     genuine = int(bundle["ledger"]["index"])  # type: ignore[index]
     service_key = Signer.load(deployment.data / "service.key")
-    _, denied, denied_id = deployment.request()
-    denial = SignedMessage.sign(new_approval(request=denied, approver="dave", decision="deny"), deployment.people["dave"])
+    _, denied, _ = deployment.request()
+    denial = SignedMessage.sign(
+        new_approval(request=denied, approver="dave", decision="deny"), deployment.people["dave"]
+    )
     with SealedModel.inspect(deployment.sealed) as model:
         reference = key_reference(model.key)
 
-    def release_body(request: ReleaseRequest, approvals: list[SignedMessage], approvers: list[str]) -> dict[str, object]:
+    def release_body(
+        request: ReleaseRequest, approvals: list[SignedMessage], approvers: list[str]
+    ) -> dict[str, object]:
         return {
-            "model_id": request.model_id, "request_id": request.request_id, "request": request.signed.to_json(),
-            "approvals": [a.to_json() for a in approvals], "approvers": approvers, "custodians": [],
-            "host": {"host_id": request.host_id, "key_id": request.host_key_id}, "key": reference,
-            "received_at": request.signed.payload["issued_at"], "release_nonce": "ab" * 16,
+            "model_id": request.model_id,
+            "request_id": request.request_id,
+            "request": request.signed.to_json(),
+            "approvals": [a.to_json() for a in approvals],
+            "approvers": approvers,
+            "custodians": [],
+            "host": {"host_id": request.host_id, "key_id": request.host_key_id},
+            "key": reference,
+            "received_at": request.signed.payload["issued_at"],
+            "release_nonce": "ab" * 16,
         }
 
     with deployment.behind_its_back() as ledger:
@@ -324,7 +367,9 @@ def test_the_audit_re_decides_and_names_every_forged_release(deployment: Deploym
         ledger.append(make_entry("key.released", body, service_key))  # the service key, a denial as the quorum
         sock = Signer.generate("ed25519")  # approvals by someone no officer enrolled
         puppet = SignedMessage.sign(new_approval(request=denied, approver="puppet"), sock)
-        ledger.append(make_entry("key.released", release_body(denied, [denial, puppet], ["puppet", "dave"]), service_key))
+        ledger.append(
+            make_entry("key.released", release_body(denied, [denial, puppet], ["puppet", "dave"]), service_key)
+        )
     audit = deployment.verify_custody()
     assert audit.returncode == 1, audit.stderr
     report = json.loads(audit.stdout)["custody"]

@@ -97,12 +97,16 @@ def test_approval_rules(world: World, approvers: list[str], expected: str) -> No
 
 def test_suspended_approver_does_not_count(world: World) -> None:
     people, _, _ = world
-    people.apply({"change": "signal", "person": "carol", "signal_id": "s9", "kind": "travel", "observed_on": "2026-11-20"})
+    people.apply(
+        {"change": "signal", "person": "carol", "signal_id": "s9", "kind": "travel", "observed_on": "2026-11-20"}
+    )
     assert "approver carol has no access: suspended: open travel signal s9" in decide(world, ["bob", "carol"])
 
 
 def test_requester_tier_and_delay_and_expiry(world: World) -> None:
-    assert "requester alice is SenL-4; the model needs SenL-5" in decide(world, ["carol", "dan"], ModelPolicy(MODEL, 5, 2))
+    assert "requester alice is SenL-4; the model needs SenL-5" in decide(
+        world, ["carol", "dan"], ModelPolicy(MODEL, 5, 2)
+    )
     delayed = ModelPolicy(MODEL, 4, 2, delay_seconds=600)
     assert any(r.startswith("release delay") for r in decide(world, ["bob", "carol"], delayed))
     assert decide(world, ["bob", "carol"], delayed, NOW + timedelta(minutes=11)) == []
@@ -116,9 +120,10 @@ def test_the_host_must_be_enrolled_active_and_the_one_named(world: World) -> Non
     hosts.apply({"change": "retire", "host": "gpu-01"})
     reasons = evaluate(ModelPolicy(MODEL, 4, 2), request, NOW, approvals, people, hosts, NOW).reasons
     assert "host 'gpu-01' is retired" in reasons
-    assert "no host 'gpu-01' is enrolled" in evaluate(
-        ModelPolicy(MODEL, 4, 2), request, NOW, approvals, people, HostRegistry(), NOW
-    ).reasons
+    assert (
+        "no host 'gpu-01' is enrolled"
+        in evaluate(ModelPolicy(MODEL, 4, 2), request, NOW, approvals, people, HostRegistry(), NOW).reasons
+    )
 
 
 def test_the_decision_is_the_same_whenever_it_is_taken(world: World) -> None:

@@ -78,7 +78,7 @@ def test_granting_needs_two_distinct_officers_and_taking_away_needs_one(gate: Ga
         gate.change(enrolment("alice"), "olga")
     done = gate.change(enrolment("alice"), "olga", "oscar")
     assert done["officers"] == ["olga", "oscar"] and "alice" in gate.service.state.people.people
-    gate.change(admin.raise_signal("alice", SignalKind.financial), "otto")
+    gate.change(admin.raise_signal("alice", SignalKind.FINANCIAL), "otto")
     assert not gate.service.state.people.standing("alice", gate.service.clock()).active
     gate.change(admin.offboard("alice"), "olga")
     assert gate.service.state.people.get("alice").offboarded
@@ -128,7 +128,7 @@ def test_the_officers_change_only_by_their_own_quorum(gate: Gate) -> None:
 
 def test_replay_rebuilds_the_same_state(gate: Gate) -> None:
     gate.change(enrolment("alice"))
-    gate.change(admin.raise_signal("alice", SignalKind.travel), "otto")
+    gate.change(admin.raise_signal("alice", SignalKind.TRAVEL), "otto")
     before = gate.service.state.people.standing("alice", gate.service.clock())
     after = gate.restart().state.people.standing("alice", gate.service.clock())
     assert before == after and not after.active and gate.service.state.problems == []
@@ -145,7 +145,9 @@ def test_replay_refuses_what_it_cannot_verify_and_stops_releases_but_starts(gate
         make_entry("person.changed", {"person": "mallory", "change": "enrol", "authorisation": {}}, appender),
         # the service key with one officer's signature
         make_entry(
-            "person.changed", {"person": "mallory", "change": "enrol", "authorisation": one_officer.to_json()}, gate.service_key
+            "person.changed",
+            {"person": "mallory", "change": "enrol", "authorisation": one_officer.to_json()},
+            gate.service_key,
         ),
         # the service key and a fabricated co-signature
         make_entry(
@@ -153,12 +155,16 @@ def test_replay_refuses_what_it_cannot_verify_and_stops_releases_but_starts(gate
             {
                 "person": "mallory",
                 "change": "enrol",
-                "authorisation": CoSigned(one_officer.payload, ((gate.officers["oscar"].key_id, b"\x00" * 64),)).to_json(),
+                "authorisation": CoSigned(
+                    one_officer.payload, ((gate.officers["oscar"].key_id, b"\x00" * 64),)
+                ).to_json(),
             },
             gate.service_key,
         ),
         # a crafted body that once stopped every later start
-        make_entry("person.changed", {"person": "x", "change": "enrol", "authorisation": {"payload": 1}}, gate.service_key),
+        make_entry(
+            "person.changed", {"person": "x", "change": "enrol", "authorisation": {"payload": 1}}, gate.service_key
+        ),
     ]
     start = gate.ledger.size
     for raw in forged:
@@ -206,7 +212,9 @@ def test_replay_pages_through_the_whole_log(gate: Gate) -> None:
     from strongroom.ledger.entries import parse_entry
 
     gate.change(enrolment("alice"))
-    junk = parse_entry(make_entry("person.changed", {"person": "x", "change": "enrol", "authorisation": {}}, gate.service_key))
+    junk = parse_entry(
+        make_entry("person.changed", {"person": "x", "change": "enrol", "authorisation": {}}, gate.service_key)
+    )
     start, count = gate.ledger.size, 100_001
     gate.ledger.store.append_batch(start, [junk] * count, [merkle.leaf_hash(junk.raw)] * count)
     gate.ledger.close()

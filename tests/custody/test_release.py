@@ -105,8 +105,8 @@ def test_self_approval_too_few_no_custodian_and_approvers_below_the_models_tier(
 
 
 def test_suspended_or_lapsed_people(env: CustodyEnv) -> None:
-    host, request, request_id = env.approved()
-    signal = admin.raise_signal("carol", SignalKind.financial)
+    host, _, request_id = env.approved()
+    signal = admin.raise_signal("carol", SignalKind.FINANCIAL)
     env.admin(signal, "otto")  # one officer suspends
     with pytest.raises(PolicyError, match="approver carol has no access: suspended"):
         env.client.release(request_id, host.fetch(request_id))

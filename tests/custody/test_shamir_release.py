@@ -8,80 +8,68 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from strongroom.custody.admin import model_registration, pending_query
-from strongroom.custody.client import CustodyClient
-from strongroom.custody.custodian import share_for_request
-from strongroom.custody.errors import CustodyError
+from strongroom.custody.approver import Approver
+from strongroom.custody.errors import CustodyError, PolicyError
 from strongroom.custody.host import HostSession
 from strongroom.custody.loading import load_released
-from strongroom.custody.messages import SignedMessage, new_approval
-from strongroom.custody.policy import ModelPolicy
-from strongroom.keys.provider import WrappedKey
-from strongroom.keys.shamir import CustodianPublicKey, ShamirProvider
-from strongroom.manifest.build import manifest_of_plain
-from strongroom.seal import SealedModel, seal_path
-from strongroom.server.app import create_app, open_services
-from strongroom.server.background import BackgroundServer
+from strongroom.keys.errors import ModelMismatchError
+from strongroom.keys.shamir import CustodianPublicKey, ShamirProvider, custodian_reencrypt_share
+from strongroom.manifest.sealing import seal_model
+from strongroom.seal import SealedModel
 from strongroom.signing import Signer
-from tests.custody.conftest import enrol
+from tests.custody.conftest import CustodyEnv, deploy
+
+CUSTODIANS = ("carol", "dave", "erin")
 
 
 def test_custodian_quorum_release(model_dir: Path, tmp_path: Path) -> None:
-    custodian_keys = {name: X25519PrivateKey.generate() for name in ("carol", "dave", "erin")}
+    custodian_keys = {name: X25519PrivateKey.generate() for name in CUSTODIANS}
     split = ShamirProvider([CustodianPublicKey(n, k.public_key()) for n, k in custodian_keys.items()], threshold=2)
     sealed = tmp_path / "sealed"
-    seal_path(model_dir, sealed, split)
+    seal_model(model_dir, sealed, split)
     with SealedModel.inspect(sealed) as model:
-        key = model.key
-    assert key.provider == "shamir"
-    model_id = manifest_of_plain(model_dir).model_id
-    services = open_services(tmp_path / "srv")  # no key provider at all: the server cannot unwrap anything
-    with BackgroundServer(create_app(services, tmp_path / "srv")) as url:
-        client = CustodyClient(url)
-        client.register_model(model_registration(ModelPolicy(model_id, 3, 2), key, {}, services.operator))
-        people = enrol(
-            client,
-            services.operator,
-            [(n, t) for n, t in [("alice", 3), ("bob", 4)]] + [(n, 5) for n in ("carol", "dave", "erin")],
-        )
+        assert model.key.provider == "shamir"
+    people = [("alice", 3), ("bob", 4)] + [(n, 5) for n in CUSTODIANS]
+    # No key provider at all: the server cannot unwrap anything.
+    with deploy(tmp_path / "srv", [], sealed, people) as env:
 
-        def request() -> tuple[HostSession, SignedMessage, str]:
-            host = HostSession("gpu-split", Signer.generate("ed25519"))
-            message = SignedMessage.sign(host.request_payload(model_id, "eval", "alice"), people["alice"])
-            return host, message, client.submit_request(message)
+        def approve(env: CustodyEnv, request_id: str, who: str, with_share: bool = True) -> None:
+            approver = Approver(env.client, who, env.people[who], custodian_keys[who] if with_share else None)
+            approver.decide(approver.find(request_id))
 
-        def approve(message: SignedMessage, request_id: str, who: str, with_share: bool = True) -> None:
-            pending = [p for p in client.pending(pending_query(who, people[who])) if p["request_id"] == request_id]
-            share = None
-            if with_share:
-                share = share_for_request(message, WrappedKey.from_json(pending[0]["key"]), custodian_keys[who])
-            client.approve(
-                request_id, SignedMessage.sign(new_approval(request=message, approver=who, share=share), people[who])
-            )
-
-        # Two custodians approve without shares: policy holds, but the key cannot be delivered.
-        host, message, request_id = request()
-        approve(message, request_id, "carol", with_share=False)
-        approve(message, request_id, "bob", with_share=False)
-        with pytest.raises(CustodyError, match="0 of 2 custodian key shares"):
-            client.release(request_id, host.fetch(request_id))
+        # Two approve without shares: the policy holds, but no key can be delivered, and nothing is logged.
+        host, _, request_id = env.request()
+        approve(env, request_id, "carol", with_share=False)
+        approve(env, request_id, "bob", with_share=False)
+        with pytest.raises(PolicyError, match="0 of 2 custodian key shares"):
+            env.client.release(request_id, host.fetch(request_id))
+        assert env.released_entries() == 0
 
         # Two custodians approve with their shares: the host combines them and loads with verification.
-        host, message, request_id = request()
-        approve(message, request_id, "carol")
-        approve(message, request_id, "dave")
-        verified, summary = load_released(client, host, request_id, sealed)
+        host, _, request_id = env.request()
+        approve(env, request_id, "carol")
+        approve(env, request_id, "dave")
+        verified, summary = load_released(env.client, host, request_id, sealed)
         assert summary["tensors"] == 104 and verified.tensors
-        released = services.ledger.query(type="key.released")[-1][1].body
-        assert sorted(s["index"] for s in released["custodian_shares"]) == [1, 2]
 
         # A share re-encrypted for another host does not open for this one.
-        other, message, request_id = request()
-        approve(message, request_id, "carol")
-        approve(message, request_id, "erin")
-        bundle = client.release(request_id, other.fetch(request_id))
-        thief = HostSession("gpu-split", Signer.generate("ed25519"))
+        other, _, request_id = env.request()
+        approve(env, request_id, "carol")
+        approve(env, request_id, "erin")
+        bundle = env.client.release(request_id, other.fetch(request_id))
+        thief = HostSession("gpu-01", Signer.generate("ed25519"))
         with pytest.raises(CustodyError, match="does not open"):
             thief.open_release(bundle)
         other.open_release(bundle).close()
-    services.close()
+
+        # A custodian's tool refuses to re-encrypt a share for a model the key is not bound to.
+        with SealedModel.inspect(sealed) as model:
+            key = model.key
+        with pytest.raises(ModelMismatchError):
+            custodian_reencrypt_share(
+                key,
+                custodian_keys["dave"],
+                X25519PrivateKey.generate().public_key(),
+                b"ctx",
+                model_id="blake3:" + "99" * 32,
+            )

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from strongroom.custody.errors import CustodyError, MessageError, UnavailableError
-from strongroom.custody.service import record_nonce
+from strongroom.custody.errors import CustodyError, MessageError, ReleaseConflictError, UnavailableError
 from strongroom.custody.store import CustodyStore, DuplicateError, Tx
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -99,22 +98,32 @@ def test_an_interrupted_commit_fails_every_unit_and_writes_nothing(tmp_path: Pat
 
 
 def test_exactly_one_claim_wins(store: CustodyStore) -> None:
-    store.write(lambda tx: tx.execute("INSERT INTO custody_requests VALUES ('r', 'm', 'p', '{}', 't', 'pending')"))
+    store.write(lambda tx: tx.insert_request("r", "m", "p", "{}", "t"))
 
     def claim(tx: Tx) -> str:
-        if tx.execute("UPDATE custody_requests SET state = 'releasing' WHERE request_id = 'r' AND state = 'pending'"):
-            return "won"
-        raise CustodyError("lost")
+        tx.claim("r")
+        return "won"
 
     outcomes = run_together(store, [claim] * 8)
     assert outcomes.count("won") == 1
-    assert all(isinstance(o, CustodyError) for o in outcomes if o != "won")
+    assert all(isinstance(o, ReleaseConflictError) for o in outcomes if o != "won")
+    store.write(lambda tx: tx.unclaim("r"))
+    assert store.write(lambda tx: tx.request_state("r")) == "pending"
+
+
+def test_a_release_record_keeps_what_the_host_collects(store: CustodyStore) -> None:
+    store.write(lambda tx: tx.insert_request("r", "m", "p", "{}", "t"))
+    store.write(lambda tx: tx.record_release("r", None, 7, "t"))  # logged, not yet delivered
+    assert store.write(lambda tx: tx.release("r")) == (None, 7)
+    store.write(lambda tx: tx.record_release("r", '{"wrapped_key": "k"}', 7, "t"))
+    assert store.write(lambda tx: tx.release("r")) == ('{"wrapped_key": "k"}', 7)
+    assert store.write(lambda tx: tx.request_state("r")) == "released"
 
 
 def test_a_replayed_nonce_is_named_a_replay(store: CustodyStore) -> None:
-    store.write(lambda tx: record_nonce(tx, "n-1", NOW, "release fetch"))
+    store.write(lambda tx: tx.spend_nonce("n-1", "2026-11-23T12:00:00Z", "release fetch"))
     with pytest.raises(MessageError, match="release fetch: replayed"):
-        store.write(lambda tx: record_nonce(tx, "n-1", NOW, "release fetch"))
+        store.write(lambda tx: tx.spend_nonce("n-1", "2026-11-23T12:00:00Z", "release fetch"))
     assert nonces(store) == {"n-1"}
 
 

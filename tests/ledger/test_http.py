@@ -40,7 +40,12 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 
 def operator(data: Path) -> Signer:
-    return Signer.load(data / "operator.key")
+    """An appender allowed to write model.evaluated (DATA/appenders/test.pub); the key lives beside DATA."""
+    key = data.parent / "appender.key"
+    if not key.exists():
+        (data / "appenders").mkdir(parents=True, exist_ok=True)
+        Signer.generate("ed25519").save(key, data / "appenders" / "test.pub")
+    return Signer.load(key)
 
 
 def test_tiles_entries_and_caching(served: tuple[str, Path]) -> None:
@@ -100,7 +105,7 @@ def test_auditor_pins_key_checks_consistency_and_witnesses(served: tuple[str, Pa
 def _clone_log_with(data: Path, target: Path, entries: list[bytes]) -> Iterator[str]:
     """Another history under the same log key: what a misbehaving operator could show someone else."""
     target.mkdir()
-    for name in ("log.key", "log.origin", "operator.key", "operator.pub"):
+    for name in ("log.key", "log.origin", "service.key", "service.pub"):
         shutil.copy(data / name, target / name)
     services = open_services(target)
     for raw in entries:
@@ -137,8 +142,8 @@ def test_sigkill_mid_stream_loses_no_acknowledged_entry(tmp_path: Path) -> None:
         wait_until_serving(f"http://127.0.0.1:{port}", process)
         return process
 
+    signer = operator(data)
     server = start()
-    signer = Signer.load(data / "operator.key")
     acknowledged: dict[int, str] = {}
     stop = threading.Event()
 

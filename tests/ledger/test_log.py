@@ -87,7 +87,7 @@ def test_bad_entries_are_never_sequenced(tmp_path: Path, database: str) -> None:
         with pytest.raises(EntryError, match=message):
             ledger.append(raw)
     with pytest.raises(EntryError, match="model_id"):
-        make_entry("model.loaded", {"host": "h"}, signer)
+        make_entry("model.loaded", {"host": "h", "request_id": "r", "statement": {}}, signer)
     assert ledger.size == 0
     assert ledger.append(good).index == 0
     ledger.close()
@@ -98,9 +98,7 @@ def test_queries_and_tiles(tmp_path: Path, database: str) -> None:
     signer = Signer.generate("ed25519")
     for i in range(300):
         ledger.append(evaluated(signer, i))
-    ledger.append(
-        make_entry("person.changed", {"person": "alice", "change": "vetted", "vetted_on": "2026-01-01"}, signer)
-    )
+    ledger.append(make_entry("person.changed", {"person": "alice", "change": "vetted", "authorisation": {}}, signer))
     assert [i for i, _ in ledger.query(person="alice")] == [300]
     assert len(ledger.query(type="model.evaluated", model_id=MODEL)) == 300
     full = ledger.tile(0, 0, 256)
@@ -122,3 +120,32 @@ def test_appending_the_same_entry_twice_sequences_it_once(tmp_path: Path, databa
     reopened = Ledger.open(tmp_path / "data", database)
     assert reopened.append(raw).duplicate and reopened.size == 1
     reopened.close()
+
+
+def test_ecdsa_entry_signatures_are_unique(tmp_path: Path) -> None:
+    """s and n - s both verify under ECDSA; the log accepts only the low one, so a statement has one leaf."""
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+
+    from strongroom.canonical_json import canonical_json
+    from strongroom.signing import _ORDERS
+
+    ledger = Ledger.open(tmp_path / "data")
+    for curve, name in (("ecdsa-p256", "secp256r1"), ("ecdsa-p384", "secp384r1"), ("ecdsa-p521", "secp521r1")):
+        signer = Signer.generate(curve)  # type: ignore[arg-type]
+        for i in range(8):  # a signer always writes the low form
+            raw = evaluated(signer, i)
+            r, s = decode_dss_signature(base64.b64decode(json.loads(raw)["signature"]))
+            assert s <= _ORDERS[name] // 2
+        ledger.append(raw)
+        entry = json.loads(raw)
+        entry["signature"] = base64.b64encode(encode_dss_signature(r, _ORDERS[name] - s)).decode()
+        with pytest.raises(EntryError, match="not low-S"):
+            ledger.append(canonical_json(entry))
+        padded = base64.b64decode(json.loads(raw)["signature"]) + b"\x00"
+        entry["signature"] = base64.b64encode(padded).decode()
+        with pytest.raises(EntryError, match="DER"):
+            ledger.append(canonical_json(entry))
+    assert ledger.size == 3
+    ledger.close()

@@ -61,7 +61,9 @@ def test_auditor_requires_k_witnesses(tmp_path: Path) -> None:
         (data / "witnesses").write_text(f"{w0}\n{w1}\n")
         with BackgroundServer(create_app(services, data)) as url:
             client = LedgerClient(url)
-            operator = Signer.load(data / "operator.key")
+            operator = Signer.generate("ed25519")
+            (data / "appenders").mkdir()
+            operator.save(tmp_path / "appender.key", data / "appenders" / "test.pub")
             for i in range(4):
                 client.append(evaluated(operator, i))
             keys = [NoteVerifier.from_vkey(w.signer.verifier.vkey) for w in witnesses]

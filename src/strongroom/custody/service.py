@@ -58,7 +58,7 @@ from strongroom.custody.state_lock import StateLock
 from strongroom.custody.store import PENDING, RELEASED, RELEASING, CustodyStore, DuplicateError, Tx
 from strongroom.errors import StrongroomError
 from strongroom.hosts import HostError
-from strongroom.keys.errors import HpkeError
+from strongroom.keys.errors import HpkeError, UnwrapError
 from strongroom.keys.hpke import public_from_bytes, seal_to_host
 from strongroom.keys.provider import KeyProvider, WrappedKey
 from strongroom.memory import wipe
@@ -107,9 +107,7 @@ class CustodyService:
         with self._lock.exclusive():
             prepared = self.state.prepare(change, now)
             if change.action == "model.register":
-                registration = change.registration()
-                if registration.key.provider != SHAMIR:
-                    self._provider_for(registration.key)  # a key this server cannot unwrap is never registered
+                self._check_binding(change.registration().key)
             receipt = self._log_change(prepared, now)
         return {
             "action": change.action,
@@ -118,6 +116,20 @@ class CustodyService:
             "officers": list(prepared.officers),
             "ledger": receipt,
         }
+
+    def _check_binding(self, key: WrappedKey) -> None:
+        """A key this server cannot unwrap, or one whose binding was edited, is never registered: the provider
+        authenticates the binding (the data key exists in this process only for that check, and nobody
+        receives it). A split key's binding is checked by each custodian and by the host instead."""
+        if key.provider == SHAMIR:
+            return
+        provider = self._provider_for(key)
+        try:
+            wipe(provider.unwrap(key))
+        except UnwrapError as exc:
+            raise MessageError(f"model registration: the wrapped key does not open under its binding: {exc}") from None
+        except StrongroomError as exc:
+            raise UnavailableError(f"key provider {key.provider}:{key.key_id} unavailable: {exc}") from None
 
     def _log_change(self, prepared: Prepared, now: datetime) -> dict[str, Any]:
         try:
@@ -271,6 +283,11 @@ class CustodyService:
     def release(self, request_id: str, signed: SignedMessage) -> dict[str, Any]:
         """The data key for the requesting host, exactly once, logged before anything can unwrap it; a
         repeated fetch by the same host gets the same delivery."""
+        if self.state.problems:
+            raise UnverifiableLedgerError(
+                "releases are stopped: ledger entries at "
+                f"{', '.join(str(p.index) for p in self.state.problems[:5])} fail the authority model"
+            )
         now = whole_seconds(self.clock())
         fetch = Fetch.parse(signed)
         fetch.window.check_fresh(now, "release fetch")
@@ -286,11 +303,6 @@ class CustodyService:
         if model.key.provider != SHAMIR:
             self._provider_for(model.key)  # fail closed before anything is claimed or logged
         with self._lock.shared():
-            if self.state.problems:
-                raise UnverifiableLedgerError(
-                    "releases are stopped: ledger entries at "
-                    f"{', '.join(str(p.index) for p in self.state.problems[:5])} fail the authority model"
-                )
 
             def claim(tx: Tx) -> tuple[list[Approval], Decision]:
                 """In one commit: claim the request (one racer wins), decide, spend the fetch nonce."""
@@ -418,7 +430,9 @@ class CustodyService:
             record = self.state.releases.get(request_id)
             time = self.log.read(record.index).time if record is not None else ""
 
-            def settle(tx: Tx, request_id: str = request_id, record: ReleaseRecord | None = record) -> str:
+            def settle(
+                tx: Tx, request_id: str = request_id, record: ReleaseRecord | None = record, time: str = time
+            ) -> str:
                 if record is None:
                     tx.unclaim(request_id)
                     return PENDING

@@ -118,9 +118,9 @@ class CustodyState:
         if self.authority is None:
             raise NotAuthorisedError(f"{what}: no officers are configured (the ledger has no authority entry)")
         change.window.check_fresh(at, what)
+        signers = change.cosigned.verified_signers(self.authority.keys, what)
         if change.window.nonce in self.used or change.change_id in self.used:
             raise MessageError(f"{what}: replayed (this change or its nonce was already used)")
-        signers = change.cosigned.verified_signers(self.authority.keys, what)
         needed = officers_needed(change.action, self.authority.threshold)
         if len(signers) < needed:
             raise NotAuthorisedError(

@@ -119,8 +119,10 @@ def create_app(services: Services, data_dir: Path) -> FastAPI:
     app = FastAPI(title="Strongroom", version="0.1.0")
     app.add_exception_handler(StrongroomError, handle_strongroom_error)
 
+    appender_types(data_dir)  # a misconfigured allow-list stops the server from starting
+
     def appenders() -> dict[str, frozenset[str]]:
-        return appender_types(data_dir)
+        return appender_types(data_dir)  # read per request: adding or removing an appender needs no restart
 
     witnesses_file = data_dir / "witnesses"
     urls = witnesses_file.read_text().split() if witnesses_file.exists() else []
