@@ -3,16 +3,20 @@ their shares to the host; the service forwards them without ever holding the key
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from strongroom.custody.approver import Approver
-from strongroom.custody.errors import CustodyError, PolicyError
+from strongroom.custody.approver import Approver, share_for_request
+from strongroom.custody.envelope import SignedMessage
+from strongroom.custody.errors import CustodyError, MessageError, PolicyError
 from strongroom.custody.host import HostSession
 from strongroom.custody.loading import load_released
+from strongroom.custody.protocol import new_approval
 from strongroom.keys.errors import ModelMismatchError
+from strongroom.keys.provider import WrappedKey
 from strongroom.keys.shamir import CustodianPublicKey, ShamirProvider, custodian_reencrypt_share
 from strongroom.manifest.sealing import seal_model
 from strongroom.seal import SealedModel
@@ -20,6 +24,11 @@ from strongroom.signing import Signer
 from tests.custody.conftest import CustodyEnv, deploy
 
 CUSTODIANS = ("carol", "dave", "erin")
+
+
+def key_of(sealed: Path) -> WrappedKey:
+    with SealedModel.inspect(sealed) as model:
+        return model.key
 
 
 def test_custodian_quorum_release(model_dir: Path, tmp_path: Path) -> None:
@@ -51,6 +60,29 @@ def test_custodian_quorum_release(model_dir: Path, tmp_path: Path) -> None:
         approve(env, request_id, "dave")
         verified, summary = load_released(env.client, host, request_id, sealed)
         assert summary["tensors"] == 104 and verified.tensors
+        # The ledger records what each custodian signed about their share, never the share itself.
+        logged = env.services.ledger.query(type="key.released")[-1][1].body
+        commitments = [SignedMessage.from_json(a, "a").payload["share"] for a in logged["approvals"]]
+        assert sorted(c["index"] for c in commitments) == [1, 2] and all(
+            set(c) == {"index", "digest"} for c in commitments
+        )
+        assert "sealed" not in json.dumps(logged)
+
+        # A share sent beside an approval must be the one the approval signed for.
+        _, request, request_id = env.request()
+        carol_share = share_for_request(request, key_of(sealed), custodian_keys["carol"])
+        dave_share = share_for_request(request, key_of(sealed), custodian_keys["dave"])
+        approval = SignedMessage.sign(
+            new_approval(request=request, approver="carol", share=carol_share), env.people["carol"]
+        )
+        with pytest.raises(MessageError, match="not the one the approval signed"):
+            env.client.approve(request_id, approval, dave_share)
+        with pytest.raises(MessageError, match="does not commit to"):
+            env.client.approve(
+                request_id,
+                SignedMessage.sign(new_approval(request=request, approver="carol"), env.people["carol"]),
+                carol_share,
+            )
 
         # A share re-encrypted for another host does not open for this one.
         other, _, request_id = env.request()

@@ -88,7 +88,7 @@ class Approver:
         payload = new_approval(
             request=pending.request, approver=self.person, decision=decision, reason=reason, share=share
         )
-        return self.client.approve(pending.request_id, SignedMessage.sign(payload, self.key))
+        return self.client.approve(pending.request_id, SignedMessage.sign(payload, self.key), share)
 
 
 __all__ = ["Approver", "Pending", "share_for_request"]

@@ -40,9 +40,9 @@ class CustodyClient:
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, trust_env=False)
 
-    def _post(self, path: str, message: SignedMessage | CoSigned) -> dict[str, Any]:
+    def _post(self, path: str, message: SignedMessage | CoSigned | dict[str, Any]) -> dict[str, Any]:
         try:
-            reply = self._http.post(path, json=message.to_json())
+            reply = self._http.post(path, json=message if isinstance(message, dict) else message.to_json())
         except httpx.HTTPError as exc:
             raise UnavailableError(f"{self.base_url}: unreachable: {exc}") from None
         return self._decode(reply)
@@ -81,8 +81,10 @@ class CustodyClient:
     def status(self, request_id: str) -> dict[str, Any]:
         return self._get(f"/v1/custody/requests/{request_id}")
 
-    def approve(self, request_id: str, message: SignedMessage) -> int:
-        return int(self._post(f"/v1/custody/requests/{request_id}/approvals", message)["approvals"])
+    def approve(self, request_id: str, message: SignedMessage, share: dict[str, Any] | None = None) -> int:
+        """Send a signed decision (and the custodian's key share it commits to, if any)."""
+        body: dict[str, Any] = {"approval": message.to_json(), **({"share": share} if share is not None else {})}
+        return int(self._post(f"/v1/custody/requests/{request_id}/approvals", body)["approvals"])
 
     def release(self, request_id: str, fetch: SignedMessage) -> dict[str, Any]:
         return self._post(f"/v1/custody/requests/{request_id}/release", fetch)

@@ -61,7 +61,7 @@ def payload_digest(payload: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(payload)).hexdigest()
 
 
-def _load(value: Any, what: str) -> Any:
+def load_json(value: Any, what: str) -> Any:
     if isinstance(value, bytes | str):
         if len(value) > MAX_MESSAGE_BYTES:
             raise MessageError(f"{what}: larger than {MAX_MESSAGE_BYTES} bytes")
@@ -114,7 +114,7 @@ class SignedMessage:
 
     @classmethod
     def from_json(cls, value: Any, what: str) -> SignedMessage:
-        value = _load(value, what)
+        value = load_json(value, what)
         if not isinstance(value, dict) or set(value) != {"payload", "signer", "signature"}:
             raise MessageError(f"{what}: must be an object with exactly payload, signer and signature")
         if not isinstance(value["signer"], str):
@@ -164,7 +164,7 @@ class CoSigned:
 
     @classmethod
     def from_json(cls, value: Any, what: str) -> CoSigned:
-        value = _load(value, what)
+        value = load_json(value, what)
         if not isinstance(value, dict) or set(value) != {"payload", "signatures"}:
             raise MessageError(f"{what}: must be an object with exactly payload and signatures")
         raw = value["signatures"]

@@ -11,6 +11,7 @@ the ledger. Host, approver, CLI and server code build and read messages here, ne
 from __future__ import annotations
 
 import base64
+import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -192,8 +193,45 @@ def new_request(
 
 
 @dataclass(frozen=True)
+class ShareCommitment:
+    """What an approval signs about a custodian's key share: its index and the digest of the re-encrypted
+    share. The share itself travels beside the approval and is never logged: the ledger keeps only this."""
+
+    index: int
+    digest: str
+
+    @classmethod
+    def of(cls, share: ReencryptedShare) -> ShareCommitment:
+        return cls(share.index, "sha256:" + hashlib.sha256(canonical_json(share.to_json())).hexdigest())
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "digest": self.digest}
+
+    @classmethod
+    def parse(cls, value: Any, what: str) -> ShareCommitment:
+        if not isinstance(value, dict) or set(value) != {"index", "digest"}:
+            raise MessageError(f"{what}: share must be {{index, digest}}")
+        index, digest = value["index"], value["digest"]
+        if not isinstance(index, int) or isinstance(index, bool) or not 1 <= index <= 255:
+            raise MessageError(f"{what}: share index must be an integer from 1 to 255")
+        if not isinstance(digest, str) or not digest.startswith("sha256:") or len(digest) != 71:
+            raise MessageError(f"{what}: share digest must be sha256:<64 hex>")
+        return cls(index, digest)
+
+    def opens(self, value: Any, what: str) -> ReencryptedShare:
+        """The share sent beside the approval, if it is the one the approver signed for."""
+        try:
+            share = ReencryptedShare.from_json(value)
+        except KeyProviderError as exc:
+            raise MessageError(f"{what}: malformed custodian share: {exc}") from None
+        if ShareCommitment.of(share) != self:
+            raise MessageError(f"{what}: the custodian share is not the one the approval signed")
+        return share
+
+
+@dataclass(frozen=True)
 class Approval:
-    """An approver's signed decision on one request, optionally carrying a custodian's key share."""
+    """An approver's signed decision on one request, optionally committing to a custodian's key share."""
 
     signed: SignedMessage
     request_id: str
@@ -201,7 +239,7 @@ class Approval:
     approver: str
     decision: Literal["approve", "deny"]
     reason: str | None
-    share: ReencryptedShare | None
+    share: ShareCommitment | None
     window: Window
 
     FIELDS: ClassVar[frozenset[str]] = frozenset(
@@ -219,12 +257,6 @@ class Approval:
         decision = payload["decision"]
         if decision not in ("approve", "deny"):
             raise MessageError(f"{what}: decision must be approve or deny")
-        share = None
-        if "share" in payload:
-            try:
-                share = ReencryptedShare.from_json(payload["share"])
-            except KeyProviderError as exc:
-                raise MessageError(f"{what}: malformed custodian share: {exc}") from None
         return cls(
             signed,
             hex_text(payload, "request_id", what, exact=64),
@@ -232,7 +264,7 @@ class Approval:
             text(payload, "approver", what, 128),
             decision,
             text(payload, "reason", what, 1000) if "reason" in payload else None,
-            share,
+            ShareCommitment.parse(payload["share"], what) if "share" in payload else None,
             Window.parse(payload, what),
         )
 
@@ -247,7 +279,7 @@ def new_approval(
     lifetime: timedelta = DEFAULT_LIFETIME,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """A fresh approval (or denial) payload bound to one request's id."""
+    """A fresh approval (or denial) payload bound to one request's id, committing to ``share`` if given."""
     payload: dict[str, Any] = {
         "type": APPROVAL_TYPE,
         "request_id": request.request_id,
@@ -259,7 +291,7 @@ def new_approval(
     if reason:
         payload["reason"] = reason
     if share is not None:
-        payload["share"] = share
+        payload["share"] = ShareCommitment.of(ReencryptedShare.from_json(share)).to_json()
     return payload
 
 

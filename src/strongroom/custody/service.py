@@ -50,9 +50,9 @@ from strongroom.custody.state import (
     Prepared,
     RegisteredModel,
     ReleaseRecord,
+    check_shares,
     release_body,
     replay,
-    shares_needed,
 )
 from strongroom.custody.state_lock import StateLock
 from strongroom.custody.store import PENDING, RELEASED, RELEASING, CustodyStore, DuplicateError, Tx
@@ -177,8 +177,9 @@ class CustodyService:
             raise MessageError("release request: replayed (already recorded)") from None
         return request.request_id
 
-    def submit_approval(self, request_id: str, signed: SignedMessage) -> int:
-        """Record one approval or denial by an active person cleared for the model; returns the count."""
+    def submit_approval(self, request_id: str, signed: SignedMessage, share: Any = None) -> int:
+        """Record one approval or denial by an active person cleared for the model (with the custodian's key
+        share it committed to, for a split key); returns how many decisions the request now has."""
         now = whole_seconds(self.clock())
         approval = Approval.parse(signed)
         approval.window.check_fresh(now, "approval")
@@ -202,11 +203,16 @@ class CustodyService:
                     f"SenL-{model.policy.required_tier}"
                 ]
             )
+        stored_share = None
         if approval.share is not None:
             if model.key.provider != SHAMIR:
-                raise MessageError("approval: carries a custodian share, but the model's key is not split")
-            if approval.share.key_id != model.key.key_id:
+                raise MessageError("approval: commits to a custodian share, but the model's key is not split")
+            opened = approval.share.opens(share, "approval")
+            if opened.key_id != model.key.key_id:
                 raise MessageError("approval: the custodian share is for another key")
+            stored_share = json.dumps(opened.to_json())
+        elif share is not None:
+            raise MessageError("approval: a custodian share was sent that the approval does not commit to")
         received = format_time(now)
         message = json.dumps(signed.to_json())
 
@@ -215,7 +221,7 @@ class CustodyService:
             if current != PENDING:  # released (or being released) since the check above
                 raise CustodyError(_not_pending(request_id, current or "gone"))
             tx.spend_nonce(approval.window.nonce, received, "approval")
-            tx.insert_approval(signed.digest, request_id, approval.approver, message, received)
+            tx.insert_approval(signed.digest, request_id, approval.approver, message, received, stored_share)
             return tx.count_approvals(request_id)
 
         try:
@@ -304,20 +310,18 @@ class CustodyService:
             self._provider_for(model.key)  # fail closed before anything is claimed or logged
         with self._lock.shared():
 
-            def claim(tx: Tx) -> tuple[list[Approval], Decision]:
+            def claim(tx: Tx) -> tuple[list[Approval], Decision, dict[str, str]]:
                 """In one commit: claim the request (one racer wins), decide, spend the fetch nonce."""
                 tx.claim(request_id)
-                approvals = [
-                    Approval.parse(SignedMessage.from_json(a, "stored approval")) for a in tx.approvals(request_id)
-                ]
+                approvals, shares = _parse_approvals(tx.approvals(request_id))
                 decision = self._decide(model, request, received_at, approvals, now)
                 if not decision.allowed:
                     raise PolicyError(list(decision.reasons))
-                shares_needed(model, decision, approvals)
+                check_shares(model, decision, approvals)
                 tx.spend_nonce(fetch.window.nonce, format_time(now), "release fetch")
-                return approvals, decision
+                return approvals, decision, shares
 
-            approvals, decision = self.store.write(claim, urgent=True)
+            approvals, decision, shares = self.store.write(claim, urgent=True)
             body = release_body(request, approvals, decision, model, received_at, secrets.token_hex(16))
             try:
                 receipt = self.log.append_event("key.released", body, self.service_key, format_time(now))
@@ -332,7 +336,7 @@ class CustodyService:
             )
         # The decision is durable: from here on the request is released, whatever delivery does.
         try:
-            bundle = self._deliver(request, body, model, receipt)
+            bundle = self._deliver(request, body, model, receipt, shares)
         except StrongroomError as exc:
             self.store.write(lambda tx: tx.record_release(request_id, None, index, format_time(now)), urgent=True)
             raise UnavailableError(
@@ -343,14 +347,19 @@ class CustodyService:
         return bundle
 
     def _deliver(
-        self, request: ReleaseRequest, body: dict[str, Any], model: RegisteredModel, receipt: dict[str, Any]
+        self,
+        request: ReleaseRequest,
+        body: dict[str, Any],
+        model: RegisteredModel,
+        receipt: dict[str, Any],
+        shares: dict[str, str],
     ) -> dict[str, Any]:
         """What the host collects: the data key sealed to its ephemeral key, or the custodians' shares."""
         delivery: dict[str, Any]
         if model.key.provider == SHAMIR:
             approvals = [Approval.parse(SignedMessage.from_json(a, "logged approval")) for a in body["approvals"]]
             decision = Decision(True, (), tuple(body["approvers"]), tuple(body["custodians"]))
-            delivery = {"shares": shares_needed(model, decision, approvals)}
+            delivery = {"shares": [json.loads(shares[a]) for a in check_shares(model, decision, approvals)]}
         else:
             info = release_info(request.request_id, request.model_id, request.host_id)
             delivery = {"wrapped_key": self._unwrap_and_seal(model.key, request.ephemeral, info)}
@@ -370,14 +379,15 @@ class CustodyService:
         request_id = request.request_id
         self.store.write(lambda tx: tx.spend_nonce(fetch.window.nonce, format_time(now), "release fetch"), urgent=True)
         with self.store.transaction(write=False) as tx:
-            found = tx.release(request_id)
+            found, rows = tx.release(request_id), tx.approvals(request_id)
         if found is None:
             raise CustodyError(_not_pending(request_id, RELEASED))
         delivery, index = found
         if delivery is not None:
             return dict(json.loads(delivery))
         entry = self.log.read(index)
-        bundle = self._deliver(request, entry.body, self.state.model(request.model_id), {"index": index})
+        _, shares = _parse_approvals(rows)
+        bundle = self._deliver(request, entry.body, self.state.model(request.model_id), {"index": index}, shares)
         text = json.dumps(bundle)
         self.store.write(lambda tx: tx.record_release(request_id, text, index, entry.time), urgent=True)
         return bundle
@@ -467,13 +477,20 @@ class CustodyService:
     def _approvals(self, request_id: str) -> list[Approval]:
         with self.store.transaction(write=False) as tx:
             rows = tx.approvals(request_id)
-        return [Approval.parse(SignedMessage.from_json(a, "stored approval")) for a in rows]
+        return _parse_approvals(rows)[0]
 
     def _provider_for(self, key: WrappedKey) -> KeyProvider:
         for provider in self.providers:
             if provider.provider == key.provider and provider.key_id == key.key_id:
                 return provider
         raise UnavailableError(f"no key provider for {key.provider}:{key.key_id} is configured")
+
+
+def _parse_approvals(rows: list[tuple[str, str | None]]) -> tuple[list[Approval], dict[str, str]]:
+    """Stored approvals, and the key share each custodian sent beside theirs (by approver)."""
+    approvals = [Approval.parse(SignedMessage.from_json(message, "stored approval")) for message, _ in rows]
+    shares = {a.approver: share for a, (_, share) in zip(approvals, rows, strict=True) if share is not None}
+    return approvals, shares
 
 
 def _not_pending(request_id: str, state: str) -> str:

@@ -28,6 +28,7 @@ from strongroom.custody.errors import (
     MessageError,
     NotAuthorisedError,
     NotFoundError,
+    PolicyError,
     UnverifiableEntryError,
 )
 from strongroom.custody.policy import ModelPolicy
@@ -279,7 +280,7 @@ class CustodyState:
         expected = release_body(request, approvals, decision, model, received_at, str(body.get("release_nonce")))
         if body != expected:
             raise MessageError("the entry's body is not what the release decision produces (edited fields)")
-        shares_needed(model, decision, approvals)
+        check_shares(model, decision, approvals)
         return ReleaseRecord(request.request_id, request.model_id, request.host_id, expected["release_nonce"], -1)
 
     def verify_request(self, request: ReleaseRequest) -> None:
@@ -397,20 +398,20 @@ def release_body(
     }
 
 
-def shares_needed(model: RegisteredModel, decision: Decision, approvals: list[Approval]) -> list[dict[str, Any]]:
-    """For a split key: the counted approvers' re-encrypted shares, at least the threshold of distinct ones."""
+def check_shares(model: RegisteredModel, decision: Decision, approvals: list[Approval]) -> list[str]:
+    """For a split key: the counted approvers who committed to a share, at least the threshold of distinct
+    share indices among them (else nothing could be delivered, so nothing is released)."""
     if model.key.provider != SHAMIR:
         return []
     from strongroom.keys.shamir import ShamirBlob
 
     threshold = ShamirBlob.parse(model.key).threshold
     counted = set(decision.approvers)
-    shares = [a.share for a in approvals if a.approves and a.approver in counted and a.share is not None]
-    if len({s.index for s in shares}) < threshold:
-        from strongroom.custody.errors import PolicyError
-
-        raise PolicyError([f"{len({s.index for s in shares})} of {threshold} custodian key shares among the approvals"])
-    return [s.to_json() for s in shares]
+    with_share = [a for a in approvals if a.approves and a.approver in counted and a.share is not None]
+    indices = {a.share.index for a in with_share if a.share is not None}
+    if len(indices) < threshold:
+        raise PolicyError([f"{len(indices)} of {threshold} custodian key shares among the approvals"])
+    return [a.approver for a in with_share]
 
 
 def replay(entries: Iterable[tuple[int, Entry]], state: CustodyState | None = None) -> CustodyState:
@@ -431,6 +432,7 @@ __all__ = [
     "Problem",
     "RegisteredModel",
     "ReleaseRecord",
+    "check_shares",
     "key_digest",
     "release_body",
     "replay",

@@ -27,7 +27,7 @@ SCHEMA = [
         received_at TEXT NOT NULL, state TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS custody_approvals (
         approval_id TEXT PRIMARY KEY, request_id TEXT NOT NULL, approver TEXT NOT NULL, message TEXT NOT NULL,
-        received_at TEXT NOT NULL, UNIQUE (request_id, approver))""",
+        received_at TEXT NOT NULL, share TEXT, UNIQUE (request_id, approver))""",
     """CREATE TABLE IF NOT EXISTS custody_nonces (nonce TEXT PRIMARY KEY, seen_at TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS custody_releases (
         request_id TEXT PRIMARY KEY, release TEXT NOT NULL, ledger_index BIGINT NOT NULL, released_at TEXT NOT NULL)""",
@@ -335,18 +335,20 @@ class Tx:
 
     # -- approvals ---------------------------------------------------------------------------------
 
-    def insert_approval(self, approval_id: str, request_id: str, approver: str, message: str, received_at: str) -> None:
+    def insert_approval(
+        self, approval_id: str, request_id: str, approver: str, message: str, received_at: str, share: str | None
+    ) -> None:
         self.execute(
-            "INSERT INTO custody_approvals VALUES (?, ?, ?, ?, ?)",
-            (approval_id, request_id, approver, message, received_at),
+            "INSERT INTO custody_approvals VALUES (?, ?, ?, ?, ?, ?)",
+            (approval_id, request_id, approver, message, received_at, share),
         )
 
-    def approvals(self, request_id: str) -> list[str]:
-        """Every approval and denial of a request (signed JSON), in the order they arrived."""
+    def approvals(self, request_id: str) -> list[tuple[str, str | None]]:
+        """Every approval and denial of a request (signed JSON, and the key share sent beside it), in order."""
         rows = self.all(
-            "SELECT message FROM custody_approvals WHERE request_id = ? ORDER BY received_at", (request_id,)
+            "SELECT message, share FROM custody_approvals WHERE request_id = ? ORDER BY received_at", (request_id,)
         )
-        return [str(r[0]) for r in rows]
+        return [(str(r[0]), None if r[1] is None else str(r[1])) for r in rows]
 
     def count_approvals(self, request_id: str) -> int:
         row = self.one("SELECT COUNT(*) FROM custody_approvals WHERE request_id = ?", (request_id,))
