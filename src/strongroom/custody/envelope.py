@@ -10,12 +10,13 @@ moved to another message; nonces and expiry times stop replays.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import re
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -57,10 +58,6 @@ def whole_seconds(moment: datetime) -> datetime:
     return moment.replace(microsecond=0)
 
 
-def payload_digest(payload: dict[str, Any]) -> str:
-    return hashlib.sha256(canonical_json(payload)).hexdigest()
-
-
 def load_json(value: Any, what: str) -> Any:
     if isinstance(value, bytes | str):
         if len(value) > MAX_MESSAGE_BYTES:
@@ -84,13 +81,18 @@ def _b64(value: Any, what: str) -> bytes:
 def _payload(value: Any, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise MessageError(f"{what}: payload must be an object")
+    return value
+
+
+def _canonical(payload: dict[str, Any], what: str) -> bytes:
+    """The RFC 8785 bytes a payload is signed over, refused if it has none or is too large."""
     try:
-        size = len(canonical_json(value))
+        raw = canonical_json(payload)
     except (TypeError, ValueError, RecursionError) as exc:
         raise MessageError(f"{what}: payload is not canonical JSON ({exc.__class__.__name__})") from None
-    if size > MAX_MESSAGE_BYTES:
+    if len(raw) > MAX_MESSAGE_BYTES:
         raise MessageError(f"{what}: payload larger than {MAX_MESSAGE_BYTES} bytes")
-    return value
+    return raw
 
 
 @dataclass(frozen=True)
@@ -100,17 +102,21 @@ class SignedMessage:
     payload: dict[str, Any]
     signer: str
     signature: bytes
+    canonical: bytes = field(init=False, repr=False, compare=False)  # the signed bytes, computed once
 
-    @property
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "canonical", _canonical(self.payload, "signed message"))
+
+    @functools.cached_property
     def digest(self) -> str:
-        return payload_digest(self.payload)
+        return hashlib.sha256(self.canonical).hexdigest()
 
     def to_json(self) -> dict[str, Any]:
         return {"payload": self.payload, "signer": self.signer, "signature": base64.b64encode(self.signature).decode()}
 
     @classmethod
     def sign(cls, payload: dict[str, Any], signer: Signer) -> SignedMessage:
-        return cls(payload, signer.key_id, signer.sign(canonical_json(payload)))
+        return cls(payload, signer.key_id, signer.sign(_canonical(payload, "message")))
 
     @classmethod
     def from_json(cls, value: Any, what: str) -> SignedMessage:
@@ -126,7 +132,7 @@ class SignedMessage:
         if verifier.key_id != self.signer:
             raise MessageError(f"{what}: signed by key {self.signer[:16]}, not by {verifier.key_id[:16]}")
         try:
-            verifier.verify(self.signature, canonical_json(self.payload))
+            verifier.verify(self.signature, self.canonical)
         except BadSignatureError:
             raise MessageError(f"{what}: signature does not verify (forged or altered)") from None
 
@@ -137,10 +143,14 @@ class CoSigned:
 
     payload: dict[str, Any]
     signatures: tuple[tuple[str, bytes], ...]
+    canonical: bytes = field(init=False, repr=False, compare=False)
 
-    @property
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "canonical", _canonical(self.payload, "co-signed message"))
+
+    @functools.cached_property
     def digest(self) -> str:
-        return payload_digest(self.payload)
+        return hashlib.sha256(self.canonical).hexdigest()
 
     @property
     def signers(self) -> list[str]:
@@ -160,7 +170,7 @@ class CoSigned:
         """The same payload with one more signature (signing twice with one key changes nothing)."""
         if signer.key_id in self.signers:
             return self
-        return CoSigned(self.payload, (*self.signatures, (signer.key_id, signer.sign(canonical_json(self.payload)))))
+        return CoSigned(self.payload, (*self.signatures, (signer.key_id, signer.sign(self.canonical))))
 
     @classmethod
     def from_json(cls, value: Any, what: str) -> CoSigned:
@@ -186,7 +196,7 @@ class CoSigned:
     def verified_signers(self, keys: Mapping[str, Verifier], what: str) -> set[str]:
         """The key ids among ``keys`` whose signatures verify; any other signer, or any bad signature, refuses
         the whole message (a co-signed change is exactly what its signers agreed to)."""
-        message = canonical_json(self.payload)
+        message = self.canonical
         verified: set[str] = set()
         for signer, signature in self.signatures:
             verifier = keys.get(signer)

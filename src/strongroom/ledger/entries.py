@@ -88,6 +88,11 @@ def _verifier(pem: str) -> Verifier:
 
 def make_entry(entry_type: str, body: dict[str, Any], signer: Signer, time: str | None = None) -> bytes:
     """Build and sign an entry; the result is exactly what gets logged."""
+    return build_entry(entry_type, body, signer, time).raw
+
+
+def build_entry(entry_type: str, body: dict[str, Any], signer: Signer, time: str | None = None) -> Entry:
+    """Build and sign an entry, returned decoded as well: an in-process writer need not parse its own bytes."""
     check_body(entry_type, body)
     stamp = time or now_text()
     signature = signer.sign(signed_bytes(entry_type, SCHEMA_VERSION, stamp, body))
@@ -102,7 +107,7 @@ def make_entry(entry_type: str, body: dict[str, Any], signer: Signer, time: str 
     raw = canonical_json(entry)
     if len(raw) > MAX_ENTRY_BYTES:
         raise EntryError(f"{entry_type} entry is {len(raw)} bytes; the limit is {MAX_ENTRY_BYTES}")
-    return raw
+    return Entry(entry_type, SCHEMA_VERSION, stamp, body, signer.key_id, raw)
 
 
 def check_body(entry_type: str, body: Any) -> None:

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from strongroom.atomic import write_atomic
 from strongroom.ledger import merkle
 from strongroom.ledger.checkpoint import Checkpoint
-from strongroom.ledger.entries import Entry, make_entry, parse_entry
+from strongroom.ledger.entries import Entry, build_entry, parse_entry
 from strongroom.ledger.errors import LedgerError, StorageError
 from strongroom.ledger.note import ED25519, NoteSigner, private_from_pem
 from strongroom.ledger.storage import LedgerStore, open_store
@@ -100,7 +100,7 @@ class Ledger:
         self, entry_type: str, body: dict[str, Any], signer: Signer, time: str | None = None
     ) -> dict[str, Any]:
         """Build, sign and append an entry (the custody service's port); returns the receipt as JSON."""
-        return self.append(make_entry(entry_type, body, signer, time)).to_json()
+        return self.submit(build_entry(entry_type, body, signer, time)).result().to_json()
 
     def _sequence(self) -> None:
         while True:

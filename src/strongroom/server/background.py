@@ -70,13 +70,21 @@ def wait_until_serving(url: str, process: subprocess.Popen[bytes] | None = None,
 @contextlib.contextmanager
 def serve_process(data: Path, *extra: str, env: dict[str, str] | None = None) -> Iterator[str]:
     """``strongroom serve`` in its own process on a free loopback port; yields its URL, stops it after."""
+    import tempfile
+
     port = free_port()
     command = [sys.executable, "-m", "strongroom.cli.main", "serve", "--data", str(data), "--port", str(port), *extra]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_serving(url, process)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=errors)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            try:
+                wait_until_serving(url, process)
+            except StrongroomError as exc:
+                errors.seek(0)
+                said = errors.read().decode(errors="replace").strip().splitlines()[-3:]
+                raise StrongroomError(f"{exc}: {' / '.join(said)}") from None
+            yield url
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
