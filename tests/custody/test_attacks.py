@@ -360,6 +360,16 @@ def test_the_audit_re_decides_and_names_every_forged_release(deployment: Deploym
             "release_nonce": "ab" * 16,
         }
 
+    lapsed = Signer.generate("ed25519")  # enrolled by both officers, but vetted 25 years ago
+    deployment.admin(
+        admin.enrol_person(
+            "old-timer", name="O", public_key=lapsed.verifier.pem().decode(), position="x", tier=5,
+            custodian=True, vetted_on=date(2001, 1, 1),
+        )
+    )  # fmt: skip
+    deployment.admin(admin.record_agreement("old-timer", DIGEST, lapsed))
+    stale = SignedMessage.sign(new_approval(request=denied, approver="old-timer"), lapsed)
+    bob = SignedMessage.sign(new_approval(request=denied, approver="bob"), deployment.people["bob"])
     with deployment.behind_its_back() as ledger:
         start = ledger.size
         body = release_body(denied, [denial], ["dave"])
@@ -370,15 +380,18 @@ def test_the_audit_re_decides_and_names_every_forged_release(deployment: Deploym
         ledger.append(
             make_entry("key.released", release_body(denied, [denial, puppet], ["puppet", "dave"]), service_key)
         )
+        lapsed_body = release_body(denied, [bob, stale], ["bob", "old-timer"])
+        ledger.append(make_entry("key.released", {**lapsed_body, "custodians": ["old-timer"]}, service_key))
     audit = deployment.verify_custody()
     assert audit.returncode == 1, audit.stderr
     report = json.loads(audit.stdout)["custody"]
     verdicts = {r["index"]: r["verified"] for r in report["releases"]}
-    assert verdicts == {genuine: True, start: False, start + 1: False, start + 2: False}
+    assert verdicts == {genuine: True, start: False, start + 1: False, start + 2: False, start + 3: False}
     reasons = {p["index"]: p["reason"] for p in report["problems"]}
     assert "not by the custody service" in reasons[start]
     assert "would not have been allowed" in reasons[start + 1] and "denied by dave" in reasons[start + 1]
     assert "no person 'puppet'" in reasons[start + 2]
+    assert "approver old-timer has no access: overdue" in reasons[start + 3]
 
 
 # -- replays and malleability -----------------------------------------------------------------------------

@@ -318,3 +318,22 @@ def test_a_crash_mid_release_is_settled_by_the_ledger_at_start(env: CustodyEnv) 
     bundle = restarted.release(logged, host.fetch(logged))
     host.open_release(bundle).close()
     assert CustodyService(store, env.services.ledger, custody.service_key, custody.providers).settled == {}
+
+
+def test_a_small_order_host_key_is_refused_at_the_request(env: CustodyEnv) -> None:
+    """Nothing can be sealed to a small-order X25519 point; refused before anything is recorded or logged."""
+    from strongroom.custody.protocol import new_request
+
+    point_of_order_8 = bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800")
+    for ephemeral in (bytes(32), point_of_order_8):
+        payload = new_request(
+            model_id=env.model_id,
+            purpose="eval",
+            requester="alice",
+            host_id="gpu-01",
+            host_identity=env.hosts["gpu-01"],
+            host_ephemeral=ephemeral,
+        )
+        with pytest.raises(MessageError, match="small order"):
+            env.client.submit_request(SignedMessage.sign(payload, env.people["alice"]))
+    assert env.pending_for("bob") == []

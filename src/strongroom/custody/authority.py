@@ -16,9 +16,12 @@ replays (``strongroom.custody.state`` enforces it for both). docs/architecture.m
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from strongroom.custody.errors import NotAuthorisedError
 from strongroom.custody.protocol import ACTIONS
+from strongroom.ledger.entries import SCHEMAS
 
 TAKE_AWAY_ACTIONS = frozenset({"person.signal", "person.offboard", "host.retire"})
 GRANT_ACTIONS = frozenset(ACTIONS - TAKE_AWAY_ACTIONS)
@@ -77,3 +80,30 @@ ENTRY_FOR_ACTION = {
 def officers_needed(action: str, threshold: int) -> int:
     """How many distinct officers must co-sign ``action``."""
     return 1 if action in TAKE_AWAY_ACTIONS else threshold
+
+
+@dataclass(frozen=True)
+class Appenders:
+    """The keys that may append over HTTP, each with the entry types it may write."""
+
+    types: Mapping[str, frozenset[str]]
+
+    def __post_init__(self) -> None:
+        for key_id, types in self.types.items():
+            unknown = sorted(types - set(SCHEMAS))
+            if unknown:
+                raise NotAuthorisedError(f"appender {key_id[:16]}: unknown entry type {unknown[0]!r}")
+            forbidden = sorted(types & SERVICE_TYPES)
+            if forbidden:
+                raise NotAuthorisedError(
+                    f"appender {key_id[:16]}: {forbidden[0]} entries are written only by the custody service"
+                )
+
+    def refusal(self, signer: str, entry_type: str) -> str | None:
+        """Why ``signer`` may not append an ``entry_type`` entry (None if it may)."""
+        types = self.types.get(signer)
+        if types is None:
+            return f"key {signer[:16]} is not authorised to append to this log"
+        if entry_type not in types:
+            return f"key {signer[:16]} may not write {entry_type} entries (its allow-list: {', '.join(sorted(types))})"
+        return None

@@ -58,8 +58,8 @@ from strongroom.custody.state_lock import StateLock
 from strongroom.custody.store import PENDING, RELEASED, RELEASING, CustodyStore, DuplicateError, Tx
 from strongroom.errors import StrongroomError
 from strongroom.hosts import HostError
-from strongroom.keys.errors import HpkeError, UnwrapError
-from strongroom.keys.hpke import public_from_bytes, seal_to_host
+from strongroom.keys.errors import HpkeError, KeyProviderError, UnwrapError
+from strongroom.keys.hpke import public_from_bytes, seal_to_host, usable_recipient
 from strongroom.keys.provider import KeyProvider, WrappedKey
 from strongroom.memory import wipe
 from strongroom.people import PeopleError
@@ -136,8 +136,8 @@ class CustodyService:
             receipt = self.log.append_event(prepared.entry_type, prepared.body, self.service_key, format_time(now))
         except StrongroomError as exc:
             raise UnavailableError(f"ledger append failed, nothing changed: {exc}") from None
+        self.state.last_index = int(receipt["index"])
         prepared.commit()
-        self.state.last_index = max(self.state.last_index, int(receipt["index"]))
         return receipt
 
     # -- requests and approvals --------------------------------------------------------------------
@@ -147,6 +147,10 @@ class CustodyService:
         now = whole_seconds(self.clock())
         request = ReleaseRequest.parse(signed)
         request.window.check_fresh(now, "release request")
+        try:
+            usable_recipient(request.ephemeral)  # else the release would be logged and never deliverable
+        except KeyProviderError as exc:
+            raise MessageError(f"release request: host ephemeral key: {exc}") from None
         state = self.state
         state.verify_request(request)
         model = state.model(request.model_id)

@@ -109,7 +109,7 @@ class CustodyState:
     loaded: set[str] = field(default_factory=set)
     used: set[str] = field(default_factory=set)  # administrative nonces and change ids
     problems: list[Problem] = field(default_factory=list)
-    last_index: int = -1
+    last_index: int = -1  # the entry being applied (replay) or just logged (the live service)
 
     # -- administration: the live service and replay both go through prepare ------------------------
 
@@ -209,7 +209,7 @@ class CustodyState:
         }
 
         def commit() -> None:
-            self.models[model] = RegisteredModel(registration.policy, key, self.last_index + 1)
+            self.models[model] = RegisteredModel(registration.policy, key, self.last_index)
             self.registered_keys[key_digest(key)] = model
             self.registered_keys["seal:" + key.binding.seal_id] = model
 

@@ -65,6 +65,17 @@ def public_from_bytes(raw: bytes) -> X25519PublicKey:
     return X25519PublicKey.from_public_bytes(raw)
 
 
+def usable_recipient(raw: bytes) -> X25519PublicKey:
+    """An X25519 public key HPKE can seal to: not of small order (RFC 7748 section 6.1 and RFC 9180
+    section 7.1.4: a small-order point gives an all-zero shared secret, and encapsulation fails)."""
+    public = public_from_bytes(raw)
+    try:
+        X25519PrivateKey.generate().exchange(public)
+    except ValueError:
+        raise HpkeError("the X25519 public key is of small order: nothing can be sealed to it") from None
+    return public
+
+
 def public_from_hex(text: str) -> X25519PublicKey:
     """Parse a raw X25519 public key written as 64 hex digits."""
     try:

@@ -13,13 +13,12 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from strongroom.custody.authority import DEFAULT_APPENDER_TYPES, DEFAULT_THRESHOLD, SERVICE_TYPES
+from strongroom.custody.authority import DEFAULT_APPENDER_TYPES, DEFAULT_THRESHOLD, Appenders
 from strongroom.custody.protocol import Authority, Officer
 from strongroom.custody.service import CustodyService
 from strongroom.custody.store import CustodyStore
 from strongroom.errors import StrongroomError
 from strongroom.keys.provider import KeyProvider
-from strongroom.ledger.entries import SCHEMAS
 from strongroom.ledger.log import Ledger
 from strongroom.ledger.witnessing import Witnessing
 from strongroom.server.custody_routes import custody_router
@@ -70,23 +69,18 @@ def genesis_authority(data_dir: Path, threshold: int, agreement: str | None) -> 
         raise ServerSettingsError(f"{folder}: {exc}") from None
 
 
-def appender_types(data_dir: Path) -> dict[str, frozenset[str]]:
-    """Key id -> the entry types that appender may write; custody and people types never."""
+def appenders_in(data_dir: Path) -> Appenders:
+    """``DATA/appenders/NAME.pub`` and their allow-lists ``NAME.types`` (default: model.evaluated)."""
     folder = data_dir / "appenders"
     found: dict[str, frozenset[str]] = {}
-    if not folder.is_dir():
-        return found
-    for path in sorted(folder.glob("*.pub")):
+    for path in sorted(folder.glob("*.pub")) if folder.is_dir() else []:
         allow_list = path.with_suffix(".types")
         types = frozenset(allow_list.read_text().split()) if allow_list.exists() else DEFAULT_APPENDER_TYPES
-        unknown = sorted(types - set(SCHEMAS))
-        if unknown:
-            raise ServerSettingsError(f"{allow_list}: unknown entry type {unknown[0]!r}")
-        forbidden = sorted(types & SERVICE_TYPES)
-        if forbidden:
-            raise ServerSettingsError(f"{allow_list}: {forbidden[0]} is written only by the custody service")
         found[Verifier.load(path).key_id] = types
-    return found
+    try:
+        return Appenders(found)
+    except StrongroomError as exc:
+        raise ServerSettingsError(f"{folder}: {exc}") from None
 
 
 def open_services(
@@ -119,10 +113,10 @@ def create_app(services: Services, data_dir: Path) -> FastAPI:
     app = FastAPI(title="Strongroom", version="0.1.0")
     app.add_exception_handler(StrongroomError, handle_strongroom_error)
 
-    appender_types(data_dir)  # a misconfigured allow-list stops the server from starting
+    appenders_in(data_dir)  # a misconfigured allow-list stops the server from starting
 
-    def appenders() -> dict[str, frozenset[str]]:
-        return appender_types(data_dir)  # read per request: adding or removing an appender needs no restart
+    def appenders() -> Appenders:
+        return appenders_in(data_dir)  # read per request: adding or removing an appender needs no restart
 
     witnesses_file = data_dir / "witnesses"
     urls = witnesses_file.read_text().split() if witnesses_file.exists() else []

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from strongroom.custody.authority import Appenders
 from strongroom.errors import StrongroomError
-from strongroom.ledger.entries import MAX_ENTRY_BYTES, Entry, parse_entry
+from strongroom.ledger.entries import MAX_ENTRY_BYTES, parse_entry
 from strongroom.ledger.errors import EntryError, LedgerError, StorageError
 from strongroom.ledger.log import Ledger
 from strongroom.ledger.tiles import TILE_WIDTH, bundle, parse_tile_request, unbundle
@@ -29,22 +30,8 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def _refusal(entry: Entry, allowed: dict[str, frozenset[str]]) -> str | None:
-    """Why this appender may not write this entry (None if it may)."""
-    types = allowed.get(entry.signer)
-    if types is None:
-        return f"key {entry.signer[:16]} is not authorised to append to this log"
-    if entry.type not in types:
-        return (
-            f"key {entry.signer[:16]} may not write {entry.type} entries (its allow-list: {', '.join(sorted(types))})"
-        )
-    return None
-
-
-def ledger_router(
-    ledger: Ledger, authorised: Callable[[], dict[str, frozenset[str]]], witnessing: Witnessing
-) -> APIRouter:
-    """``authorised`` maps each key allowed to append over HTTP to the entry types it may write."""
+def ledger_router(ledger: Ledger, authorised: Callable[[], Appenders], witnessing: Witnessing) -> APIRouter:
+    """``authorised`` gives the appenders (custody's authority model decides who may write what)."""
     router = APIRouter()
 
     @router.get("/checkpoint")
@@ -92,7 +79,7 @@ def ledger_router(
             return _error(413, f"entry larger than {MAX_ENTRY_BYTES} bytes")
         try:
             entry = parse_entry(raw)
-            refusal = _refusal(entry, authorised())
+            refusal = authorised().refusal(entry.signer, entry.type)
             if refusal is not None:
                 return _error(403, refusal)
             receipt = await asyncio.wrap_future(ledger.submit(entry))
@@ -117,7 +104,7 @@ def ledger_router(
             return _error(400, "empty bundle")
         allowed = authorised()
         for entry in parsed:
-            refusal = _refusal(entry, allowed)
+            refusal = allowed.refusal(entry.signer, entry.type)
             if refusal is not None:
                 return _error(403, refusal)
         try:
