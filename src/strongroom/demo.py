@@ -27,10 +27,13 @@ from strongroom.custody.loading import load_released
 from strongroom.custody.policy import ModelPolicy
 from strongroom.keys import LocalKeyring
 from strongroom.ledger.client import LedgerClient, verify_log
+from strongroom.ledger.note import NoteVerifier
+from strongroom.ledger.witness import Witness
 from strongroom.manifest.sealing import seal_model
 from strongroom.seal import SealedModel
-from strongroom.server.app import create_app, open_services
+from strongroom.server.app import Services, create_app, open_services
 from strongroom.server.background import BackgroundServer
+from strongroom.server.witness_app import create_witness_app
 from strongroom.signing import Signer
 
 Say = Callable[[str], None]
@@ -72,7 +75,14 @@ def run_demo(workdir: Path, say: Say) -> dict[str, Any]:
     services = open_services(
         workdir / "server", providers=[keyring], origin="strongroom.demo/log", threshold=2, agreement=agreement
     )
-    with BackgroundServer(create_app(services, workdir / "server")) as url:
+    log_vkey = services.ledger.signer.verifier.vkey
+    witness = Witness.open(workdir / "witness", "strongroom.demo/witness", [log_vkey])
+    with (
+        BackgroundServer(create_witness_app(witness)) as witness_url,
+        BackgroundServer(
+            create_app(write_witnesses(workdir / "server", witness_url, services), workdir / "server")
+        ) as url,
+    ):
         client = CustodyClient(url)
         say(
             f"ledger and custody service on {url} (embedded SQLite in {workdir / 'server'}); genesis: officers "
@@ -139,13 +149,15 @@ def run_demo(workdir: Path, say: Say) -> dict[str, Any]:
         report = verify_log(
             ledger,
             workdir / "auditor-state.json",
-            log_vkey=(workdir / "server" / "log.vkey").read_text().strip(),
+            log_vkey=log_vkey,
+            witnesses=[NoteVerifier.from_vkey(witness.signer.verifier.vkey)],
             full=True,
             indices=[summary["released_entry"]["index"]],
         )
         say(
-            f"auditor: checkpoint signature valid, {report.size} entries re-hashed to the signed root, every "
-            f"entry's signature checked, release entry inclusion proven"
+            f"auditor: checkpoint signature valid and cosigned by witness {', '.join(report.witnesses)}, "
+            f"{report.size} entries re-hashed to the signed root, every entry's signature checked, release "
+            "entry inclusion proven"
         )
         audit = audit_custody(enumerate(report.entries))
         say(
@@ -172,10 +184,17 @@ def run_demo(workdir: Path, say: Say) -> dict[str, Any]:
         "officers": list(officers),
         "ledger_size": report.size,
         "ledger_origin": report.origin,
+        "witnesses": report.witnesses,
         "audit": audit.to_json(),
         "embedding": embedding,
         "tensors_loaded": summary["tensors"],
     }
+
+
+def write_witnesses(data_dir: Path, url: str, services: Services) -> Services:
+    """Name the witness the log sends its checkpoints to (``DATA/witnesses``)."""
+    (data_dir / "witnesses").write_text(url + "\n")
+    return services
 
 
 def _officers(data_dir: Path) -> dict[str, Signer]:

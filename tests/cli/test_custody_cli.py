@@ -68,7 +68,7 @@ def test_demo_main_job_json(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     story = json.loads(result.stdout)
     assert story["approvers"] == ["bob", "carol"] and len(story["release_ids"]) == 1
-    assert story["officers"] == ["olga", "oscar"]
+    assert story["officers"] == ["olga", "oscar"] and story["witnesses"] == ["strongroom.demo/witness"]
     assert story["ledger_size"] >= 10 and story["model_id"].startswith("blake3:")
     assert story["audit"]["ok"] and [r["verified"] for r in story["audit"]["releases"]] == [True]
     assert story["embedding"]["equal_to_original"]
@@ -115,7 +115,11 @@ def test_request_approve_load_by_command_line(tmp_path: Path, model_dir: Path) -
         assert load_session(tmp_path / "host.session", sealed, tmp_path / "host.key")["tensors"] == 104
         shown = json.loads(run("ledger", "show", url, "--type", "key.released", "--json").stdout)
         assert len(shown) == 1 and shown[0]["body"]["approvers"] == ["bob", "carol"]
-        audit = run("ledger", "verify", url, "--state", str(tmp_path / "audit.json"), "--custody", "--json")
+        refused = run("ledger", "verify", url, "--state", str(tmp_path / "audit.json"), "--custody")
+        assert refused.returncode == 1 and "Without a witness" in refused.stderr
+        audit = run(
+            "ledger", "verify", url, "--state", str(tmp_path / "audit.json"), "--custody", "--no-witness", "--json"
+        )  # fmt: skip
         assert audit.returncode == 0, audit.stderr
         report = json.loads(audit.stdout)
         assert report["full_history"] is True and report["custody"]["ok"]

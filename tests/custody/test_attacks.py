@@ -126,6 +126,7 @@ class Deployment:
                 "--state",
                 str(self.data.parent / "auditor.json"),
                 "--custody",
+                "--no-witness",
                 "--json",
             ],
             env={**os.environ, "PYTHONPATH": SRC},

@@ -77,3 +77,38 @@ def test_auditor_requires_k_witnesses(tmp_path: Path) -> None:
                     client, tmp_path / "state.json", witnesses=[*keys, stranger.signer.verifier], min_witnesses=3
                 )
     services.close()
+
+
+def test_a_fresh_auditor_needs_a_witness_to_see_a_rolled_back_log(tmp_path: Path) -> None:
+    """The operator shows a first-time auditor another history under the same log key. Without saved state
+    only a witness that cosigned the real history can tell: by default the auditor requires one."""
+    import shutil
+
+    data = tmp_path / "srv"
+    services = open_services(data)
+    vkey = services.ledger.signer.verifier.vkey
+    witness = Witness.open(tmp_path / "w", "witness.test/w", [vkey])
+    signer = Signer.generate("ed25519")
+    with BackgroundServer(create_witness_app(witness)) as w_url:
+        (data / "witnesses").write_text(w_url + "\n")
+        real = [evaluated(signer, i) for i in range(5)]
+        for raw in real:
+            services.ledger.append(raw)
+        with BackgroundServer(create_app(services, data)) as url:
+            witness_key = NoteVerifier.from_vkey(witness.signer.verifier.vkey)
+            assert verify_log(LedgerClient(url), tmp_path / "honest.json", witnesses=[witness_key]).size == 5
+        services.close()
+        fork = tmp_path / "fork"  # same log key, a different history, offered to a new auditor
+        fork.mkdir()
+        for name in ("log.key", "log.origin", "service.key", "service.pub", "witnesses"):
+            shutil.copy(data / name, fork / name)
+        forked = open_services(fork)
+        for raw in [*real[:2], evaluated(signer, 99), *real[3:]]:
+            forked.ledger.append(raw)
+        with BackgroundServer(create_app(forked, fork)) as fork_url:
+            with pytest.raises(NoteError, match="Without a witness, a log operator can roll the log back"):
+                verify_log(LedgerClient(fork_url), tmp_path / "new.json")
+            with pytest.raises(NoteError, match="0 valid witness cosignature"):
+                verify_log(LedgerClient(fork_url), tmp_path / "new.json", witnesses=[witness_key])
+            assert verify_log(LedgerClient(fork_url), tmp_path / "new.json", min_witnesses=0).size == 5
+        forked.close()

@@ -97,6 +97,13 @@ def verify(
     state: Annotated[Path, typer.Option("--state", help="Auditor state: pinned key and last checkpoint.")],
     witness_key: Annotated[list[str] | None, typer.Option("--witness-key", help="Witness vkey (repeatable).")] = None,
     min_witnesses: Annotated[int, typer.Option(help="Cosignatures required (default: all given).")] = -1,
+    no_witness: Annotated[
+        bool,
+        typer.Option(
+            "--no-witness",
+            help="Accept a checkpoint no witness cosigned (a fresh auditor then cannot see a rolled-back log).",
+        ),
+    ] = False,
     log_key: Annotated[str | None, typer.Option("--log-key", help="Pin this log vkey instead of TOFU.")] = None,
     index: Annotated[list[int] | None, typer.Option("--index", help="Also prove this entry (repeatable).")] = None,
     full: Annotated[bool, typer.Option(help="Download every entry, re-hash the tree, check every signature.")] = False,
@@ -117,7 +124,7 @@ def verify(
         state,
         log_vkey=log_key,
         witnesses=witnesses,
-        min_witnesses=len(witnesses) if min_witnesses < 0 else min_witnesses,
+        min_witnesses=0 if no_witness else max(1, len(witnesses)) if min_witnesses < 0 else min_witnesses,
         indices=index or [],
         full=full or custody,
     )

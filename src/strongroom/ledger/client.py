@@ -120,17 +120,25 @@ class AuditReport:
         }
 
 
+UNWITNESSED = (
+    "Without a witness, a log operator can roll the log back and grow another history, and an auditor "
+    "without saved state cannot tell; a witness that saw the old checkpoint refuses to cosign the new one. "
+    "Name one (--witness-key), or accept that risk explicitly (--no-witness)"
+)
+
+
 def verify_log(
     client: LedgerClient,
     state_path: Path,
     *,
     log_vkey: str | None = None,
     witnesses: list[NoteVerifier] | None = None,
-    min_witnesses: int = 0,
+    min_witnesses: int = 1,
     indices: list[int] | None = None,
     full: bool = False,
 ) -> AuditReport:
-    """One audit: signatures, witnesses, consistency with saved state, inclusion of asked-for entries."""
+    """One audit: signatures, witnesses (at least ``min_witnesses`` of ``witnesses`` must have cosigned: one
+    by default), consistency with saved state, inclusion of asked-for entries."""
     state = _read_state(state_path)
     vkey = log_vkey or state.get("vkey") or client.vkey()
     if state.get("vkey") and state["vkey"] != vkey:
@@ -148,7 +156,10 @@ def verify_log(
                 verify_cosignature(witness, text, sig)
                 cosigned.append(witness.name)
     if len(cosigned) < min_witnesses:
-        raise NoteError(f"checkpoint has {len(cosigned)} valid witness cosignature(s); {min_witnesses} required")
+        raise NoteError(
+            f"checkpoint has {len(cosigned)} valid witness cosignature(s); {min_witnesses} required"
+            + ("" if witnesses else f". {UNWITNESSED}")
+        )
     report = AuditReport(checkpoint.origin, checkpoint.size, checkpoint.root.hex(), state.get("size"), cosigned)
     if "size" in state:
         old_size, old_root = int(state["size"]), bytes.fromhex(state["root"])
