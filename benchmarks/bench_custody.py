@@ -56,6 +56,8 @@ from strongroom.ledger.client import LedgerClient
 from strongroom.server.background import serve_process
 from strongroom.signing import Signer
 
+BENCH_PASSPHRASE = "bench walnut harbour violet"
+
 MODEL = "blake3:" + "5e" * 32
 RAMP = 1.0  # seconds over which the looping clients join
 PROCESSES = 4  # client processes for the looping shapes
@@ -65,9 +67,9 @@ TRACE: list[str] = []  # --trace FILE: where to write each looping run's release
 
 
 def run(workdir: Path, database: str | None, clients: int, seconds: float, think: float) -> None:
-    keyring = LocalKeyring.init(workdir / "keys", passphrase="bench", scrypt_n=2**10)
+    keyring = LocalKeyring.init(workdir / "keys", passphrase=BENCH_PASSPHRASE, scrypt_n=2**10)
     _, wrapped = keyring.generate_data_key(KeyBinding("5e" * 16, MODEL))
-    env = {**os.environ, "STRONGROOM_PASSPHRASE": "bench"}
+    env = {**os.environ, "STRONGROOM_PASSPHRASE": BENCH_PASSPHRASE}
     extra = ["--keys", str(workdir / "keys"), *(["--database", database] if database else [])]
     officers = [Signer.generate("ed25519") for _ in range(2)]
     (workdir / "srv" / "officers").mkdir(parents=True)

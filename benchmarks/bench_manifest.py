@@ -31,6 +31,8 @@ from strongroom.keys import LocalKeyring
 from strongroom.manifest import build_manifest, load_verified
 from strongroom.seal import SealedModel, seal_path
 
+BENCH_PASSPHRASE = "bench walnut harbour violet"
+
 GIB = 1 << 30
 MIB = 1 << 20
 
@@ -89,8 +91,8 @@ def main() -> None:
         print(f"building a {size / GIB:.1f} GiB checkpoint in {plain} ...", flush=True)
         build_checkpoint(plain, size)
     if not keys.exists():
-        LocalKeyring.init(keys, passphrase="bench", scrypt_n=2**12)
-    ring = LocalKeyring.open(keys, passphrase="bench")
+        LocalKeyring.init(keys, passphrase=BENCH_PASSPHRASE, scrypt_n=2**12)
+    ring = LocalKeyring.open(keys, passphrase=BENCH_PASSPHRASE)
     if sealed.exists():
         try:
             SealedModel.open(sealed, ring).close()

@@ -28,6 +28,8 @@ from strongroom.meetings.pipeline import MeetingOptions, transcribe_meeting  # n
 from strongroom.meetings.transcribe import TranscribeOptions, default_model_dir  # noqa: E402
 from strongroom.meetings.wer import wer  # noqa: E402
 
+BENCH_PASSPHRASE = "bench walnut harbour violet"
+
 
 def plain_faster_whisper(audio: Path, threads: int) -> tuple[float, str]:
     """Seconds and text for faster-whisper alone: load, transcribe, materialise every segment."""
@@ -67,7 +69,7 @@ def main() -> None:
         timeline = make_meeting(audio, turns)
         duration = timeline[-1][1] + 0.6
         script = " ".join(text for _, _, _, text in timeline)
-        ring = LocalKeyring.init(work / "keys", passphrase="bench", scrypt_n=2**12)
+        ring = LocalKeyring.init(work / "keys", passphrase=BENCH_PASSPHRASE, scrypt_n=2**12)
         print(f"meeting: {duration:.1f} s, {len(turns)} turns, 2 voices; {args.threads} CPU thread(s)")
 
         plain_times, pipe_times = [], []

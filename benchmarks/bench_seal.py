@@ -26,6 +26,8 @@ from strongroom.keys import LocalKeyring
 from strongroom.seal import load_model_dir, open_sealed, seal_path
 from strongroom.seal.reader import default_threads
 
+BENCH_PASSPHRASE = "bench walnut harbour violet"
+
 GIB = 1 << 30
 MIB = 1 << 20
 
@@ -105,7 +107,7 @@ def main() -> None:
         model.mkdir(exist_ok=True)
         probe = build_checkpoint(model / "model.safetensors", size)
         nbytes = (model / "model.safetensors").stat().st_size
-        keyring = LocalKeyring.init(work / "keys", passphrase="bench", scrypt_n=2**14)
+        keyring = LocalKeyring.init(work / "keys", passphrase=BENCH_PASSPHRASE, scrypt_n=2**14)
         load_file(model / "model.safetensors")  # warm the page cache
 
         plain = best_of(args.runs, lambda: load_file(model / "model.safetensors"))

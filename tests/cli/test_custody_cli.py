@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from strongroom.server.background import serve_process
-from tests.cli.test_seal_cli import run
+from tests.cli.test_seal_cli import CLI_PASSPHRASE, run
 
 SRC = str(Path(__file__).parents[2] / "src")
 
@@ -81,7 +81,7 @@ def test_request_approve_load_by_command_line(tmp_path: Path, model_dir: Path) -
     model_id = json.loads(sealed_out.stdout)["model_id"]
     assert model_id == json.loads(run("manifest", str(model_dir), "--json").stdout)["model_id"]
     two = officers(tmp_path, data)
-    env = {**os.environ, "PYTHONPATH": SRC, "STRONGROOM_PASSPHRASE": "cli-pass"}
+    env = {**os.environ, "PYTHONPATH": SRC, "STRONGROOM_PASSPHRASE": CLI_PASSPHRASE}
     with serve_process(data, "--keys", str(keys), env=env) as url:
         enrol(tmp_path, url, two, [("alice", 3), ("bob", 4), ("carol", 5)])
         assert json.loads(run("people", "show", "carol", "--server", url, "--json").stdout)["custodian"] is True

@@ -11,10 +11,13 @@ from typing import Any
 
 import pytest
 
+CLI_PASSPHRASE = "cli passphrase saffron kettle"
 SRC = str(Path(__file__).parents[2] / "src")
 
 
-def run(*args: str, passphrase: str | None = "cli-pass", cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, passphrase: str | None = CLI_PASSPHRASE, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "STRONGROOM_PASSPHRASE"}
     env["PYTHONPATH"] = SRC
     if passphrase is not None:

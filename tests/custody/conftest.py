@@ -30,7 +30,7 @@ AGREEMENT = "sha256:" + "42" * 32
 PEOPLE = [("alice", 3), ("bob", 4), ("erin", 4), ("carol", 5), ("dave", 5)]
 OFFICERS = ("olga", "oscar", "otto")
 TWO = ("olga", "oscar")
-PASSPHRASE = "custody"
+PASSPHRASE = "custody quartz meadow ferry"
 
 
 def make_officers(data: Path, names: tuple[str, ...] = OFFICERS) -> dict[str, Signer]:

@@ -21,12 +21,14 @@ from strongroom.keys.local import WRAP_AAD
 
 from .conftest import bind
 
+STRONG = "granite orchid lantern thimble"
+
 
 def test_passphrase_keyring_round_trip(tmp_path: Path) -> None:
-    ring = LocalKeyring.init(tmp_path / "k", passphrase="pw", scrypt_n=2**10)
+    ring = LocalKeyring.init(tmp_path / "k", passphrase=STRONG, scrypt_n=2**10)
     assert isinstance(ring, KeyProvider)
     dek, wrapped = ring.generate_data_key(bind())
-    reopened = LocalKeyring.open(tmp_path / "k", passphrase="pw")
+    reopened = LocalKeyring.open(tmp_path / "k", passphrase=STRONG)
     assert reopened.key_id == ring.key_id
     assert reopened.unwrap(wrapped) == dek
     assert WrappedKey.from_json(json.loads(json.dumps(wrapped.to_json()))) == wrapped
@@ -34,7 +36,7 @@ def test_passphrase_keyring_round_trip(tmp_path: Path) -> None:
 
 
 def test_wrong_passphrase(tmp_path: Path) -> None:
-    LocalKeyring.init(tmp_path / "k", passphrase="pw", scrypt_n=2**10)
+    LocalKeyring.init(tmp_path / "k", passphrase=STRONG, scrypt_n=2**10)
     with pytest.raises(WrongPassphraseError, match="wrong passphrase"):
         LocalKeyring.open(tmp_path / "k", passphrase="pW")
     with pytest.raises(KeyProviderError, match="needs a passphrase"):
@@ -58,7 +60,7 @@ def test_kek_file_keyring(tmp_path: Path) -> None:
 
 
 def test_tampered_and_foreign_wrapped_keys(tmp_path: Path) -> None:
-    ring = LocalKeyring.init(tmp_path / "k", passphrase="pw", scrypt_n=2**10)
+    ring = LocalKeyring.init(tmp_path / "k", passphrase=STRONG, scrypt_n=2**10)
     _, wrapped = ring.generate_data_key(bind())
     flipped = WrappedKey(
         wrapped.provider, wrapped.key_id, wrapped.blob[:-1] + bytes([wrapped.blob[-1] ^ 1]), wrapped.binding
@@ -73,20 +75,20 @@ def test_tampered_and_foreign_wrapped_keys(tmp_path: Path) -> None:
 
 def test_missing_and_malformed_keyrings(tmp_path: Path) -> None:
     with pytest.raises(KeyringNotFoundError, match="key directory not found"):
-        LocalKeyring.open(tmp_path / "nope", passphrase="pw")
+        LocalKeyring.open(tmp_path / "nope", passphrase=STRONG)
     (tmp_path / "empty").mkdir()
     with pytest.raises(KeyringNotFoundError, match="no keyring.json"):
-        LocalKeyring.open(tmp_path / "empty", passphrase="pw")
+        LocalKeyring.open(tmp_path / "empty", passphrase=STRONG)
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "keyring.json").write_text("{not json")
     with pytest.raises(KeyringFormatError, match="not valid JSON"):
-        LocalKeyring.open(tmp_path / "bad", passphrase="pw")
+        LocalKeyring.open(tmp_path / "bad", passphrase=STRONG)
     with pytest.raises(KeyProviderError, match="already exists"):
-        LocalKeyring.init(tmp_path / "bad", passphrase="pw")
+        LocalKeyring.init(tmp_path / "bad", passphrase=STRONG)
 
 
 def test_closed_keyring_refuses_and_wipes(tmp_path: Path) -> None:
-    ring = LocalKeyring.init(tmp_path / "k", passphrase="pw", scrypt_n=2**10)
+    ring = LocalKeyring.init(tmp_path / "k", passphrase=STRONG, scrypt_n=2**10)
     _, wrapped = ring.generate_data_key(bind())
     kek = ring._kek
     ring.close()
@@ -110,3 +112,16 @@ def test_binding_is_the_documented_associated_data(tmp_path: Path) -> None:
     assert AESGCM(bytes(range(32))).decrypt(wrapped.blob[:12], wrapped.blob[12:], ad) == dek
     with pytest.raises(InvalidTag):
         AESGCM(bytes(range(32))).decrypt(wrapped.blob[:12], wrapped.blob[12:], WRAP_AAD + ring.key_id.encode())
+
+
+@pytest.mark.parametrize(
+    ("passphrase", "why"),
+    [("", "too short"), ("pw", "too short"), ("Tr0ub4dor&3", "too short"), ("password1234", "too easy to guess"),
+     ("qwertyuiopasdf", "too easy to guess"), ("aaaaaaaaaaaaaaaa", "too easy to guess"), ("custody2026!", "too easy")],
+)  # fmt: skip
+def test_a_guessable_passphrase_never_protects_a_keyring(tmp_path: Path, passphrase: str, why: str) -> None:
+    from strongroom.keys.errors import WeakPassphraseError
+
+    with pytest.raises(WeakPassphraseError, match=why):
+        LocalKeyring.init(tmp_path / "k", passphrase=passphrase, scrypt_n=2**10)
+    assert not (tmp_path / "k").exists()

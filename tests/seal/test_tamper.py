@@ -57,7 +57,7 @@ def _segment_bounds(sealed: Path, index: int) -> tuple[int, int]:
 
 
 def test_wrong_keyring_is_refused_before_decryption(sealed_dir: Path, tmp_path: Path) -> None:
-    other = LocalKeyring.init(tmp_path / "other", passphrase="x", scrypt_n=2**10)
+    other = LocalKeyring.init(tmp_path / "other", passphrase="granite orchid lantern thimble", scrypt_n=2**10)
     with pytest.raises(UnwrapError, match="wrapped by local:"):
         load_model_dir(sealed_dir, other)
 
@@ -216,7 +216,7 @@ def test_unreadable_directory_is_reported(tmp_path: Path, keyring: LocalKeyring)
     (src / "config.json").write_text("{}")
     os.chmod(src / "private", 0)
     keydir = tmp_path / "cli-keys"
-    LocalKeyring.init(keydir, passphrase="pw", scrypt_n=TEST_SCRYPT_N).close()
+    LocalKeyring.init(keydir, passphrase="granite orchid lantern thimble", scrypt_n=TEST_SCRYPT_N).close()
     # Root ignores permission bits: drop every capability so the unreadable directory is real.
     prefix = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"] if os.geteuid() == 0 else []
     env = {**os.environ, "STRONGROOM_PASSPHRASE": "pw", "PYTHONPATH": str(Path(__file__).parents[2] / "src")}

@@ -6,7 +6,6 @@ import contextlib
 import dataclasses
 import getpass
 import json
-import os
 import sys
 from collections.abc import Iterator
 from enum import StrEnum
@@ -16,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from strongroom import process
 from strongroom.keys import factory
 from strongroom.keys.errors import KeyProviderError, KeySettingsError
 from strongroom.keys.provider import KeyProvider
@@ -69,7 +69,7 @@ def print_json(value: Any) -> None:
 
 def read_passphrase(confirm: bool = False) -> str:
     """The passphrase from STRONGROOM_PASSPHRASE, else an interactive prompt."""
-    value = os.environ.get(PASSPHRASE_ENV)
+    value = process.secret(PASSPHRASE_ENV)
     if value is not None:
         return value
     if not sys.stdin.isatty():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from strongroom import process
 from strongroom.cli.admin import DEFAULT_SERVER, HoursOption, OfficerKeys, OutOption, ServerOption, send_or_save
 from strongroom.cli.common import JsonOption, console, print_json
 from strongroom.cli.keys import CUSTODIAN_PASSPHRASE_ENV
@@ -92,7 +92,7 @@ def _approver(person: str, key: Path, server: str, custodian_key: Path | None = 
     if custodian_key is not None:
         from strongroom.keys.hpke import load_private_key
 
-        secret = os.environ.get(CUSTODIAN_PASSPHRASE_ENV)
+        secret = process.secret(CUSTODIAN_PASSPHRASE_ENV)
         custodian = load_private_key(custodian_key, secret.encode() if secret else None)
     return Approver(CustodyClient(server), person, Signer.load(key), custodian)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Annotated
 import typer
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from strongroom import process
 from strongroom.cli.common import (
     JsonOption,
     KekFileOption,
@@ -158,7 +158,7 @@ def custodian_init(
         if path.exists():
             raise KeyProviderError(f"{path}: already exists")
     directory.mkdir(parents=True, exist_ok=True)
-    passphrase = os.environ.get(CUSTODIAN_PASSPHRASE_ENV)
+    passphrase = process.secret(CUSTODIAN_PASSPHRASE_ENV)
     key = X25519PrivateKey.generate()
     write_private_key(private_path, key, passphrase.encode() if passphrase else None)
     write_public_key(public_path, key.public_key())

@@ -7,6 +7,7 @@ import sys
 import typer
 from rich.markup import escape
 
+from strongroom import process
 from strongroom.cli import admin as admin_cli
 from strongroom.cli import custody as custody_cli
 from strongroom.cli import demo as demo_cli
@@ -45,6 +46,8 @@ meetings_cli.register(app)
 
 def main() -> None:
     """Run the CLI; a StrongroomError or OS error becomes one 'error:' line and exit status 1."""
+    process.harden()  # commands hold keys: no core dumps, nothing dumpable
+    process.take_secrets()  # and no child inherits a passphrase, PIN or token
     try:
         code = app(standalone_mode=False)
         if isinstance(code, int) and code:

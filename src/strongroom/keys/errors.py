@@ -70,5 +70,9 @@ class InsufficientSharesError(ShareError):
     """Fewer distinct shares than the threshold were presented."""
 
 
+class WeakPassphraseError(KeyProviderError):
+    """A passphrase that would protect a key is too short or too easy to guess."""
+
+
 class HpkeError(KeyProviderError):
     """An HPKE message could not be opened: wrong recipient key, wrong context, or tampered ciphertext."""

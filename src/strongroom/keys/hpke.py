@@ -92,6 +92,10 @@ def fingerprint(key: X25519PublicKey) -> str:
 
 def write_private_key(path: Path, key: X25519PrivateKey, passphrase: bytes | None = None) -> None:
     """Write a private key as PKCS#8 PEM (encrypted when a passphrase is given), atomically, mode 0600."""
+    if passphrase:
+        from strongroom.keys.passphrase import check_passphrase
+
+        check_passphrase(passphrase.decode("utf-8", "replace"), "the key's passphrase")
     encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
     )

@@ -39,8 +39,9 @@ from strongroom.keys.errors import (
     UnwrapError,
     WrongPassphraseError,
 )
+from strongroom.keys.passphrase import check_passphrase
 from strongroom.keys.provider import DATA_KEY_BYTES, KeyBinding, WrappedKey, associated_data, check_reference
-from strongroom.memory import wipe
+from strongroom.memory import lock, unlock, wipe
 
 KEYRING_FILE = "keyring.json"
 FORMAT = "strongroom-local-keyring/v1"
@@ -82,6 +83,7 @@ class LocalKeyring:
     def __init__(self, key_id: str, kek: bytearray) -> None:
         self._key_id = key_id
         self._kek = kek
+        lock(kek)  # out of swap where the memory-lock limit allows
         self._aead: AESGCM | None = AESGCM(bytes(kek))
 
     @property
@@ -106,6 +108,8 @@ class LocalKeyring:
         """Create a new key directory with a fresh KEK; exactly one of passphrase or kek_file."""
         if (passphrase is None) == (kek_file is None):
             raise KeyProviderError("give exactly one of a passphrase or a KEK file")
+        if passphrase is not None:
+            check_passphrase(passphrase, "the keyring passphrase")
         keydir = Path(keydir)
         if (keydir / KEYRING_FILE).exists():
             raise KeyProviderError(f"{keydir}: a keyring already exists here")
@@ -117,8 +121,6 @@ class LocalKeyring:
             record["protection"] = "kek-file"
         else:
             assert passphrase is not None
-            if not passphrase:
-                raise KeyProviderError("the passphrase must not be empty")
             kek = bytearray(secrets.token_bytes(DATA_KEY_BYTES))
             salt = secrets.token_bytes(16)
             pkey = _scrypt_key(passphrase, salt, scrypt_n, 8, 1)
@@ -235,6 +237,7 @@ class LocalKeyring:
     def close(self) -> None:
         """Wipe the KEK from this object's memory."""
         wipe(self._kek)
+        unlock(self._kek)
         self._aead = None
 
     def __enter__(self) -> LocalKeyring:

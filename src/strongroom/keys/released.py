@@ -12,7 +12,7 @@ import hmac
 
 from strongroom.keys.errors import BindingMismatchError, KeyProviderError, UnwrapError
 from strongroom.keys.provider import DATA_KEY_BYTES, KeyBinding, WrappedKey
-from strongroom.memory import wipe
+from strongroom.memory import lock, unlock, wipe
 
 
 class ReleasedKey:
@@ -23,6 +23,7 @@ class ReleasedKey:
             raise KeyProviderError(f"a released data key is {DATA_KEY_BYTES} bytes, got {len(data_key)}")
         self._wrapped = wrapped
         self._key: bytearray | None = bytearray(data_key)
+        lock(self._key)
 
     @property
     def provider(self) -> str:
@@ -68,6 +69,7 @@ class ReleasedKey:
         """Wipe the data key."""
         if self._key is not None:
             wipe(self._key)
+            unlock(self._key)
             self._key = None
 
     def __enter__(self) -> ReleasedKey:

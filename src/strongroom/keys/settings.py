@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from strongroom import process
 from strongroom.keys.errors import KeySettingsError
 
 ProviderKind = Literal["local", "pkcs11", "openbao", "shamir"]
@@ -132,7 +133,7 @@ class KeySettings:
         provider: str | None = None,
     ) -> KeySettings:
         """Read ``path`` (TOML or JSON; optional), apply the environment, then an explicit provider choice."""
-        env = os.environ if env is None else env
+        env = process.environment() if env is None else env
         raw: dict[str, Any] = _read_file(path) if path is not None else {}
         base = Path(path).parent if path is not None else Path.cwd()
         return _build(raw, env, base, provider, Path(path) if path is not None else None)
