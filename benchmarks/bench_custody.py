@@ -69,10 +69,11 @@ TRACE: list[str] = []  # --trace FILE: where to write each looping run's release
 def run(workdir: Path, database: str | None, clients: int, seconds: float, think: float) -> None:
     keyring = LocalKeyring.init(workdir / "keys", passphrase=BENCH_PASSPHRASE, scrypt_n=2**10)
     _, wrapped = keyring.generate_data_key(KeyBinding("5e" * 16, MODEL))
-    env = {**os.environ, "STRONGROOM_PASSPHRASE": BENCH_PASSPHRASE}
+    env = {**os.environ, "STRONGROOM_PASSPHRASE": BENCH_PASSPHRASE, "STRONGROOM_SERVER_PASSPHRASE": BENCH_PASSPHRASE}
     extra = ["--keys", str(workdir / "keys"), *(["--database", database] if database else [])]
     officers = [Signer.generate("ed25519") for _ in range(2)]
-    (workdir / "srv" / "officers").mkdir(parents=True)
+    (workdir / "srv").mkdir(mode=0o700)
+    (workdir / "srv" / "officers").mkdir()
     for n, officer in enumerate(officers):
         (workdir / "srv" / "officers" / f"officer{n}.pub").write_bytes(officer.verifier.pem())
     with serve_process(workdir / "srv", *extra, env=env) as url:

@@ -28,6 +28,8 @@ from strongroom.ledger.tree import HashTree
 from strongroom.server.background import serve_process
 from strongroom.signing import Signer
 
+BENCH_SERVER_PASSPHRASE = "bench walnut harbour violet"
+
 
 def entries(signer: Signer, count: int) -> list[bytes]:
     body = {"model_id": "blake3:" + "ab" * 32, "suite": "bench", "results": {"score": 1}, "evaluator": "bench"}
@@ -65,8 +67,12 @@ def in_process(database: str | None, raws: list[bytes], workdir: Path, blocking:
 def over_http(count: int, workdir: Path, clients: int) -> tuple[float, float, float]:
     """'strongroom serve' in its own process; ``clients`` threads append over HTTP one entry per request,
     then 8 clients append 64-entry bundles; finally one client reads full tiles."""
-    with serve_process(workdir) as url:
-        operator = Signer.load(workdir / "operator.key")
+    env = {**os.environ, "STRONGROOM_SERVER_PASSPHRASE": BENCH_SERVER_PASSPHRASE}
+    operator = Signer.generate("ed25519")  # an appender allowed model.evaluated (DATA/appenders/bench.pub)
+    workdir.chmod(0o700)
+    (workdir / "appenders").mkdir(exist_ok=True)
+    (workdir / "appenders" / "bench.pub").write_bytes(operator.verifier.pem())
+    with serve_process(workdir, env=env) as url:
         raws = entries(operator, count)
         chunks = [raws[i::clients] for i in range(clients)]
 

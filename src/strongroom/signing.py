@@ -163,31 +163,39 @@ class Signer:
             return cls(ec.generate_private_key(curves[key_type]))
         raise SigningKeyError(f"unknown key type {key_type!r} (ecdsa-p256, ecdsa-p384, ecdsa-p521 or ed25519)")
 
-    def pem(self) -> bytes:
-        return self.private.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    def pem(self, passphrase: bytes | None = None) -> bytes:
+        """PKCS#8 PEM, encrypted under ``passphrase`` when one is given (the library's best available scheme)."""
+        encryption: serialization.KeySerializationEncryption = (
+            serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
         )
+        return self.private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
 
     @classmethod
-    def from_pem(cls, data: bytes, source: str = "private key") -> Signer:
+    def from_pem(cls, data: bytes, source: str = "private key", passphrase: bytes | None = None) -> Signer:
         try:
-            private = serialization.load_pem_private_key(data, password=None)
-        except (ValueError, TypeError, UnsupportedAlgorithm):
-            raise SigningKeyError(f"{source}: not an unencrypted PEM private key") from None
+            private = serialization.load_pem_private_key(data, password=passphrase)
+        except TypeError:
+            state = (
+                "encrypted: give its passphrase" if passphrase is None else "not encrypted, but a passphrase was given"
+            )
+            raise SigningKeyError(f"{source}: the private key is {state}") from None
+        except (ValueError, UnsupportedAlgorithm):
+            why = "wrong passphrase, or not a PEM private key" if passphrase else "not an unencrypted PEM private key"
+            raise SigningKeyError(f"{source}: {why}") from None
         if not isinstance(private, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
             raise SigningKeyError(f"{source}: unsupported private key type (use ECDSA P-256/P-384/P-521 or Ed25519)")
         key_type_of(private)
         return cls(private)
 
     @classmethod
-    def load(cls, path: Path) -> Signer:
+    def load(cls, path: Path, passphrase: bytes | None = None) -> Signer:
         try:
             data = Path(path).read_bytes()
         except OSError as exc:
             raise SigningKeyError(f"{path}: cannot read private key: {exc.strerror}") from None
-        return cls.from_pem(data, str(path))
+        return cls.from_pem(data, str(path), passphrase)
 
-    def save(self, private_path: Path, public_path: Path) -> None:
-        """Write the private key (mode 0600) and public key (0644) atomically."""
-        write_atomic(private_path, self.pem(), mode=0o600)
+    def save(self, private_path: Path, public_path: Path, passphrase: bytes | None = None) -> None:
+        """Write the private key (mode 0600; encrypted when a passphrase is given) and public key (0644)."""
+        write_atomic(private_path, self.pem(passphrase), mode=0o600)
         write_atomic(public_path, self.verifier.pem(), mode=0o644)

@@ -8,13 +8,19 @@ and it is fsynced (40-120 ms here, under load). Connections from ``connect_wal``
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import threading
 from pathlib import Path
 
 
 def connect_wal(path: str | Path, timeout: float = 30) -> sqlite3.Connection:
-    """A connection for explicit transactions, in WAL mode, fsyncing every commit, never checkpointing."""
+    """A connection for explicit transactions, in WAL mode, fsyncing every commit, never checkpointing.
+
+    A new database file is created 0600 first: SQLite gives its -wal and -shm files the database's mode."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     connection = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=FULL")

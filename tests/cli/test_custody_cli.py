@@ -8,6 +8,7 @@ from pathlib import Path
 
 from strongroom.server.background import serve_process
 from tests.cli.test_seal_cli import CLI_PASSPHRASE, run
+from tests.custody.conftest import SERVER_ENV
 
 SRC = str(Path(__file__).parents[2] / "src")
 
@@ -15,7 +16,8 @@ SRC = str(Path(__file__).parents[2] / "src")
 def officers(tmp: Path, data: Path) -> list[str]:
     """Two officer keys; their public keys in DATA/officers make them the server's genesis authority.
     Returns ``--officer-key`` arguments for both."""
-    (data / "officers").mkdir(parents=True)
+    data.mkdir(mode=0o700)
+    (data / "officers").mkdir()
     args = []
     for name in ("olga", "oscar"):
         assert run("keys", "gen-signer", str(tmp / name), "--type", "ed25519").returncode == 0
@@ -81,7 +83,7 @@ def test_request_approve_load_by_command_line(tmp_path: Path, model_dir: Path) -
     model_id = json.loads(sealed_out.stdout)["model_id"]
     assert model_id == json.loads(run("manifest", str(model_dir), "--json").stdout)["model_id"]
     two = officers(tmp_path, data)
-    env = {**os.environ, "PYTHONPATH": SRC, "STRONGROOM_PASSPHRASE": CLI_PASSPHRASE}
+    env = {**os.environ, "PYTHONPATH": SRC, "STRONGROOM_PASSPHRASE": CLI_PASSPHRASE, **SERVER_ENV}
     with serve_process(data, "--keys", str(keys), env=env) as url:
         enrol(tmp_path, url, two, [("alice", 3), ("bob", 4), ("carol", 5)])
         assert json.loads(run("people", "show", "carol", "--server", url, "--json").stdout)["custodian"] is True
@@ -146,7 +148,7 @@ def test_custodian_quorum_by_command_line(tmp_path: Path, model_dir: Path) -> No
     assert sealed_out.returncode == 0, sealed_out.stderr
     model_id = json.loads(sealed_out.stdout)["model_id"]
     two = officers(tmp_path, data)
-    with serve_process(data, env={**os.environ, "PYTHONPATH": SRC}) as url:
+    with serve_process(data, env={**os.environ, "PYTHONPATH": SRC, **SERVER_ENV}) as url:
         enrol(tmp_path, url, two, [("alice", 3), ("carol", 5), ("dave", 5)])
         registered = run("register", str(sealed), *two, "--required-tier", "3", "--server", url)
         assert registered.returncode == 0, registered.stderr

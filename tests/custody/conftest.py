@@ -31,11 +31,13 @@ PEOPLE = [("alice", 3), ("bob", 4), ("erin", 4), ("carol", 5), ("dave", 5)]
 OFFICERS = ("olga", "oscar", "otto")
 TWO = ("olga", "oscar")
 PASSPHRASE = "custody quartz meadow ferry"
+SERVER_ENV = {"STRONGROOM_SERVER_PASSPHRASE": "server keys sextant marigold"}  # what `serve` encrypts its keys under
 
 
 def make_officers(data: Path, names: tuple[str, ...] = OFFICERS) -> dict[str, Signer]:
     """Officer keys, their public halves in DATA/officers (the genesis authority on first start)."""
-    (data / "officers").mkdir(parents=True, exist_ok=True)
+    data.mkdir(mode=0o700, parents=True, exist_ok=True)  # a server's data directory is private
+    (data / "officers").mkdir(exist_ok=True)
     keys = {}
     for name in names:
         keys[name] = Signer.generate("ed25519")

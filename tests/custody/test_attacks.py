@@ -43,7 +43,7 @@ from strongroom.ledger.log import Ledger
 from strongroom.seal import SealedModel
 from strongroom.server.background import serve_process
 from strongroom.signing import _ORDERS, Signer
-from tests.custody.conftest import PASSPHRASE, PEOPLE, Admin, make_officers
+from tests.custody.conftest import PASSPHRASE, PEOPLE, SERVER_ENV, Admin, make_officers
 
 SRC = str(Path(__file__).parents[2] / "src")
 AGREEMENT_TEXT = b"agreement"
@@ -74,7 +74,7 @@ class Deployment:
         return Admin(self.client, self.officers)
 
     def start(self) -> None:
-        env = {**os.environ, "PYTHONPATH": SRC, "STRONGROOM_PASSPHRASE": PASSPHRASE}
+        env = {**os.environ, "PYTHONPATH": SRC, "STRONGROOM_PASSPHRASE": PASSPHRASE, **SERVER_ENV}
         agreement = self.data.parent / "agreement.txt"
         agreement.write_bytes(AGREEMENT_TEXT)
         self.url = self._stack.enter_context(

@@ -43,7 +43,8 @@ def operator(data: Path) -> Signer:
     """An appender allowed to write model.evaluated (DATA/appenders/test.pub); the key lives beside DATA."""
     key = data.parent / "appender.key"
     if not key.exists():
-        (data / "appenders").mkdir(parents=True, exist_ok=True)
+        data.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (data / "appenders").mkdir(exist_ok=True)
         Signer.generate("ed25519").save(key, data / "appenders" / "test.pub")
     return Signer.load(key)
 
@@ -134,7 +135,7 @@ def test_split_view_and_rollback_are_detected(served: tuple[str, Path], tmp_path
 
 def test_sigkill_mid_stream_loses_no_acknowledged_entry(tmp_path: Path) -> None:
     data, port = tmp_path / "srv", free_port()
-    env = {**os.environ, "PYTHONPATH": SRC}
+    env = {**os.environ, "PYTHONPATH": SRC, "STRONGROOM_SERVER_PASSPHRASE": "server keys sextant marigold"}
     command = [sys.executable, "-m", "strongroom.cli.main", "serve", "--data", str(data), "--port", str(port)]
 
     def start() -> subprocess.Popen[bytes]:

@@ -28,6 +28,9 @@ def serve(
         Path | None,
         typer.Option(help="The access agreement everyone must have signed (first start only; then 'admin authority')."),
     ] = None,
+    allow_loose_permissions: Annotated[
+        bool, typer.Option(help="Start although the data directory, keys or databases are open to other users.")
+    ] = False,
 ) -> None:
     """Serve the transparency ledger (C2SP tlog-tiles), custody, people and host APIs.
 
@@ -37,7 +40,10 @@ def serve(
 
     The custody service unwraps data keys with the key provider given (--keys for a local keyring, or
     --key-provider/--key-config for PKCS#11, OpenBao or Shamir); without one, nothing can be released.
+    The log and service keys are encrypted at rest under STRONGROOM_SERVER_PASSPHRASE (or a prompt).
     """
+    import os
+
     import uvicorn
 
     from strongroom.server.app import create_app, open_services
@@ -48,7 +54,17 @@ def serve(
     from strongroom.cli.admin import agreement_digest
 
     digest = agreement_digest(agreement) if agreement else None
-    services = open_services(data, database, providers, origin, threshold=officer_threshold, agreement=digest)
+    os.umask(0o077)  # everything the server creates (keys, databases, WAL files) is private
+    services = open_services(
+        data,
+        database,
+        providers,
+        origin,
+        threshold=officer_threshold,
+        agreement=digest,
+        key_passphrase=server_passphrase(first_start=not (data / "log.key").exists()),
+        allow_loose_permissions=allow_loose_permissions,
+    )
     authority = services.custody.state.authority
     if authority is None:
         console.print(f"[yellow]no officers yet: put their public keys in {data / 'officers'} and restart[/]")
@@ -65,6 +81,31 @@ def serve(
         uvicorn.Server(config).run()
     finally:
         services.close()
+
+
+SERVER_PASSPHRASE_ENV = "STRONGROOM_SERVER_PASSPHRASE"
+
+
+def server_passphrase(first_start: bool) -> bytes:
+    """The passphrase the log and service keys are encrypted under: the environment, else a prompt; on first
+    start it must pass the strength rule."""
+    import getpass
+    import sys
+
+    from strongroom import process
+    from strongroom.keys.errors import KeyProviderError
+    from strongroom.keys.passphrase import check_passphrase
+
+    value = process.secret(SERVER_PASSPHRASE_ENV)
+    if value is None:
+        if not sys.stdin.isatty():
+            raise KeyProviderError(f"no server key passphrase: set {SERVER_PASSPHRASE_ENV} or run interactively")
+        value = getpass.getpass("Server key passphrase: ")
+        if first_start and getpass.getpass("Repeat passphrase: ") != value:
+            raise KeyProviderError("the passphrases do not match")
+    if first_start:
+        check_passphrase(value, "the server key passphrase")
+    return value.encode("utf-8")
 
 
 def register(app: typer.Typer) -> None:

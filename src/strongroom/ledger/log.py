@@ -65,18 +65,25 @@ class Ledger:
     # -- opening ---------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, data_dir: Path, database: str | None = None, origin: str | None = None) -> Ledger:
-        """Open (creating on first use) the ledger under ``data_dir``: its key and, by default, SQLite."""
+    def open(
+        cls,
+        data_dir: Path,
+        database: str | None = None,
+        origin: str | None = None,
+        key_passphrase: bytes | None = None,
+    ) -> Ledger:
+        """Open (creating on first use) the ledger under ``data_dir``: its key (encrypted at rest under
+        ``key_passphrase`` when one is given) and, by default, SQLite."""
         data_dir = Path(data_dir)
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         key_path = data_dir / "log.key"
         if key_path.exists():
-            key = private_from_pem(key_path.read_bytes(), str(key_path))
+            key = private_from_pem(key_path.read_bytes(), str(key_path), key_passphrase)
             name = (data_dir / "log.origin").read_text().strip()
         else:
             key = Ed25519PrivateKey.generate()
             name = origin or f"strongroom.local/log/{secrets.token_hex(4)}"
-            write_atomic(key_path, Signer(key).pem())
+            write_atomic(key_path, Signer(key).pem(key_passphrase))
             write_atomic(data_dir / "log.origin", (name + "\n").encode(), mode=0o644)
         signer = NoteSigner(name, key, ED25519)
         write_atomic(data_dir / "log.vkey", (signer.verifier.vkey + "\n").encode(), mode=0o644)

@@ -159,11 +159,14 @@ def open_note(note: str, verifier: NoteVerifier) -> tuple[str, list[Signature]]:
     raise NoteError(f"note is not signed by {verifier.name}")
 
 
-def private_from_pem(data: bytes, source: str) -> Ed25519PrivateKey:
+def private_from_pem(data: bytes, source: str, passphrase: bytes | None = None) -> Ed25519PrivateKey:
     try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError):
-        raise NoteError(f"{source}: not an unencrypted PEM private key") from None
+        key = serialization.load_pem_private_key(data, password=passphrase)
+    except TypeError:
+        state = "encrypted: give its passphrase" if passphrase is None else "not encrypted, but a passphrase was given"
+        raise NoteError(f"{source}: the private key is {state}") from None
+    except ValueError:
+        raise NoteError(f"{source}: wrong passphrase, or not a PEM private key") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise NoteError(f"{source}: log and witness keys must be Ed25519")
     return key

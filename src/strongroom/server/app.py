@@ -18,6 +18,7 @@ from strongroom.custody.protocol import Authority, Officer
 from strongroom.custody.service import CustodyService
 from strongroom.custody.store import CustodyStore
 from strongroom.errors import StrongroomError
+from strongroom.filemodes import loose_files, private_directory
 from strongroom.keys.provider import KeyProvider
 from strongroom.ledger.log import Ledger
 from strongroom.ledger.witnessing import Witnessing
@@ -46,13 +47,14 @@ class Services:
         self.custody.store.close()
 
 
-def service_signer(data_dir: Path) -> Signer:
-    """The custody service's entry-signing key, created on first start (0600)."""
+def service_signer(data_dir: Path, passphrase: bytes | None = None) -> Signer:
+    """The custody service's entry-signing key, created on first start (0600, encrypted under
+    ``passphrase`` when one is given)."""
     path = data_dir / SERVICE_KEY
     if path.exists():
-        return Signer.load(path)
+        return Signer.load(path, passphrase)
     signer = Signer.generate("ed25519")
-    signer.save(path, data_dir / SERVICE_PUB)
+    signer.save(path, data_dir / SERVICE_PUB, passphrase)
     return signer
 
 
@@ -91,13 +93,23 @@ def open_services(
     *,
     threshold: int = DEFAULT_THRESHOLD,
     agreement: str | None = None,
+    key_passphrase: bytes | None = None,
+    allow_loose_permissions: bool = False,
 ) -> Services:
     """Open the ledger and the custody service; on a ledger without an authority, the officers in
-    ``DATA/officers`` (with ``threshold`` and the required ``agreement`` digest) become its genesis."""
-    data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    ledger = Ledger.open(data_dir, database, origin)
-    service_key = service_signer(data_dir)
+    ``DATA/officers`` (with ``threshold`` and the required ``agreement`` digest) become its genesis. The
+    data directory must be private (0700, keys and databases 0600) unless ``allow_loose_permissions``; the
+    log and service keys are encrypted at rest under ``key_passphrase`` when one is given."""
+    data_dir = private_directory(Path(data_dir))
+    loose = loose_files(data_dir)
+    if loose and not allow_loose_permissions:
+        raise ServerSettingsError("data directory is not private: " + "; ".join(loose))
+    ledger = Ledger.open(data_dir, database, origin, key_passphrase)
+    try:
+        service_key = service_signer(data_dir, key_passphrase)
+    except BaseException:
+        ledger.close()
+        raise
     store = CustodyStore(database) if database else CustodyStore.for_data_dir(data_dir)
     try:
         genesis = genesis_authority(data_dir, threshold, agreement)
