@@ -25,6 +25,7 @@ from strongroom.custody.envelope import SignedMessage
 from strongroom.custody.host import HostSession
 from strongroom.custody.loading import load_released
 from strongroom.custody.policy import ModelPolicy
+from strongroom.filemodes import private_directory
 from strongroom.keys import LocalKeyring
 from strongroom.ledger.client import LedgerClient, verify_log
 from strongroom.ledger.note import NoteVerifier
@@ -73,7 +74,12 @@ def run_demo(workdir: Path, say: Say) -> dict[str, Any]:
     officers = _officers(workdir / "server")
     agreement = "sha256:" + hashlib.sha256(AGREEMENT_TEXT).hexdigest()
     services = open_services(
-        workdir / "server", providers=[keyring], origin="strongroom.demo/log", threshold=2, agreement=agreement
+        workdir / "server",
+        providers=[keyring],
+        origin="strongroom.demo/log",
+        threshold=2,
+        agreement=agreement,
+        key_passphrase=secrets.token_urlsafe(24).encode(),  # log and service keys encrypted at rest
     )
     log_vkey = services.ledger.signer.verifier.vkey
     witness = Witness.open(workdir / "witness", "strongroom.demo/witness", [log_vkey])
@@ -199,8 +205,8 @@ def write_witnesses(data_dir: Path, url: str, services: Services) -> Services:
 
 def _officers(data_dir: Path) -> dict[str, Signer]:
     """Two security officers; their public keys in DATA/officers make them the ledger's genesis authority."""
-    folder, keys = data_dir / "officers", data_dir.parent / "officer-keys"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder, keys = private_directory(data_dir) / "officers", data_dir.parent / "officer-keys"
+    folder.mkdir(exist_ok=True)
     keys.mkdir(mode=0o700, exist_ok=True)
     officers: dict[str, Signer] = {}
     for name in ("olga", "oscar"):

@@ -47,6 +47,7 @@ from tests.custody.conftest import PASSPHRASE, PEOPLE, SERVER_ENV, Admin, make_o
 
 SRC = str(Path(__file__).parents[2] / "src")
 AGREEMENT_TEXT = b"agreement"
+SERVER_KEY_PASSPHRASE = SERVER_ENV["STRONGROOM_SERVER_PASSPHRASE"].encode()
 DIGEST = "sha256:" + hashlib.sha256(AGREEMENT_TEXT).hexdigest()
 
 
@@ -85,11 +86,15 @@ class Deployment:
         self._stack.close()
         self._stack = contextlib.ExitStack()
 
+    def service_key(self) -> Signer:
+        """The custody service's key file, read by an insider who has the file and its passphrase."""
+        return Signer.load(self.data / "service.key", SERVER_KEY_PASSPHRASE)
+
     @contextlib.contextmanager
     def behind_its_back(self) -> Iterator[Ledger]:
         """The ledger opened directly while the server is down: an insider with the database and keys."""
         self.stop()
-        ledger = Ledger.open(self.data)
+        ledger = Ledger.open(self.data, key_passphrase=SERVER_KEY_PASSPHRASE)
         try:
             yield ledger
         finally:
@@ -179,7 +184,7 @@ def test_an_appender_cannot_write_custody_or_people_entries(deployment: Deployme
         ).status_code
         == 201
     )
-    service_key = Signer.load(deployment.data / "service.key")
+    service_key = deployment.service_key()
     reply = httpx.post(deployment.url + "/add", content=make_entry("person.changed", enrol, service_key))
     assert reply.status_code == 403 and "not authorised" in reply.text
     deployment.people["mallory"] = mallory
@@ -208,7 +213,7 @@ def test_entries_written_behind_the_services_back_never_count(deployment: Deploy
         vetted_on=date.today(),
     )
     one_officer = admin.propose(enrolment, [deployment.officers["olga"]])
-    service_key = Signer.load(deployment.data / "service.key")
+    service_key = deployment.service_key()
     with deployment.behind_its_back() as ledger:
         start = ledger.size
         for signer, auth in [
@@ -238,7 +243,7 @@ def test_entries_written_behind_the_services_back_never_count(deployment: Deploy
 
 
 def test_one_officer_or_the_service_key_cannot_administer(deployment: Deployment) -> None:
-    service_key = Signer.load(deployment.data / "service.key")
+    service_key = deployment.service_key()
     lax = admin.enrol_person(
         "puppet",
         name="P",
@@ -337,7 +342,7 @@ def test_clearance_as_documented(deployment: Deployment) -> None:
 def test_the_audit_re_decides_and_names_every_forged_release(deployment: Deployment) -> None:
     _, _, bundle = deployment.released()
     genuine = int(bundle["ledger"]["index"])  # type: ignore[index]
-    service_key = Signer.load(deployment.data / "service.key")
+    service_key = deployment.service_key()
     _, denied, _ = deployment.request()
     denial = SignedMessage.sign(
         new_approval(request=denied, approver="dave", decision="deny"), deployment.people["dave"]

@@ -105,7 +105,7 @@ def test_auditor_pins_key_checks_consistency_and_witnesses(served: tuple[str, Pa
 
 def _clone_log_with(data: Path, target: Path, entries: list[bytes]) -> Iterator[str]:
     """Another history under the same log key: what a misbehaving operator could show someone else."""
-    target.mkdir()
+    target.mkdir(mode=0o700)
     for name in ("log.key", "log.origin", "service.key", "service.pub"):
         shutil.copy(data / name, target / name)
     services = open_services(target)

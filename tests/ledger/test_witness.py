@@ -99,7 +99,7 @@ def test_a_fresh_auditor_needs_a_witness_to_see_a_rolled_back_log(tmp_path: Path
             assert verify_log(LedgerClient(url), tmp_path / "honest.json", witnesses=[witness_key]).size == 5
         services.close()
         fork = tmp_path / "fork"  # same log key, a different history, offered to a new auditor
-        fork.mkdir()
+        fork.mkdir(mode=0o700)
         for name in ("log.key", "log.origin", "service.key", "service.pub", "witnesses"):
             shutil.copy(data / name, fork / name)
         forked = open_services(fork)
