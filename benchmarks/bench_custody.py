@@ -195,7 +195,7 @@ async def flow(http: httpx.AsyncClient, people: dict[str, Signer], i: int, think
     for approver in ("bob", "carol"):
         await pause(think)
         approval = SignedMessage.sign(new_approval(request=request, approver=approver), people[approver])
-        await post(http, f"/v1/custody/requests/{request_id}/approvals", {"approval": approval.to_json()})
+        await post(http, f"/v1/custody/requests/{request_id}/approvals", approval)
     await pause(think)
     fetch = host.fetch(request_id)
     start = time.monotonic()
@@ -295,8 +295,8 @@ async def one_flow_each(url: str, people: dict[str, Signer], clients: int, concu
     return run
 
 
-async def post(http: httpx.AsyncClient, path: str, message: SignedMessage | dict[str, Any]) -> dict[str, Any]:
-    reply = await http.post(path, json=message if isinstance(message, dict) else message.to_json())
+async def post(http: httpx.AsyncClient, path: str, message: SignedMessage) -> dict[str, Any]:
+    reply = await http.post(path, json=message.to_json())
     assert reply.status_code < 300, f"{path}: {reply.status_code} {reply.text}"
     return dict(reply.json())
 

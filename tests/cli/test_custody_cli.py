@@ -156,8 +156,21 @@ def test_custodian_quorum_by_command_line(tmp_path: Path, model_dir: Path) -> No
         request_id = request_as_alice(tmp_path, model_id, "gpu-q", tmp_path / "q.session", url)
         for name in ("carol", "dave"):
             approved = run(
-                "approve", request_id[:12], "--person", name, "--key", str(tmp_path / f"{name}.key"),
-                "--custodian-key", str(tmp_path / "cust" / f"{name}.pem"), "--server", url,
+                "approve", request_id[:12], "--person", name, "--key", str(tmp_path / f"{name}.key"), "--server", url
             )  # fmt: skip
             assert approved.returncode == 0, approved.stderr
+        session = str(tmp_path / "q.session")
+        waiting = run("load", session, "--sealed", str(sealed), "--host-key", str(tmp_path / "host.key"))
+        assert (
+            waiting.returncode == 1 and "0 of 2 custodian shares delivered" in waiting.stderr
+        )  # logged, not yet delivered
+        vkey = (data / "log.vkey").read_text().strip()
+        for name in ("carol", "dave"):
+            delivered = run(
+                "deliver", "--person", name, "--key", str(tmp_path / f"{name}.key"),
+                "--custodian-key", str(tmp_path / "cust" / f"{name}.pem"), "--log-key", vkey,
+                "--state", str(tmp_path / f"{name}-audit.json"), "--no-witness", "--server", url, "--json",
+            )  # fmt: skip
+            assert delivered.returncode == 0, delivered.stderr
+            assert [d["request_id"] for d in json.loads(delivered.stdout)["delivered"]] == [request_id]
         assert load_session(tmp_path / "q.session", sealed, tmp_path / "host.key")["tensors"] == 104

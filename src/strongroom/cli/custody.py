@@ -87,35 +87,65 @@ def approvals(
     console.print(table if pending else "no pending requests")
 
 
-def _approver(person: str, key: Path, server: str, custodian_key: Path | None = None) -> Approver:
-    custodian = None
-    if custodian_key is not None:
-        from strongroom.keys.hpke import load_private_key
-
-        secret = process.secret(CUSTODIAN_PASSPHRASE_ENV)
-        custodian = load_private_key(custodian_key, secret.encode() if secret else None)
-    return Approver(CustodyClient(server), person, Signer.load(key), custodian)
-
-
 def approve(
     request_id: Annotated[str, typer.Argument(help="Request id (a unique prefix is enough).")],
     person: PersonOption,
     key: KeyOption,
     reason: Annotated[str | None, typer.Option(help="Note for the log.")] = None,
-    custodian_key: Annotated[
-        Path | None, typer.Option("--custodian-key", help="Your X25519 custodian key: send your key share.")
-    ] = None,
     server: ServerOption = DEFAULT_SERVER,
     json_out: JsonOption = False,
 ) -> None:
-    """Approve a pending request (signed over its exact content); custodians of a split key add their share."""
-    approver = _approver(person, key, server, custodian_key)
+    """Approve a pending request, signed over its exact content (custodians of a split key deliver their
+    share afterwards, once the release is logged: 'strongroom deliver')."""
+    approver = Approver(CustodyClient(server), person, Signer.load(key))
     pending = approver.find(request_id)
     count = approver.decide(pending, "approve", reason)
     result = {"request_id": pending.request_id, "decision": "approve", "approvals": count}
     print_json(result) if json_out else console.print(
         f"approved {pending.request_id[:16]} for {pending.host['name']} ({count} decision(s) recorded)"
     )
+
+
+def deliver(
+    person: PersonOption,
+    key: KeyOption,
+    custodian_key: Annotated[Path, typer.Option("--custodian-key", help="Your X25519 custodian key (PEM).")],
+    log_key: Annotated[str, typer.Option("--log-key", help="The ledger's verifier key (its log.vkey), pinned.")],
+    state: Annotated[Path, typer.Option("--state", help="Your audit state file (consistency across runs).")],
+    witness_key: Annotated[list[str] | None, typer.Option("--witness-key", help="Witness vkey (repeatable).")] = None,
+    no_witness: Annotated[bool, typer.Option("--no-witness", help="Accept checkpoints no witness cosigned.")] = False,
+    server: ServerOption = DEFAULT_SERVER,
+    json_out: JsonOption = False,
+) -> None:
+    """As a custodian: deliver your key share for every logged release of a key you hold a share of, after
+    checking each release entry against the log's signed checkpoint."""
+    from strongroom.custody.approver import Custodian
+    from strongroom.keys.hpke import load_private_key
+    from strongroom.ledger.client import LedgerClient
+    from strongroom.ledger.note import NoteVerifier
+
+    secret = process.secret(CUSTODIAN_PASSPHRASE_ENV)
+    vkey = Path(log_key).read_text().strip() if Path(log_key).is_file() else log_key
+    witnesses = [NoteVerifier.from_vkey(v) for v in witness_key or []]
+    custodian = Custodian(
+        CustodyClient(server),
+        LedgerClient(server),
+        person,
+        Signer.load(key),
+        load_private_key(custodian_key, secret.encode() if secret else None),
+        state,
+        vkey,
+        witnesses,
+        0 if no_witness else max(1, len(witnesses)),
+    )
+    delivered = custodian.deliver_all()
+    if json_out:
+        print_json({"delivered": [{"request_id": r, "shares": n} for r, n in delivered]})
+        return
+    for request_id, shares in delivered:
+        console.print(f"share delivered for release {request_id[:16]} ({shares} share(s) now with the host)")
+    if not delivered:
+        console.print("no logged release needs your share")
 
 
 def deny(
@@ -127,7 +157,7 @@ def deny(
     json_out: JsonOption = False,
 ) -> None:
     """Deny a pending request: one denial by an active approver blocks the release."""
-    approver = _approver(person, key, server)
+    approver = Approver(CustodyClient(server), person, Signer.load(key))
     pending = approver.find(request_id)
     count = approver.decide(pending, "deny", reason)
     result = {"request_id": pending.request_id, "decision": "deny", "approvals": count}
@@ -138,6 +168,9 @@ def load(
     session: Annotated[Path, typer.Argument(help="Host session file from 'strongroom request'.")],
     sealed: Annotated[Path, typer.Option("--sealed", help="The sealed model directory.")],
     host_key: Annotated[Path, typer.Option("--host-key", help="This host's Ed25519 identity key (PEM).")],
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for custodians' shares of a split key (delivered after logging).")
+    ] = 0.0,
     json_out: JsonOption = False,
 ) -> None:
     """Fetch the released key, load the sealed model into memory with verification, and report the load."""
@@ -145,7 +178,7 @@ def load(
 
     host, header = load_session(session, Signer.load(host_key))
     client = CustodyClient(header["server"])
-    _, summary = load_released(client, host, header["request_id"], sealed)
+    _, summary = load_released(client, host, header["request_id"], sealed, wait=wait)
     if json_out:
         print_json(summary)
     else:
@@ -193,4 +226,5 @@ def register(app: typer.Typer) -> None:
     app.command("approvals")(approvals)
     app.command("approve")(approve)
     app.command("deny")(deny)
+    app.command("deliver")(deliver)
     app.command("load")(load)

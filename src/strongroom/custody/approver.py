@@ -1,15 +1,18 @@
-"""An approver's workflow: see what is pending (with the host's name and key fingerprint), decide, and, as a
-custodian of a split key, attach one's key share re-encrypted to the requesting host.
+"""The people's side of a release: an approver sees what is pending (with the host's name and key
+fingerprint) and decides; a custodian of a split key delivers their share, but only for a release the
+ledger already holds.
 
-For a model whose data key is split among custodians (Shamir), each approving custodian opens their own
-share with their X25519 key and seals it to the host's ephemeral key, bound to this exact request, model
-and host; the share rides inside the signed approval. The custodian's tool refuses a share for any model
-other than the one the request names.
+The cryptographic quorum holds on its own: a custodian's share exists outside their key file only after
+the custodian has checked, against the log's signed checkpoint, that the ``key.released`` entry for that very
+request is on the ledger. Then they open their share with their X25519 key and seal it to the host's
+ephemeral key named in the logged request, bound to that request, model and host. Nothing stored before the
+decision lets anyone combine shares.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -17,12 +20,20 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from strongroom.custody.client import CustodyClient
 from strongroom.custody.envelope import SignedMessage
 from strongroom.custody.errors import CustodyError
-from strongroom.custody.protocol import ReleaseRequest, new_approval, new_pending_query
+from strongroom.custody.protocol import (
+    ReleaseRequest,
+    new_approval,
+    new_pending_query,
+    new_share_delivery,
+)
 from strongroom.custody.release_crypto import release_info
-from strongroom.keys.errors import KeyProviderError
+from strongroom.keys.errors import KeyProviderError, ShareError
 from strongroom.keys.hpke import public_from_bytes
 from strongroom.keys.provider import WrappedKey
-from strongroom.keys.shamir import custodian_reencrypt_share
+from strongroom.keys.shamir import ShamirBlob, custodian_reencrypt_share
+from strongroom.ledger.client import LedgerClient, verify_log
+from strongroom.ledger.entries import parse_entry
+from strongroom.ledger.note import NoteVerifier
 from strongroom.signing import Signer
 
 
@@ -33,31 +44,19 @@ class Pending:
     request: ReleaseRequest
     received_at: str
     host: dict[str, Any]  # name, site, owner, key fingerprint: what the approver checks
-    key: WrappedKey | None  # the split key, for custodians
 
     @property
     def request_id(self) -> str:
         return self.request.request_id
 
 
-def share_for_request(request: ReleaseRequest, key: WrappedKey, custodian: X25519PrivateKey) -> dict[str, Any]:
-    """My share of ``key``, re-encrypted to the host the request names, for exactly that request and model."""
-    context = release_info(request.request_id, request.model_id, request.host_id)
-    host_public = public_from_bytes(request.ephemeral)
-    share = custodian_reencrypt_share(key, custodian, host_public, context, model_id=request.model_id)
-    return share.to_json()
-
-
 class Approver:
     """One person deciding on release requests through a Strongroom server."""
 
-    def __init__(
-        self, client: CustodyClient, person: str, key: Signer, custodian_key: X25519PrivateKey | None = None
-    ) -> None:
+    def __init__(self, client: CustodyClient, person: str, key: Signer) -> None:
         self.client = client
         self.person = person
         self.key = key
-        self.custodian_key = custodian_key
 
     def pending(self) -> list[Pending]:
         items = self.client.pending(new_pending_query(self.person, self.key))
@@ -65,9 +64,8 @@ class Approver:
         for item in items:
             try:
                 request = ReleaseRequest.parse(SignedMessage.from_json(item["request"], "pending request"))
-                key = WrappedKey.from_json(item["key"]) if "key" in item else None
-                out.append(Pending(request, str(item["received_at"]), dict(item["host"]), key))
-            except (KeyError, TypeError, KeyProviderError) as exc:
+                out.append(Pending(request, str(item["received_at"]), dict(item["host"])))
+            except (KeyError, TypeError) as exc:
                 raise CustodyError(f"server sent a malformed pending request: {exc}") from None
         return out
 
@@ -79,16 +77,87 @@ class Approver:
         return matches[0]
 
     def decide(self, pending: Pending, decision: str = "approve", reason: str | None = None) -> int:
-        """Sign and send a decision on exactly this request; a custodian of a split key adds their share."""
-        share = None
-        if decision == "approve" and self.custodian_key is not None:
-            if pending.key is None:
-                raise CustodyError("this model's key is not split among custodians: approve without a custodian key")
-            share = share_for_request(pending.request, pending.key, self.custodian_key)
-        payload = new_approval(
-            request=pending.request, approver=self.person, decision=decision, reason=reason, share=share
+        """Sign and send a decision on exactly this request."""
+        payload = new_approval(request=pending.request, approver=self.person, decision=decision, reason=reason)
+        return self.client.approve(pending.request_id, SignedMessage.sign(payload, self.key))
+
+
+@dataclass(frozen=True)
+class Awaiting:
+    """A logged release of a split key that still needs this custodian's share."""
+
+    request: ReleaseRequest
+    release_index: int
+    key: WrappedKey
+
+    @property
+    def request_id(self) -> str:
+        return self.request.request_id
+
+
+@dataclass
+class Custodian:
+    """A SenL-5 custodian holding one share of split data keys (their X25519 key), who delivers it only for
+    releases they have seen on the ledger, checked like an auditor: the log's key pinned, the checkpoint
+    cosigned by ``min_witnesses`` of ``witnesses``, consistent with what they saw before (``audit_state``),
+    and the entry included under it."""
+
+    client: CustodyClient
+    ledger: LedgerClient
+    person: str
+    key: Signer
+    custodian_key: X25519PrivateKey
+    audit_state: Path
+    log_vkey: str
+    witnesses: list[NoteVerifier] = field(default_factory=list)
+    min_witnesses: int = 1
+
+    def awaiting(self) -> list[Awaiting]:
+        out = []
+        for item in self.client.awaiting_shares(new_pending_query(self.person, self.key)):
+            try:
+                request = ReleaseRequest.parse(SignedMessage.from_json(item["request"], "logged request"))
+                out.append(Awaiting(request, int(item["release_index"]), WrappedKey.from_json(item["key"])))
+            except (KeyError, TypeError, ValueError, KeyProviderError) as exc:
+                raise CustodyError(f"server sent a malformed awaiting release: {exc}") from None
+        return out
+
+    def holds_share(self, item: Awaiting) -> bool:
+        try:
+            ShamirBlob.parse(item.key).share_for(self.custodian_key.public_key())
+        except ShareError:
+            return False
+        return True
+
+    def deliver(self, item: Awaiting) -> int:
+        """Check the release is on the ledger, then send my share re-encrypted to its host; returns how many
+        shares the host can now collect."""
+        self.check_logged(item)
+        request = item.request
+        context = release_info(request.request_id, request.model_id, request.host_id)
+        share = custodian_reencrypt_share(
+            item.key, self.custodian_key, public_from_bytes(request.ephemeral), context, model_id=request.model_id
         )
-        return self.client.approve(pending.request_id, SignedMessage.sign(payload, self.key), share)
+        delivery = new_share_delivery(request.request_id, item.release_index, self.person, share, self.key)
+        return self.client.deliver_share(request.request_id, delivery)
 
+    def deliver_all(self) -> list[tuple[str, int]]:
+        """Deliver my share for every logged release of a key I hold a share of: (request id, shares now)."""
+        return [(item.request_id, self.deliver(item)) for item in self.awaiting() if self.holds_share(item)]
 
-__all__ = ["Approver", "Pending", "share_for_request"]
+    def check_logged(self, item: Awaiting) -> None:
+        """The ``key.released`` entry at ``item.release_index`` is in the signed log and is this request's."""
+        verify_log(
+            self.ledger,
+            self.audit_state,
+            log_vkey=self.log_vkey,
+            witnesses=self.witnesses,
+            min_witnesses=self.min_witnesses,
+            indices=[item.release_index],
+        )
+        entry = parse_entry(self.ledger.entries(item.release_index + 1, item.release_index)[0])
+        body = entry.body
+        if entry.type != "key.released" or body.get("request_id") != item.request_id:
+            raise CustodyError(f"ledger entry {item.release_index} is not the release of {item.request_id[:16]}")
+        if body.get("request") != item.request.signed.to_json():
+            raise CustodyError(f"ledger entry {item.release_index} logged another request than the server shows")

@@ -9,6 +9,7 @@ import httpx
 from strongroom.custody.envelope import CoSigned, SignedMessage
 from strongroom.custody.errors import (
     AlreadyExistsError,
+    AwaitingSharesError,
     CustodyError,
     MessageError,
     NotAuthorisedError,
@@ -40,9 +41,9 @@ class CustodyClient:
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, trust_env=False)
 
-    def _post(self, path: str, message: SignedMessage | CoSigned | dict[str, Any]) -> dict[str, Any]:
+    def _post(self, path: str, message: SignedMessage | CoSigned) -> dict[str, Any]:
         try:
-            reply = self._http.post(path, json=message if isinstance(message, dict) else message.to_json())
+            reply = self._http.post(path, json=message.to_json())
         except httpx.HTTPError as exc:
             raise UnavailableError(f"{self.base_url}: unreachable: {exc}") from None
         return self._decode(reply)
@@ -59,6 +60,8 @@ class CustodyClient:
             data = reply.json()
         except ValueError:
             raise CustodyError(f"{self.base_url}: HTTP {reply.status_code} with a non-JSON body") from None
+        if reply.status_code == 202 and isinstance(data, dict) and data.get("kind") == "AwaitingSharesError":
+            raise AwaitingSharesError(str(data.get("error")), int(data["delivered"]), int(data["threshold"]))
         if reply.status_code >= 400:
             detail = data.get("error") or data.get("detail") if isinstance(data, dict) else data
             kind = data.get("kind") if isinstance(data, dict) else None
@@ -81,10 +84,14 @@ class CustodyClient:
     def status(self, request_id: str) -> dict[str, Any]:
         return self._get(f"/v1/custody/requests/{request_id}")
 
-    def approve(self, request_id: str, message: SignedMessage, share: dict[str, Any] | None = None) -> int:
-        """Send a signed decision (and the custodian's key share it commits to, if any)."""
-        body: dict[str, Any] = {"approval": message.to_json(), **({"share": share} if share is not None else {})}
-        return int(self._post(f"/v1/custody/requests/{request_id}/approvals", body)["approvals"])
+    def approve(self, request_id: str, message: SignedMessage) -> int:
+        return int(self._post(f"/v1/custody/requests/{request_id}/approvals", message)["approvals"])
+
+    def awaiting_shares(self, query: SignedMessage) -> list[dict[str, Any]]:
+        return list(self._post("/v1/custody/shares/awaiting", query)["awaiting"])
+
+    def deliver_share(self, request_id: str, delivery: SignedMessage) -> int:
+        return int(self._post(f"/v1/custody/requests/{request_id}/shares", delivery)["shares"])
 
     def release(self, request_id: str, fetch: SignedMessage) -> dict[str, Any]:
         return self._post(f"/v1/custody/requests/{request_id}/release", fetch)

@@ -36,6 +36,15 @@ class AlreadyExistsError(CustodyError):
     """The thing to create exists already (a model id or wrapped key registered twice)."""
 
 
+class AwaitingSharesError(CustodyError):
+    """A split key's release is logged, but fewer custodians than the threshold have delivered their shares."""
+
+    def __init__(self, message: str, delivered: int, threshold: int) -> None:
+        super().__init__(message)
+        self.delivered = delivered
+        self.threshold = threshold
+
+
 class ReleaseConflictError(CustodyError):
     """The release was already taken (releases are single-use)."""
 

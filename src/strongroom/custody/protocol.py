@@ -11,7 +11,6 @@ the ledger. Host, approver, CLI and server code build and read messages here, ne
 from __future__ import annotations
 
 import base64
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -45,6 +44,7 @@ APPROVAL_TYPE = "strongroom.release-approval/v1"
 FETCH_TYPE = "strongroom.release-fetch/v1"
 LOADED_TYPE = "strongroom.model-loaded/v2"
 PENDING_QUERY_TYPE = "strongroom.pending-query/v1"
+SHARE_TYPE = "strongroom.share-delivery/v1"
 ADMIN_TYPE = "strongroom.admin-change/v1"
 DEFAULT_LIFETIME = timedelta(hours=1)
 SHORT_LIFETIME = timedelta(minutes=5)
@@ -193,45 +193,8 @@ def new_request(
 
 
 @dataclass(frozen=True)
-class ShareCommitment:
-    """What an approval signs about a custodian's key share: its index and the digest of the re-encrypted
-    share. The share itself travels beside the approval and is never logged: the ledger keeps only this."""
-
-    index: int
-    digest: str
-
-    @classmethod
-    def of(cls, share: ReencryptedShare) -> ShareCommitment:
-        return cls(share.index, "sha256:" + hashlib.sha256(canonical_json(share.to_json())).hexdigest())
-
-    def to_json(self) -> dict[str, Any]:
-        return {"index": self.index, "digest": self.digest}
-
-    @classmethod
-    def parse(cls, value: Any, what: str) -> ShareCommitment:
-        if not isinstance(value, dict) or set(value) != {"index", "digest"}:
-            raise MessageError(f"{what}: share must be {{index, digest}}")
-        index, digest = value["index"], value["digest"]
-        if not isinstance(index, int) or isinstance(index, bool) or not 1 <= index <= 255:
-            raise MessageError(f"{what}: share index must be an integer from 1 to 255")
-        if not isinstance(digest, str) or not digest.startswith("sha256:") or len(digest) != 71:
-            raise MessageError(f"{what}: share digest must be sha256:<64 hex>")
-        return cls(index, digest)
-
-    def opens(self, value: Any, what: str) -> ReencryptedShare:
-        """The share sent beside the approval, if it is the one the approver signed for."""
-        try:
-            share = ReencryptedShare.from_json(value)
-        except KeyProviderError as exc:
-            raise MessageError(f"{what}: malformed custodian share: {exc}") from None
-        if ShareCommitment.of(share) != self:
-            raise MessageError(f"{what}: the custodian share is not the one the approval signed")
-        return share
-
-
-@dataclass(frozen=True)
 class Approval:
-    """An approver's signed decision on one request, optionally committing to a custodian's key share."""
+    """An approver's signed decision on one request."""
 
     signed: SignedMessage
     request_id: str
@@ -239,11 +202,10 @@ class Approval:
     approver: str
     decision: Literal["approve", "deny"]
     reason: str | None
-    share: ShareCommitment | None
     window: Window
 
     FIELDS: ClassVar[frozenset[str]] = frozenset(
-        {"type", "request_id", "model_id", "approver", "decision", "reason", "share", *WINDOW}
+        {"type", "request_id", "model_id", "approver", "decision", "reason", *WINDOW}
     )
 
     @property
@@ -253,7 +215,7 @@ class Approval:
     @classmethod
     def parse(cls, signed: SignedMessage) -> Approval:
         what, payload = "approval", signed.payload
-        _typed(payload, APPROVAL_TYPE, cls.FIELDS, cls.FIELDS - {"reason", "share"}, what)
+        _typed(payload, APPROVAL_TYPE, cls.FIELDS, cls.FIELDS - {"reason"}, what)
         decision = payload["decision"]
         if decision not in ("approve", "deny"):
             raise MessageError(f"{what}: decision must be approve or deny")
@@ -264,7 +226,6 @@ class Approval:
             text(payload, "approver", what, 128),
             decision,
             text(payload, "reason", what, 1000) if "reason" in payload else None,
-            ShareCommitment.parse(payload["share"], what) if "share" in payload else None,
             Window.parse(payload, what),
         )
 
@@ -275,11 +236,10 @@ def new_approval(
     approver: str,
     decision: str = "approve",
     reason: str | None = None,
-    share: dict[str, Any] | None = None,
     lifetime: timedelta = DEFAULT_LIFETIME,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """A fresh approval (or denial) payload bound to one request's id, committing to ``share`` if given."""
+    """A fresh approval (or denial) payload bound to one request's id."""
     payload: dict[str, Any] = {
         "type": APPROVAL_TYPE,
         "request_id": request.request_id,
@@ -290,9 +250,59 @@ def new_approval(
     }
     if reason:
         payload["reason"] = reason
-    if share is not None:
-        payload["share"] = ShareCommitment.of(ReencryptedShare.from_json(share)).to_json()
     return payload
+
+
+# -- a custodian's key share, for a logged release ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShareDelivery:
+    """A custodian's share of a split data key, re-encrypted to the host of one release that is already on
+    the ledger (at ``release_index``): shares exist only after the decision is durable."""
+
+    signed: SignedMessage
+    request_id: str
+    release_index: int
+    custodian: str
+    share: ReencryptedShare
+    window: Window
+
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"type", "request_id", "release_index", "custodian", "share", *WINDOW})
+
+    @classmethod
+    def parse(cls, signed: SignedMessage) -> ShareDelivery:
+        what, payload = "share delivery", signed.payload
+        _typed(payload, SHARE_TYPE, cls.FIELDS, cls.FIELDS, what)
+        index = payload["release_index"]
+        if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+            raise MessageError(f"{what}: release_index must be a ledger index")
+        try:
+            share = ReencryptedShare.from_json(payload["share"])
+        except KeyProviderError as exc:
+            raise MessageError(f"{what}: malformed custodian share: {exc}") from None
+        return cls(
+            signed,
+            hex_text(payload, "request_id", what, exact=64),
+            index,
+            text(payload, "custodian", what, 128),
+            share,
+            Window.parse(payload, what),
+        )
+
+
+def new_share_delivery(
+    request_id: str, release_index: int, custodian: str, share: ReencryptedShare, signer: Signer
+) -> SignedMessage:
+    payload = {
+        "type": SHARE_TYPE,
+        "request_id": request_id,
+        "release_index": release_index,
+        "custodian": custodian,
+        "share": share.to_json(),
+        **_window(SHORT_LIFETIME),
+    }
+    return SignedMessage.sign(payload, signer)
 
 
 # -- the host's fetch and load report -----------------------------------------------------------------

@@ -26,6 +26,8 @@ from strongroom.custody.authority import SERVICE_TYPES
 from strongroom.custody.decision import Decision, evaluate
 from strongroom.custody.envelope import CoSigned, SignedMessage, format_time, parse_time, utc_now, whole_seconds
 from strongroom.custody.errors import (
+    AlreadyExistsError,
+    AwaitingSharesError,
     CustodyError,
     MessageError,
     NotAuthorisedError,
@@ -43,6 +45,7 @@ from strongroom.custody.protocol import (
     LoadReport,
     PendingQuery,
     ReleaseRequest,
+    ShareDelivery,
 )
 from strongroom.custody.release_crypto import release_info
 from strongroom.custody.state import (
@@ -50,7 +53,6 @@ from strongroom.custody.state import (
     Prepared,
     RegisteredModel,
     ReleaseRecord,
-    check_shares,
     release_body,
     replay,
 )
@@ -61,6 +63,7 @@ from strongroom.hosts import HostError
 from strongroom.keys.errors import HpkeError, KeyProviderError, UnwrapError
 from strongroom.keys.hpke import public_from_bytes, seal_to_host, usable_recipient
 from strongroom.keys.provider import KeyProvider, WrappedKey
+from strongroom.keys.shamir import ShamirBlob
 from strongroom.memory import wipe
 from strongroom.people import PeopleError
 from strongroom.signing import Signer
@@ -181,9 +184,9 @@ class CustodyService:
             raise MessageError("release request: replayed (already recorded)") from None
         return request.request_id
 
-    def submit_approval(self, request_id: str, signed: SignedMessage, share: Any = None) -> int:
-        """Record one approval or denial by an active person cleared for the model (with the custodian's key
-        share it committed to, for a split key); returns how many decisions the request now has."""
+    def submit_approval(self, request_id: str, signed: SignedMessage) -> int:
+        """Record one approval or denial by an active person cleared for the model; returns how many decisions
+        the request now has."""
         now = whole_seconds(self.clock())
         approval = Approval.parse(signed)
         approval.window.check_fresh(now, "approval")
@@ -207,16 +210,6 @@ class CustodyService:
                     f"SenL-{model.policy.required_tier}"
                 ]
             )
-        stored_share = None
-        if approval.share is not None:
-            if model.key.provider != SHAMIR:
-                raise MessageError("approval: commits to a custodian share, but the model's key is not split")
-            opened = approval.share.opens(share, "approval")
-            if opened.key_id != model.key.key_id:
-                raise MessageError("approval: the custodian share is for another key")
-            stored_share = json.dumps(opened.to_json())
-        elif share is not None:
-            raise MessageError("approval: a custodian share was sent that the approval does not commit to")
         received = format_time(now)
         message = json.dumps(signed.to_json())
 
@@ -225,7 +218,7 @@ class CustodyService:
             if current != PENDING:  # released (or being released) since the check above
                 raise CustodyError(_not_pending(request_id, current or "gone"))
             tx.spend_nonce(approval.window.nonce, received, "approval")
-            tx.insert_approval(signed.digest, request_id, approval.approver, message, received, stored_share)
+            tx.insert_approval(signed.digest, request_id, approval.approver, message, received)
             return tx.count_approvals(request_id)
 
         try:
@@ -233,20 +226,24 @@ class CustodyService:
         except DuplicateError:
             raise MessageError(f"approval: replayed, or {approval.approver} already decided on this request") from None
 
+    def _query(self, signed: SignedMessage) -> PendingQuery:
+        """A fresh query signed by an enrolled person who is not offboarded."""
+        query = PendingQuery.parse(signed)
+        query.window.check_fresh(whole_seconds(self.clock()), "query")
+        try:
+            person = self.state.people.get(query.person)
+        except PeopleError as exc:
+            raise MessageError(f"query: {exc}") from None
+        signed.verify(person.verifier, "query")
+        if person.offboarded:
+            raise NotAuthorisedError(f"query: {query.person} is offboarded")
+        return query
+
     def pending(self, signed: SignedMessage) -> list[dict[str, Any]]:
         """Pending requests the asker (an enrolled, not offboarded person) has not yet decided on, each with the
-        host's name and key fingerprint and, for a split key, the wrapped key custodians re-encrypt from."""
-        now = whole_seconds(self.clock())
-        query = PendingQuery.parse(signed)
-        query.window.check_fresh(now, "pending query")
+        host's name and key fingerprint."""
+        query = self._query(signed)
         state = self.state
-        try:
-            person = state.people.get(query.person)
-        except PeopleError as exc:
-            raise MessageError(f"pending query: {exc}") from None
-        signed.verify(person.verifier, "pending query")
-        if person.offboarded:
-            raise NotAuthorisedError(f"pending query: {query.person} is offboarded")
 
         def read(tx: Tx) -> tuple[list[tuple[str, str, str]], set[str]]:
             return tx.pending_requests(), tx.decided_by(query.person)
@@ -266,9 +263,6 @@ class CustodyService:
                 "request": request.signed.to_json(),
                 "host": state.host(request.host_id).to_json(),
             }
-            model = state.models.get(request.model_id)
-            if model is not None and model.key.provider == SHAMIR:
-                item["key"] = model.key.to_json()
             out.append(item)
         return out
 
@@ -314,18 +308,17 @@ class CustodyService:
             self._provider_for(model.key)  # fail closed before anything is claimed or logged
         with self._lock.shared():
 
-            def claim(tx: Tx) -> tuple[list[Approval], Decision, dict[str, str]]:
+            def claim(tx: Tx) -> tuple[list[Approval], Decision]:
                 """In one commit: claim the request (one racer wins), decide, spend the fetch nonce."""
                 tx.claim(request_id)
-                approvals, shares = _parse_approvals(tx.approvals(request_id))
+                approvals = _parse_approvals(tx.approvals(request_id))
                 decision = self._decide(model, request, received_at, approvals, now)
                 if not decision.allowed:
                     raise PolicyError(list(decision.reasons))
-                check_shares(model, decision, approvals)
                 tx.spend_nonce(fetch.window.nonce, format_time(now), "release fetch")
-                return approvals, decision, shares
+                return approvals, decision
 
-            approvals, decision, shares = self.store.write(claim, urgent=True)
+            approvals, decision = self.store.write(claim, urgent=True)
             body = release_body(request, approvals, decision, model, received_at, secrets.token_hex(16))
             try:
                 receipt = self.log.append_event("key.released", body, self.service_key, format_time(now))
@@ -340,7 +333,10 @@ class CustodyService:
             )
         # The decision is durable: from here on the request is released, whatever delivery does.
         try:
-            bundle = self._deliver(request, body, model, receipt, shares)
+            bundle = self._deliver(request, body, model, receipt, [])
+        except AwaitingSharesError:
+            self.store.write(lambda tx: tx.record_release(request_id, None, index, format_time(now)), urgent=True)
+            raise
         except StrongroomError as exc:
             self.store.write(lambda tx: tx.record_release(request_id, None, index, format_time(now)), urgent=True)
             raise UnavailableError(
@@ -356,14 +352,21 @@ class CustodyService:
         body: dict[str, Any],
         model: RegisteredModel,
         receipt: dict[str, Any],
-        shares: dict[str, str],
+        shares: list[str],
     ) -> dict[str, Any]:
-        """What the host collects: the data key sealed to its ephemeral key, or the custodians' shares."""
+        """What the host collects: the data key sealed to its ephemeral key, or, for a split key, the shares
+        custodians delivered for this logged release once there are enough of them."""
         delivery: dict[str, Any]
         if model.key.provider == SHAMIR:
-            approvals = [Approval.parse(SignedMessage.from_json(a, "logged approval")) for a in body["approvals"]]
-            decision = Decision(True, (), tuple(body["approvers"]), tuple(body["custodians"]))
-            delivery = {"shares": [json.loads(shares[a]) for a in check_shares(model, decision, approvals)]}
+            threshold = ShamirBlob.parse(model.key).threshold
+            if len(shares) < threshold:
+                raise AwaitingSharesError(
+                    f"release logged (entry {receipt['index']}); {len(shares)} of {threshold} custodian shares "
+                    "delivered so far",
+                    len(shares),
+                    threshold,
+                )
+            delivery = {"shares": [json.loads(share) for share in shares]}
         else:
             info = release_info(request.request_id, request.model_id, request.host_id)
             delivery = {"wrapped_key": self._unwrap_and_seal(model.key, request.ephemeral, info)}
@@ -379,22 +382,79 @@ class CustodyService:
         }
 
     def _deliver_again(self, request: ReleaseRequest, fetch: Fetch, now: datetime) -> dict[str, Any]:
-        """A repeated fetch from the released host: the same delivery (made now if it failed before)."""
+        """A repeated fetch from the released host: the same delivery (made now if it could not be before)."""
         request_id = request.request_id
         self.store.write(lambda tx: tx.spend_nonce(fetch.window.nonce, format_time(now), "release fetch"), urgent=True)
         with self.store.transaction(write=False) as tx:
-            found, rows = tx.release(request_id), tx.approvals(request_id)
+            found, shares = tx.release(request_id), tx.shares(request_id)
         if found is None:
             raise CustodyError(_not_pending(request_id, RELEASED))
         delivery, index = found
         if delivery is not None:
             return dict(json.loads(delivery))
         entry = self.log.read(index)
-        _, shares = _parse_approvals(rows)
         bundle = self._deliver(request, entry.body, self.state.model(request.model_id), {"index": index}, shares)
         text = json.dumps(bundle)
         self.store.write(lambda tx: tx.record_release(request_id, text, index, entry.time), urgent=True)
         return bundle
+
+    # -- custodians' shares, after the decision --------------------------------------------------
+
+    def awaiting_shares(self, signed: SignedMessage) -> list[dict[str, Any]]:
+        """Logged releases of split keys the asking custodian has not delivered a share for, each with the
+        signed request (whose host key the share goes to), the ledger index to check, and the wrapped key."""
+        query = self._query(signed)
+        with self.store.transaction(write=False) as tx:
+            released, done = tx.released_requests(), tx.delivered_by(query.person)
+        out = []
+        for request_id, message, index in released:
+            request = ReleaseRequest.parse(SignedMessage.from_json(message, "stored request"))
+            model = self.state.models.get(request.model_id)
+            if request_id in done or model is None or model.key.provider != SHAMIR:
+                continue
+            out.append({"request_id": request_id, "release_index": index, "request": request.signed.to_json(),
+                        "key": model.key.to_json()})  # fmt: skip
+        return out
+
+    def deliver_share(self, request_id: str, signed: SignedMessage) -> int:
+        """Accept an active custodian's share for a release already durable on the ledger; returns how many
+        distinct shares the host can now collect. Before the decision there is nothing to deliver to."""
+        now = whole_seconds(self.clock())
+        delivery = ShareDelivery.parse(signed)
+        delivery.window.check_fresh(now, "share delivery")
+        if delivery.request_id != request_id:
+            raise MessageError("share delivery: signed for another request")
+        try:
+            person = self.state.people.get(delivery.custodian)
+        except PeopleError as exc:
+            raise MessageError(f"share delivery: {exc}") from None
+        signed.verify(person.verifier, "share delivery")
+        standing = self.state.people.standing(delivery.custodian, now)
+        if not standing.custodian:
+            raise NotAuthorisedError(f"share delivery: {delivery.custodian} is not an active SenL-5 custodian")
+        record = self.state.releases.get(request_id)
+        if record is None:
+            raise PolicyError([f"request {request_id[:16]} has no logged release: shares follow the decision"])
+        if record.index != delivery.release_index:
+            raise MessageError(
+                f"share delivery: the release is ledger entry {record.index}, not {delivery.release_index}"
+            )
+        key = self.state.model(record.model_id).key
+        if key.provider != SHAMIR or delivery.share.key_id != key.key_id:
+            raise MessageError("share delivery: the share is not for this model's split key")
+        if not 1 <= delivery.share.index <= len(ShamirBlob.parse(key).shares):
+            raise MessageError(f"share delivery: there is no share {delivery.share.index} of this key")
+        share = json.dumps(delivery.share.to_json())
+
+        def record_share(tx: Tx) -> int:
+            tx.spend_nonce(delivery.window.nonce, format_time(now), "share delivery")
+            tx.insert_share(request_id, delivery.custodian, delivery.share.index, share, format_time(now))
+            return len(tx.shares(request_id))
+
+        try:
+            return self.store.write(record_share)
+        except DuplicateError:
+            raise AlreadyExistsError("share delivery: this custodian or this share was already delivered") from None
 
     def _unwrap_and_seal(self, key: WrappedKey, ephemeral: bytes, info: bytes) -> str:
         """Unwrap inside the provider and seal the data key to the host's ephemeral key (HPKE)."""
@@ -481,7 +541,7 @@ class CustodyService:
     def _approvals(self, request_id: str) -> list[Approval]:
         with self.store.transaction(write=False) as tx:
             rows = tx.approvals(request_id)
-        return _parse_approvals(rows)[0]
+        return _parse_approvals(rows)
 
     def _provider_for(self, key: WrappedKey) -> KeyProvider:
         for provider in self.providers:
@@ -490,11 +550,8 @@ class CustodyService:
         raise UnavailableError(f"no key provider for {key.provider}:{key.key_id} is configured")
 
 
-def _parse_approvals(rows: list[tuple[str, str | None]]) -> tuple[list[Approval], dict[str, str]]:
-    """Stored approvals, and the key share each custodian sent beside theirs (by approver)."""
-    approvals = [Approval.parse(SignedMessage.from_json(message, "stored approval")) for message, _ in rows]
-    shares = {a.approver: share for a, (_, share) in zip(approvals, rows, strict=True) if share is not None}
-    return approvals, shares
+def _parse_approvals(rows: list[str]) -> list[Approval]:
+    return [Approval.parse(SignedMessage.from_json(message, "stored approval")) for message in rows]
 
 
 def _not_pending(request_id: str, state: str) -> str:

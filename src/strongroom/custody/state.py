@@ -28,7 +28,6 @@ from strongroom.custody.errors import (
     MessageError,
     NotAuthorisedError,
     NotFoundError,
-    PolicyError,
     UnverifiableEntryError,
 )
 from strongroom.custody.policy import ModelPolicy
@@ -280,7 +279,6 @@ class CustodyState:
         expected = release_body(request, approvals, decision, model, received_at, str(body.get("release_nonce")))
         if body != expected:
             raise MessageError("the entry's body is not what the release decision produces (edited fields)")
-        check_shares(model, decision, approvals)
         return ReleaseRecord(request.request_id, request.model_id, request.host_id, expected["release_nonce"], -1)
 
     def verify_request(self, request: ReleaseRequest) -> None:
@@ -398,22 +396,6 @@ def release_body(
     }
 
 
-def check_shares(model: RegisteredModel, decision: Decision, approvals: list[Approval]) -> list[str]:
-    """For a split key: the counted approvers who committed to a share, at least the threshold of distinct
-    share indices among them (else nothing could be delivered, so nothing is released)."""
-    if model.key.provider != SHAMIR:
-        return []
-    from strongroom.keys.shamir import ShamirBlob
-
-    threshold = ShamirBlob.parse(model.key).threshold
-    counted = set(decision.approvers)
-    with_share = [a for a in approvals if a.approves and a.approver in counted and a.share is not None]
-    indices = {a.share.index for a in with_share if a.share is not None}
-    if len(indices) < threshold:
-        raise PolicyError([f"{len(indices)} of {threshold} custodian key shares among the approvals"])
-    return [a.approver for a in with_share]
-
-
 def replay(entries: Iterable[tuple[int, Entry]], state: CustodyState | None = None) -> CustodyState:
     """Fold the log into a state; every entry that fails the authority model becomes a Problem, unapplied."""
     state = state or CustodyState()
@@ -432,7 +414,6 @@ __all__ = [
     "Problem",
     "RegisteredModel",
     "ReleaseRecord",
-    "check_shares",
     "key_digest",
     "release_body",
     "replay",

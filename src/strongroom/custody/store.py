@@ -27,7 +27,10 @@ SCHEMA = [
         received_at TEXT NOT NULL, state TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS custody_approvals (
         approval_id TEXT PRIMARY KEY, request_id TEXT NOT NULL, approver TEXT NOT NULL, message TEXT NOT NULL,
-        received_at TEXT NOT NULL, share TEXT, UNIQUE (request_id, approver))""",
+        received_at TEXT NOT NULL, UNIQUE (request_id, approver))""",
+    """CREATE TABLE IF NOT EXISTS custody_shares (
+        request_id TEXT NOT NULL, custodian TEXT NOT NULL, share_index INTEGER NOT NULL, share TEXT NOT NULL,
+        received_at TEXT NOT NULL, PRIMARY KEY (request_id, custodian), UNIQUE (request_id, share_index))""",
     """CREATE TABLE IF NOT EXISTS custody_nonces (nonce TEXT PRIMARY KEY, seen_at TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS custody_releases (
         request_id TEXT PRIMARY KEY, release TEXT NOT NULL, ledger_index BIGINT NOT NULL, released_at TEXT NOT NULL)""",
@@ -335,20 +338,42 @@ class Tx:
 
     # -- approvals ---------------------------------------------------------------------------------
 
-    def insert_approval(
-        self, approval_id: str, request_id: str, approver: str, message: str, received_at: str, share: str | None
-    ) -> None:
+    def insert_approval(self, approval_id: str, request_id: str, approver: str, message: str, received_at: str) -> None:
         self.execute(
-            "INSERT INTO custody_approvals VALUES (?, ?, ?, ?, ?, ?)",
-            (approval_id, request_id, approver, message, received_at, share),
+            "INSERT INTO custody_approvals VALUES (?, ?, ?, ?, ?)",
+            (approval_id, request_id, approver, message, received_at),
         )
 
-    def approvals(self, request_id: str) -> list[tuple[str, str | None]]:
-        """Every approval and denial of a request (signed JSON, and the key share sent beside it), in order."""
+    def approvals(self, request_id: str) -> list[str]:
+        """Every approval and denial of a request (signed JSON), in the order they arrived."""
         rows = self.all(
-            "SELECT message, share FROM custody_approvals WHERE request_id = ? ORDER BY received_at", (request_id,)
+            "SELECT message FROM custody_approvals WHERE request_id = ? ORDER BY received_at", (request_id,)
         )
-        return [(str(r[0]), None if r[1] is None else str(r[1])) for r in rows]
+        return [str(r[0]) for r in rows]
+
+    # -- custodians' key shares (only ever for a logged release) ------------------------------------
+
+    def insert_share(self, request_id: str, custodian: str, index: int, share: str, received_at: str) -> None:
+        self.execute(
+            "INSERT INTO custody_shares VALUES (?, ?, ?, ?, ?)", (request_id, custodian, index, share, received_at)
+        )
+
+    def shares(self, request_id: str) -> list[str]:
+        """The key shares custodians delivered for a released request (re-encrypted share JSON), in order."""
+        rows = self.all("SELECT share FROM custody_shares WHERE request_id = ? ORDER BY share_index", (request_id,))
+        return [str(r[0]) for r in rows]
+
+    def delivered_by(self, custodian: str) -> set[str]:
+        return {str(r[0]) for r in self.all("SELECT request_id FROM custody_shares WHERE custodian = ?", (custodian,))}
+
+    def released_requests(self) -> list[tuple[str, str, int]]:
+        """(request id, signed request JSON, key.released index) of every released request."""
+        rows = self.all(
+            "SELECT r.request_id, r.message, x.ledger_index FROM custody_requests r"
+            " JOIN custody_releases x ON x.request_id = r.request_id WHERE r.state = ? ORDER BY x.ledger_index",
+            (RELEASED,),
+        )
+        return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
 
     def count_approvals(self, request_id: str) -> int:
         row = self.one("SELECT COUNT(*) FROM custody_approvals WHERE request_id = ?", (request_id,))

@@ -16,8 +16,7 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from strongroom.custody.envelope import MAX_MESSAGE_BYTES, CoSigned, SignedMessage, load_json
-from strongroom.custody.errors import MessageError
+from strongroom.custody.envelope import MAX_MESSAGE_BYTES, CoSigned, SignedMessage
 from strongroom.custody.service import CustodyService
 from strongroom.server.errors import BodyTooLargeError
 from strongroom.server.priority import ReleaseFirstGate
@@ -74,13 +73,19 @@ def custody_router(service: CustodyService, clock: Callable[[], datetime]) -> AP
 
     @router.post("/v1/custody/requests/{request_id}/approvals", status_code=201)
     async def approve(request_id: str, request: Request) -> Any:
-        """``{"approval": <signed>, "share": <custodian's re-encrypted share, if the approval commits to one>}``."""
-        body = load_json(await _body(request, "approval"), "approval")
-        if not isinstance(body, dict) or not set(body) <= {"approval", "share"} or "approval" not in body:
-            raise MessageError("approval: the body must be {approval, share?}")
-        message = SignedMessage.from_json(body["approval"], "approval")
-        count = await bookkeeping(service.submit_approval, request_id, message, body.get("share"))
-        return {"approvals": count}
+        message = await signed_body(request, "approval")
+        return {"approvals": await bookkeeping(service.submit_approval, request_id, message)}
+
+    @router.post("/v1/custody/shares/awaiting")
+    async def awaiting_shares(request: Request) -> Any:
+        """Logged releases of split keys a custodian (who signs the query) has not yet delivered a share for."""
+        query = await signed_body(request, "query")
+        return {"awaiting": await bookkeeping(service.awaiting_shares, query)}
+
+    @router.post("/v1/custody/requests/{request_id}/shares", status_code=201)
+    async def deliver_share(request_id: str, request: Request) -> Any:
+        message = await signed_body(request, "share delivery")
+        return {"shares": await bookkeeping(service.deliver_share, request_id, message)}
 
     @router.post("/v1/custody/requests/{request_id}/release")
     async def release(request_id: str, request: Request) -> Any:

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from strongroom.custody.errors import (
     AlreadyExistsError,
+    AwaitingSharesError,
     MessageError,
     NotAuthorisedError,
     NotFoundError,
@@ -29,6 +30,7 @@ class BodyTooLargeError(MessageError):
 
 # Most specific first; anything else a caller did wrong is 400.
 STATUS: tuple[tuple[type[StrongroomError], int], ...] = (
+    (AwaitingSharesError, 202),  # not an error for the host: accepted, come back when custodians delivered
     (BodyTooLargeError, 413),
     (UnavailableError, 503),
     (ReleaseConflictError, 409),
@@ -46,7 +48,10 @@ def status_for(exc: StrongroomError) -> int:
 
 
 def error_response(exc: StrongroomError) -> JSONResponse:
-    return JSONResponse({"error": str(exc), "kind": type(exc).__name__}, status_code=status_for(exc))
+    body: dict[str, object] = {"error": str(exc), "kind": type(exc).__name__}
+    if isinstance(exc, AwaitingSharesError):
+        body |= {"delivered": exc.delivered, "threshold": exc.threshold}
+    return JSONResponse(body, status_code=status_for(exc))
 
 
 async def handle_strongroom_error(request: Request, exc: Exception) -> JSONResponse:
