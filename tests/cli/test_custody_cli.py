@@ -44,7 +44,9 @@ def enrol_host(tmp: Path, url: str, two: list[str], host: str) -> None:
         "--site", "dc1 rack 2", "--owner", "platform", *two, "--server", url, "--json",
     )  # fmt: skip
     assert enrolled.returncode == 0, enrolled.stderr
-    shown = json.loads(run("hosts", "show", host, "--server", url, "--json").stdout)
+    shown = json.loads(
+        run("hosts", "show", host, "--person", "officer", "--key", two[1], "--server", url, "--json").stdout
+    )
     assert shown["name"] == f"{host}.dc1" and shown["fingerprint"].startswith("SHA256:")
 
 
@@ -86,7 +88,16 @@ def test_request_approve_load_by_command_line(tmp_path: Path, model_dir: Path) -
     env = {**os.environ, "PYTHONPATH": SRC, "STRONGROOM_PASSPHRASE": CLI_PASSPHRASE, **SERVER_ENV}
     with serve_process(data, "--keys", str(keys), env=env) as url:
         enrol(tmp_path, url, two, [("alice", 3), ("bob", 4), ("carol", 5)])
-        assert json.loads(run("people", "show", "carol", "--server", url, "--json").stdout)["custodian"] is True
+        assert run("people", "show", "carol", "--server", url).returncode == 1  # reads are signed
+        own = json.loads(
+            run("people", "show", "carol", "--key", str(tmp_path / "carol.key"), "--server", url, "--json").stdout
+        )
+        assert own["custodian"] is True
+        other = run("people", "show", "alice", "--as", "carol", "--key", str(tmp_path / "carol.key"), "--server", url)
+        assert other.returncode == 1 and "may not read person alice" in other.stderr
+        shown = run("people", "show", "carol", "--officer-key", two[1], "--details", "--server", url, "--json")
+        details = {d["field"]: d["value"] for d in json.loads(shown.stdout)["details"]}
+        assert details == {"name": "Carol", "position": "tier 5"}
         # One officer alone cannot register a model: they save the change, the other co-signs and submits.
         alone = run("register", str(sealed), *two[:2], "--required-tier", "3", "--server", url)
         assert alone.returncode == 1 and "needs 2 distinct officers, signed by 1" in alone.stderr

@@ -17,7 +17,7 @@ from strongroom.custody.client import CustodyClient
 from strongroom.custody.envelope import SignedMessage
 from strongroom.custody.host import HostSession
 from strongroom.custody.policy import ModelPolicy
-from strongroom.custody.protocol import ReleaseRequest, new_approval
+from strongroom.custody.protocol import OFFICER_READER, ReleaseRequest, new_approval, new_read_query
 from strongroom.keys import LocalKeyring
 from strongroom.keys.provider import KeyProvider
 from strongroom.manifest.sealing import seal_model
@@ -125,6 +125,10 @@ class CustodyEnv:
         self.approve(request, "bob")
         self.approve(request, "carol")
         return host, request, request_id
+
+    def status(self, request_id: str) -> dict[str, Any]:
+        """A request's status, read by an officer (reads are signed)."""
+        return self.client.read(new_read_query(OFFICER_READER, f"request:{request_id}", self.officers["olga"]))
 
     def pending_for(self, who: str) -> list[Pending]:
         return Approver(self.client, who, self.people[who]).pending()

@@ -30,12 +30,19 @@ from strongroom.custody.errors import (
     CustodyError,
     MessageError,
     NotAuthorisedError,
+    NotFoundError,
     PolicyError,
     UnverifiableLedgerError,
 )
 from strongroom.custody.host import HostSession
 from strongroom.custody.policy import ModelPolicy
-from strongroom.custody.protocol import ReleaseRequest, new_approval
+from strongroom.custody.protocol import (
+    OFFICER_READER,
+    AdminSubmission,
+    ReleaseRequest,
+    new_approval,
+    new_read_query,
+)
 from strongroom.custody.state import key_reference
 from strongroom.keys.provider import KeyBinding, WrappedKey
 from strongroom.ledger.entries import make_entry
@@ -217,8 +224,8 @@ def test_entries_written_behind_the_services_back_never_count(deployment: Deploy
     with deployment.behind_its_back() as ledger:
         start = ledger.size
         for signer, auth in [
-            (deployment.appender, one_officer.to_json()),
-            (service_key, one_officer.to_json()),
+            (deployment.appender, one_officer.cosigned.to_json()),
+            (service_key, one_officer.cosigned.to_json()),
             (service_key, {"payload": "x"}),
         ]:
             ledger.append(
@@ -259,7 +266,8 @@ def test_one_officer_or_the_service_key_cannot_administer(deployment: Deployment
         deployment.client.admin(admin.propose(lax, [service_key, deployment.officers["olga"]]))
     with pytest.raises(NotAuthorisedError, match="403.*not an officer"):
         deployment.client.admin(admin.propose(lax, [service_key]))
-    assert httpx.get(deployment.url + "/v1/people/puppet").status_code == 404
+    with pytest.raises(NotFoundError):
+        deployment.client.read(new_read_query(OFFICER_READER, "person:puppet", deployment.officers["olga"]))
 
 
 def test_a_wrapped_key_unwraps_only_for_the_model_it_was_sealed_for(deployment: Deployment) -> None:
@@ -441,17 +449,50 @@ def test_the_registry_survives_restarts(deployment: Deployment) -> None:
     deployment.admin(admin.offboard("erin", "left"), "otto")
     deployment.stop()
     deployment.start()
-    standing = deployment.client.standing("erin")
+    with pytest.raises(NotAuthorisedError, match="erin is offboarded"):  # an offboarded person reads nothing
+        deployment.client.read(new_read_query("erin", "person:erin", deployment.people["erin"]))
+    standing = deployment.client.read(new_read_query(OFFICER_READER, "person:erin", deployment.officers["otto"]))
     assert standing["effective_tier"] == 0 and "offboarded" in standing["reasons"]
     with pytest.raises(CustodyError, match="offboarded"):
         deployment.request("erin")
 
 
 def test_a_co_signed_change_cannot_be_replayed_or_edited(deployment: Deployment) -> None:
-    signed = admin.propose(admin.offboard("erin"), [deployment.officers["otto"]])
-    deployment.client.admin(signed)
+    submitted = admin.propose(admin.offboard("erin"), [deployment.officers["otto"]])
+    deployment.client.admin(submitted)
     with pytest.raises(MessageError, match="replayed"):
-        deployment.client.admin(signed)
+        deployment.client.admin(submitted)
+    signed = submitted.cosigned
     edited = CoSigned({**signed.payload, "change": {**signed.payload["change"], "person": "bob"}}, signed.signatures)
     with pytest.raises(MessageError, match="does not verify"):
-        deployment.client.admin(edited)
+        deployment.client.admin(AdminSubmission(edited, submitted.openings))
+
+
+# -- personnel data is public ---------------------------------------------------------------------------
+
+
+def test_personnel_details_stay_off_the_public_log_and_reads_are_signed(deployment: Deployment) -> None:
+    from strongroom.ledger.client import LedgerClient
+    from strongroom.people import SignalKind
+
+    deployment.admin(admin.raise_signal("erin", SignalKind.FINANCIAL, detail="large unexplained debt"), "otto")
+    _, _, request_id = deployment.request()
+    ledger = LedgerClient(deployment.url)
+    size = int(httpx.get(deployment.url + "/checkpoint").text.split("\n")[1])
+    public = b"".join(ledger.entries(size))
+    for secret in (b"debt", b"financial", b"Erin", b"SenL-4"):  # a signal's detail and kind, names, positions
+        assert secret not in public, secret
+    for path in ("/v1/people/erin", "/v1/hosts/gpu-01", f"/v1/custody/requests/{request_id}"):
+        assert httpx.get(deployment.url + path).status_code in (404, 405)
+    officer = deployment.officers["otto"]
+    standing = deployment.client.read(new_read_query(OFFICER_READER, "person:erin", officer))
+    assert standing["effective_tier"] == 0 and any(r.startswith("suspended: open signal") for r in standing["reasons"])
+    details = deployment.client.read(new_read_query(OFFICER_READER, "details:erin", officer))["details"]
+    assert {(d["field"], d["value"]) for d in details} >= {("detail", "large unexplained debt"), ("kind", "financial")}
+    for reader, subject in [("bob", "person:erin"), ("bob", "details:bob"), ("erin", "request:" + request_id)]:
+        with pytest.raises(NotAuthorisedError, match="may not read|offboarded|suspended"):
+            deployment.client.read(new_read_query(reader, subject, deployment.people[reader]))
+    assert deployment.client.read(new_read_query("bob", "request:" + request_id, deployment.people["bob"]))["state"]
+    stranger = Signer.generate("ed25519")
+    with pytest.raises(MessageError, match="signed by key"):
+        deployment.client.read(new_read_query("bob", "person:bob", stranger))

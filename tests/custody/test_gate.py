@@ -146,7 +146,7 @@ def test_replay_refuses_what_it_cannot_verify_and_stops_releases_but_starts(gate
         # the service key with one officer's signature
         make_entry(
             "person.changed",
-            {"person": "mallory", "change": "enrol", "authorisation": one_officer.to_json()},
+            {"person": "mallory", "change": "enrol", "authorisation": one_officer.cosigned.to_json()},
             gate.service_key,
         ),
         # the service key and a fabricated co-signature
@@ -156,7 +156,7 @@ def test_replay_refuses_what_it_cannot_verify_and_stops_releases_but_starts(gate
                 "person": "mallory",
                 "change": "enrol",
                 "authorisation": CoSigned(
-                    one_officer.payload, ((gate.officers["oscar"].key_id, b"\x00" * 64),)
+                    one_officer.cosigned.payload, ((gate.officers["oscar"].key_id, b"\x00" * 64),)
                 ).to_json(),
             },
             gate.service_key,
@@ -189,7 +189,7 @@ def service_fetch_placeholder() -> object:
 
 def test_a_body_differing_from_what_the_officers_signed_is_refused(gate: Gate) -> None:
     signed = admin.propose(enrolment("alice", tier=1), [gate.officers["olga"], gate.officers["oscar"]])
-    body = {"person": "alice", "change": "enrol", "authorisation": signed.to_json()}
+    body = {"person": "alice", "change": "enrol", "authorisation": signed.cosigned.to_json()}
     gate.ledger.append(make_entry("person.changed", {**body, "person": "alicia"}, gate.service_key))
     service = gate.restart()
     assert service.state.problems and "differs from the change its officers signed" in service.state.problems[0].reason

@@ -40,6 +40,6 @@ def test_release_with_openbao_and_fail_closed(bao: OpenBaoDevServer, model_dir: 
         bao.stop()
         with pytest.raises(UnavailableError, match="503.*release logged .* could not be delivered"):
             env.client.release(request2, host2.fetch(request2))
-        assert env.client.status(request2)["state"] == "released" and env.released_entries() == 2
+        assert env.status(request2)["state"] == "released" and env.released_entries() == 2
         with pytest.raises(UnavailableError, match="503"):
             env.client.release(request2, host2.fetch(request2))  # still no KMS: still nothing delivered

@@ -129,7 +129,7 @@ def test_malformed_json_messages() -> None:
 def test_cosigned_changes_verify_every_signer_and_refuse_strangers() -> None:
     olga, oscar, mallory = (Signer.generate("ed25519") for _ in range(3))
     proposal = admin.offboard("alice", "left")
-    signed = admin.propose(proposal, [olga, oscar])
+    signed = admin.propose(proposal, [olga, oscar]).cosigned
     assert signed.cosign(olga) is signed  # one key signs once
     keys = {olga.key_id: olga.verifier, oscar.key_id: oscar.verifier}
     assert signed.verified_signers(keys, "change") == {olga.key_id, oscar.key_id}
@@ -159,3 +159,28 @@ def test_cosigned_changes_verify_every_signer_and_refuse_strangers() -> None:
 def test_malformed_administrative_changes(action: str, change: dict[str, Any], message: str) -> None:
     with pytest.raises(MessageError, match=message):
         admin.propose(admin.Proposal(action, change), [Signer.generate("ed25519")])
+
+
+def test_personnel_details_are_commitments_with_private_openings() -> None:
+    """Names, positions, signal kinds and details never reach the (public) signed change in clear."""
+    from strongroom.custody.details import check_openings
+    from strongroom.people import SignalKind
+
+    olga = Signer.generate("ed25519")
+    proposal = admin.raise_signal("alice", SignalKind.FINANCIAL, detail="large unexplained debt")
+    submitted = admin.propose(proposal, [olga])
+    public = submitted.cosigned.payload["change"]
+    assert public["kind"].startswith("commit:sha256:") and public["detail"].startswith("commit:sha256:")
+    assert "debt" not in str(submitted.cosigned.to_json()) and "financial" not in str(submitted.cosigned.to_json())
+    assert {k: v["value"] for k, v in submitted.openings.items()} == {
+        "kind": "financial",
+        "detail": "large unexplained debt",
+    }
+    check_openings("person.signal", public, submitted.openings)
+    wrong = {**submitted.openings, "detail": {**submitted.openings["detail"], "value": "nothing"}}
+    with pytest.raises(MessageError, match="does not match its commitment"):
+        check_openings("person.signal", public, wrong)
+    with pytest.raises(MessageError, match="must be a commitment, not in clear"):
+        check_openings("person.signal", {**public, "detail": "debt"}, submitted.openings)
+    with pytest.raises(MessageError, match="no opening"):
+        check_openings("person.signal", public, {})

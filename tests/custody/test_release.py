@@ -23,7 +23,7 @@ from strongroom.custody.errors import (
 )
 from strongroom.custody.host import HostSession
 from strongroom.custody.loading import load_released
-from strongroom.custody.protocol import new_approval, new_load_report
+from strongroom.custody.protocol import OFFICER_READER, new_approval, new_load_report, new_read_query
 from strongroom.custody.service import CustodyService
 from strongroom.custody.store import RELEASING
 from strongroom.keys import LocalKeyring
@@ -61,7 +61,7 @@ def test_replayed_and_transplanted_approvals(env: CustodyEnv) -> None:
         env.client.approve(first_id, approval)
     with pytest.raises(CustodyError, match="transplanted"):
         env.client.approve(second_id, approval)
-    assert env.client.status(second_id)["approvals"] == []
+    assert env.status(second_id)["approvals"] == []
 
 
 def test_forged_signatures_and_an_impostor_host(env: CustodyEnv) -> None:
@@ -101,7 +101,7 @@ def test_self_approval_too_few_no_custodian_and_approvers_below_the_models_tier(
     with pytest.raises(PolicyError, match="approver lou is SenL-1; the model needs SenL-3"):
         env.client.approve(request3_id, approval)
     assert env.released_entries() == 0
-    assert env.client.status(request2_id)["state"] == "pending"
+    assert env.status(request2_id)["state"] == "pending"
 
 
 def test_suspended_or_lapsed_people(env: CustodyEnv) -> None:
@@ -231,12 +231,12 @@ def test_fail_closed_and_deliver_later(env: CustodyEnv) -> None:
     env.services.custody.providers = []
     with pytest.raises(UnavailableError, match="503.*no key provider"):
         env.client.release(request_id, host.fetch(request_id))
-    assert env.client.status(request_id)["state"] == "pending" and env.released_entries() == 0
+    assert env.status(request_id)["state"] == "pending" and env.released_entries() == 0
     env.services.custody.providers = providers
     env.keyring.close()
     with pytest.raises(UnavailableError, match="503.*release logged .* could not be delivered"):
         env.client.release(request_id, host.fetch(request_id))
-    assert env.client.status(request_id)["state"] == "released" and env.released_entries() == 1
+    assert env.status(request_id)["state"] == "released" and env.released_entries() == 1
     env.services.custody.providers = [LocalKeyring.open(env.sealed.parent / "keys", passphrase=PASSPHRASE)]
     host.open_release(env.client.release(request_id, host.fetch(request_id))).close()
     assert env.released_entries() == 1
@@ -244,7 +244,7 @@ def test_fail_closed_and_deliver_later(env: CustodyEnv) -> None:
     env.services.ledger.store.close()
     with pytest.raises(UnavailableError, match="503.*ledger"):
         env.client.release(second, host2.fetch(second))
-    assert env.client.status(second)["state"] == "pending"
+    assert env.status(second)["state"] == "pending"
 
 
 @pytest.mark.parametrize(
@@ -261,7 +261,8 @@ def test_fail_closed_and_deliver_later(env: CustodyEnv) -> None:
             400,
             "missing field",
         ),
-        ("/v1/admin/changes", b'{"payload": {}, "signatures": []}', 400, "signatures must be a list of 1"),
+        ("/v1/admin/changes", b'{"payload": {}, "signatures": []}', 400, "exactly change and openings"),
+        ("/v1/admin/changes", b'{"change": {"payload": {}, "signatures": []}, "openings": {}}', 400, "a list of 1"),
         ("/v1/custody/requests/zz/release", b'{"payload": {}, "signer": "a", "signature": ""}', 400, "missing field"),
     ],
 )
@@ -279,9 +280,9 @@ def test_unknown_fields_and_unknown_things(env: CustodyEnv) -> None:
     with pytest.raises(NotFoundError, match="404.*not registered"):
         env.client.submit_request(SignedMessage.sign(payload, env.people["alice"]))
     with pytest.raises(NotFoundError, match="404.*no release request"):
-        env.client.status("ab" * 32)
-    with pytest.raises(CustodyError, match="404"):
-        env.client.host("nowhere")
+        env.status("ab" * 32)
+    with pytest.raises(NotFoundError, match="404.*no host 'nowhere'"):
+        env.client.read(new_read_query(OFFICER_READER, "host:nowhere", env.officers["olga"]))
 
 
 def test_release_reports_its_server_time_and_closes_the_request(env: CustodyEnv) -> None:
@@ -292,7 +293,7 @@ def test_release_reports_its_server_time_and_closes_the_request(env: CustodyEnv)
     assert reply.status_code == 200
     name, _, duration = reply.headers["server-timing"].partition(";dur=")
     assert name == "release" and float(duration) > 0
-    assert env.client.status(request_id)["state"] == "released"
+    assert env.status(request_id)["state"] == "released"
     late = SignedMessage.sign(new_approval(request=request, approver="dave"), env.people["dave"])
     with pytest.raises(CustodyError, match="is released, not pending"):
         env.client.approve(request_id, late)

@@ -18,10 +18,10 @@ from strongroom.atomic import write_atomic
 from strongroom.cli.common import JsonOption, console, print_json
 from strongroom.custody.admin import Proposal, change_authority, change_policy, propose
 from strongroom.custody.client import CustodyClient
-from strongroom.custody.envelope import CoSigned
+from strongroom.custody.details import check_openings
 from strongroom.custody.errors import CustodyError
 from strongroom.custody.policy import ModelPolicy
-from strongroom.custody.protocol import AdminChange, Authority, Officer
+from strongroom.custody.protocol import AdminChange, AdminSubmission, Authority, Officer
 from strongroom.signing import Signer, Verifier
 
 DEFAULT_SERVER = "http://127.0.0.1:8750"
@@ -46,9 +46,11 @@ def send_or_save(
     signed = propose(proposal, [Signer.load(path) for path in officer_keys], timedelta(hours=hours))
     if out is not None:
         save(out, signed)
-        result = {"saved": str(out), "action": proposal.action, "signers": len(signed.signatures)}
+        count = len(signed.cosigned.signatures)
+        result = {"saved": str(out), "action": proposal.action, "signers": count}
         print_json(result) if json_out else console.print(
-            f"{proposal.action} signed by {len(signed.signatures)} officer(s); saved to {out} for co-signing"
+            f"{proposal.action} signed by {count} officer(s); saved to {out} for co-signing (it holds the private "
+            "details in clear: pass it only to officers)"
         )
         return
     report(CustodyClient(server).admin(signed), json_out)
@@ -64,26 +66,29 @@ def report(result: dict[str, Any], json_out: bool) -> None:
     )
 
 
-def load(path: Path) -> AdminChange:
+def load(path: Path) -> tuple[AdminChange, AdminSubmission]:
+    """A saved change, parsed, with its openings checked against its commitments."""
     try:
-        return AdminChange.parse(CoSigned.from_json(path.read_bytes(), str(path)))
+        submission = AdminSubmission.from_json(path.read_bytes(), str(path))
     except OSError as exc:
         raise CustodyError(f"{path}: cannot read: {exc.strerror}") from None
+    change = AdminChange.parse(submission.cosigned)
+    check_openings(change.action, change.change, submission.openings)
+    return change, submission
 
 
-def save(path: Path, signed: CoSigned) -> None:
+def save(path: Path, signed: AdminSubmission) -> None:
     write_atomic(path, (json.dumps(signed.to_json(), indent=2, sort_keys=True) + "\n").encode(), mode=0o600)
 
 
 @admin_app.command("cosign")
 def cosign(path: Annotated[Path, typer.Argument(help="A change saved with --out.")], officer_key: OfficerKeys) -> None:
     """Add your signature to a saved change (read it first: ``strongroom admin show``)."""
-    change = load(path)
-    signed = change.cosigned
+    change, signed = load(path)
     for key in officer_key:
         signed = signed.cosign(Signer.load(key))
     save(path, signed)
-    console.print(f"{change.action} {change.subject}: now signed by {len(signed.signatures)} officer(s)")
+    console.print(f"{change.action} {change.subject}: now signed by {len(signed.cosigned.signatures)} officer(s)")
 
 
 @admin_app.command("show")
@@ -91,12 +96,12 @@ def show(
     path: Annotated[Path, typer.Argument(help="A change saved with --out.")], json_out: JsonOption = False
 ) -> None:
     """What a saved change does, who signed it, and until when it can be submitted."""
-    change = load(path)
+    change, submission = load(path)
     if json_out:
-        print_json({**change.cosigned.to_json(), "change_id": change.change_id})
+        print_json({**submission.to_json(), "change_id": change.change_id})
         return
     console.print(f"[bold]{change.action}[/] {change.subject} (change {change.change_id[:16]})")
-    console.print_json(json.dumps(change.change))
+    console.print_json(json.dumps({**change.change, **{k: v["value"] for k, v in submission.openings.items()}}))
     console.print(
         f"expires {change.cosigned.payload['expires_at']}; "
         f"signed by keys: {', '.join(k[:16] for k in change.cosigned.signers)}"
@@ -110,7 +115,7 @@ def submit(
     json_out: JsonOption = False,
 ) -> None:
     """Send a saved, co-signed change to the server."""
-    report(CustodyClient(server).admin(load(path).cosigned), json_out)
+    report(CustodyClient(server).admin(load(path)[1]), json_out)
 
 
 @admin_app.command("policy")

@@ -57,9 +57,20 @@ def retire(
 
 
 @hosts_app.command("show")
-def show(host: str, server: ServerOption = DEFAULT_SERVER, json_out: JsonOption = False) -> None:
-    """A host's record: name, site, owner, identity key fingerprint, retired or not."""
-    info = CustodyClient(server).host(host)
+def show(
+    host: str,
+    person: Annotated[str | None, typer.Option("--person", help="Your person id (with --key).")] = None,
+    key: Annotated[Path | None, typer.Option("--key", help="Your key, or an officer's with --person officer.")] = None,
+    server: ServerOption = DEFAULT_SERVER,
+    json_out: JsonOption = False,
+) -> None:
+    """A host's record: name, site, owner, identity key fingerprint, retired or not (a signed read)."""
+    from strongroom.custody.errors import CustodyError
+    from strongroom.custody.protocol import new_read_query
+
+    if person is None or key is None:
+        raise CustodyError("give --person and --key (an active person, or --person officer with an officer's key)")
+    info = CustodyClient(server).read(new_read_query(person, f"host:{host}", Signer.load(key)))
     if json_out:
         print_json(info)
         return

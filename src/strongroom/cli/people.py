@@ -158,9 +158,30 @@ def offboard(
 
 
 @people_app.command("show")
-def show(person: str, server: ServerOption = DEFAULT_SERVER, json_out: JsonOption = False) -> None:
-    """A person's effective standing now."""
-    standing = CustodyClient(server).standing(person)
+def show(
+    person: str,
+    key: Annotated[Path | None, typer.Option("--key", help="Your own key (with --as if you are not PERSON).")] = None,
+    reader: Annotated[str | None, typer.Option("--as", help="Your person id (default: PERSON).")] = None,
+    officer_key: Annotated[Path | None, typer.Option("--officer-key", help="An officer's key: read anyone.")] = None,
+    details: Annotated[
+        bool, typer.Option(help="Also the private details (officers), checked against the log.")
+    ] = False,
+    server: ServerOption = DEFAULT_SERVER,
+    json_out: JsonOption = False,
+) -> None:
+    """A person's effective standing now (reads are signed: yourself, or an officer)."""
+    from strongroom.custody.protocol import OFFICER_READER, new_read_query
+
+    if (key is None) == (officer_key is None):
+        raise CustodyError("give --key (your own standing) or --officer-key")
+    if key is not None:
+        who, signer = reader or person, Signer.load(key)
+    else:
+        who, signer = OFFICER_READER, Signer.load(officer_key)  # type: ignore[arg-type]
+    client = CustodyClient(server)
+    standing = client.read(new_read_query(who, f"person:{person}", signer))
+    if details:
+        standing["details"] = client.read(new_read_query(who, f"details:{person}", signer))["details"]
     if json_out:
         print_json(standing)
         return
@@ -171,6 +192,8 @@ def show(person: str, server: ServerOption = DEFAULT_SERVER, json_out: JsonOptio
     )
     for reason in standing["reasons"]:
         console.print(f"  - {reason}")
+    for detail in standing.get("details", []):
+        console.print(f"  {detail['field']}: {detail['value']} (entry {detail['ledger_index']})")
 
 
 def register(app: typer.Typer) -> None:

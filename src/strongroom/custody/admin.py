@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from strongroom.custody.envelope import CoSigned
+from strongroom.custody.details import conceal
 from strongroom.custody.errors import CustodyError
 from strongroom.custody.policy import ModelPolicy
-from strongroom.custody.protocol import DEFAULT_LIFETIME, Authority, new_admin_change
+from strongroom.custody.protocol import DEFAULT_LIFETIME, AdminSubmission, Authority, new_admin_change
 from strongroom.keys.provider import WrappedKey
 from strongroom.people import SignalKind, agreement_message
 from strongroom.signing import Signer
@@ -31,14 +31,16 @@ class Proposal:
     change: dict[str, Any]
 
 
-def propose(proposal: Proposal, officers: Sequence[Signer], lifetime: timedelta = DEFAULT_LIFETIME) -> CoSigned:
-    """The change signed by each of ``officers`` (one for a proposal others will co-sign later)."""
+def propose(proposal: Proposal, officers: Sequence[Signer], lifetime: timedelta = DEFAULT_LIFETIME) -> AdminSubmission:
+    """The change, its personnel details replaced by commitments, signed by each of ``officers`` (one for a
+    proposal others will co-sign later), with the openings of those commitments beside it."""
     if not officers:
         raise CustodyError("an administrative change needs at least one officer's signature")
-    signed = new_admin_change(proposal.action, proposal.change, officers[0], lifetime)
+    change, openings = conceal(proposal.action, proposal.change)
+    signed = new_admin_change(proposal.action, change, officers[0], lifetime)
     for officer in officers[1:]:
         signed = signed.cosign(officer)
-    return signed
+    return AdminSubmission(signed, {name: opening.to_json() for name, opening in openings.items()})
 
 
 def enrol_person(

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from strongroom.custody.envelope import CoSigned, SignedMessage
+from strongroom.custody.envelope import SignedMessage
 from strongroom.custody.errors import (
     AlreadyExistsError,
     AwaitingSharesError,
@@ -19,6 +19,7 @@ from strongroom.custody.errors import (
     UnavailableError,
     UnverifiableLedgerError,
 )
+from strongroom.custody.protocol import AdminSubmission
 
 _KINDS: dict[str, type[CustodyError]] = {
     kind.__name__: kind
@@ -34,6 +35,9 @@ _KINDS: dict[str, type[CustodyError]] = {
 }
 
 
+_BY_STATUS: dict[int, type[CustodyError]] = {404: NotFoundError, 403: NotAuthorisedError, 503: UnavailableError}
+
+
 class CustodyClient:
     """Posts signed messages to a Strongroom server and turns error replies into typed custody errors."""
 
@@ -41,7 +45,7 @@ class CustodyClient:
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, trust_env=False)
 
-    def _post(self, path: str, message: SignedMessage | CoSigned) -> dict[str, Any]:
+    def _post(self, path: str, message: SignedMessage | AdminSubmission) -> dict[str, Any]:
         try:
             reply = self._http.post(path, json=message.to_json())
         except httpx.HTTPError as exc:
@@ -68,21 +72,22 @@ class CustodyClient:
             message = f"server refused (HTTP {reply.status_code}): {detail}"
             if kind == "PolicyError":
                 raise PolicyError([str(detail)], message)
-            default = UnavailableError if reply.status_code == 503 else CustodyError
+            default = _BY_STATUS.get(reply.status_code, CustodyError)
             raise _KINDS.get(str(kind), default)(message)
         if not isinstance(data, dict):
             raise CustodyError(f"{self.base_url}: unexpected reply")
         return data
 
-    def admin(self, change: CoSigned) -> dict[str, Any]:
-        """Submit an officer-co-signed administrative change."""
+    def admin(self, change: AdminSubmission) -> dict[str, Any]:
+        """Submit an officer-co-signed administrative change (with the openings of its private details)."""
         return self._post("/v1/admin/changes", change)
 
     def submit_request(self, message: SignedMessage) -> str:
         return str(self._post("/v1/custody/requests", message)["request_id"])
 
-    def status(self, request_id: str) -> dict[str, Any]:
-        return self._get(f"/v1/custody/requests/{request_id}")
+    def read(self, query: SignedMessage) -> dict[str, Any]:
+        """A signed read (``strongroom.custody.protocol.new_read_query``): standing, details, status, host."""
+        return self._post("/v1/read", query)
 
     def approve(self, request_id: str, message: SignedMessage) -> int:
         return int(self._post(f"/v1/custody/requests/{request_id}/approvals", message)["approvals"])
@@ -101,12 +106,6 @@ class CustodyClient:
 
     def pending(self, query: SignedMessage) -> list[dict[str, Any]]:
         return list(self._post("/v1/custody/pending", query)["pending"])
-
-    def standing(self, person: str) -> dict[str, Any]:
-        return self._get(f"/v1/people/{person}")
-
-    def host(self, host_id: str) -> dict[str, Any]:
-        return self._get(f"/v1/hosts/{host_id}")
 
     def close(self) -> None:
         self._http.close()

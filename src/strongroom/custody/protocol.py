@@ -25,6 +25,7 @@ from strongroom.custody.envelope import (
     check_fresh,
     format_time,
     hex_text,
+    load_json,
     model_id,
     nonce,
     text,
@@ -396,6 +397,43 @@ def new_pending_query(person: str, signer: Signer) -> SignedMessage:
     return SignedMessage.sign({"type": PENDING_QUERY_TYPE, "person": person, **_window(SHORT_LIFETIME)}, signer)
 
 
+# -- authenticated reads ----------------------------------------------------------------------------
+
+READ_TYPE = "strongroom.read/v1"
+OFFICER_READER = "officer"
+READ_KINDS = ("person", "details", "request", "host")
+
+
+@dataclass(frozen=True)
+class ReadQuery:
+    """A signed request to read something about a person, a release request or a host. ``reader`` is a person
+    id (signed with their key) or ``officer`` (signed with an officer's key); ``subject`` is
+    ``KIND:ID`` with KIND one of person, details (officers only), request, host."""
+
+    signed: SignedMessage
+    reader: str
+    kind: str
+    subject: str
+    window: Window
+
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"type", "reader", "subject", *WINDOW})
+
+    @classmethod
+    def parse(cls, signed: SignedMessage) -> ReadQuery:
+        what = "read"
+        _typed(signed.payload, READ_TYPE, cls.FIELDS, cls.FIELDS, what)
+        kind, sep, subject = text(signed.payload, "subject", what, 200).partition(":")
+        if not sep or kind not in READ_KINDS or not subject:
+            raise MessageError(f"{what}: subject must be KIND:ID with KIND one of {', '.join(READ_KINDS)}")
+        return cls(signed, text(signed.payload, "reader", what, 128), kind, subject, Window.parse(signed.payload, what))
+
+
+def new_read_query(reader: str, subject: str, signer: Signer) -> SignedMessage:
+    return SignedMessage.sign(
+        {"type": READ_TYPE, "reader": reader, "subject": subject, **_window(SHORT_LIFETIME)}, signer
+    )
+
+
 # -- administrative changes ---------------------------------------------------------------------------
 
 PERSON_ACTIONS = {
@@ -554,6 +592,31 @@ class AdminChange:
 
     def authority(self) -> Authority:
         return Authority.parse(self.change, "authority change")
+
+
+@dataclass(frozen=True)
+class AdminSubmission:
+    """A co-signed change and the openings of its private fields (kept off the log; see
+    ``strongroom.custody.details``): what officers pass to each other and send to the service."""
+
+    cosigned: CoSigned
+    openings: dict[str, dict[str, str]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"change": self.cosigned.to_json(), "openings": self.openings}
+
+    @classmethod
+    def from_json(cls, value: Any, what: str = "administrative change") -> AdminSubmission:
+        value = load_json(value, what)
+        if not isinstance(value, dict) or set(value) != {"change", "openings"}:
+            raise MessageError(f"{what}: must be an object with exactly change and openings")
+        openings = value["openings"]
+        if not isinstance(openings, dict) or not all(isinstance(v, dict) for v in openings.values()):
+            raise MessageError(f"{what}: openings must map field names to {{salt, value}}")
+        return cls(CoSigned.from_json(value["change"], what), openings)
+
+    def cosign(self, officer: Signer) -> AdminSubmission:
+        return AdminSubmission(self.cosigned.cosign(officer), self.openings)
 
 
 def new_admin_change(

@@ -24,7 +24,8 @@ from typing import Any
 
 from strongroom.custody.authority import SERVICE_TYPES
 from strongroom.custody.decision import Decision, evaluate
-from strongroom.custody.envelope import CoSigned, SignedMessage, format_time, parse_time, utc_now, whole_seconds
+from strongroom.custody.details import check_openings
+from strongroom.custody.envelope import SignedMessage, format_time, parse_time, utc_now, whole_seconds
 from strongroom.custody.errors import (
     AlreadyExistsError,
     AwaitingSharesError,
@@ -38,12 +39,15 @@ from strongroom.custody.errors import (
 )
 from strongroom.custody.ports import EventLog
 from strongroom.custody.protocol import (
+    OFFICER_READER,
     AdminChange,
+    AdminSubmission,
     Approval,
     Authority,
     Fetch,
     LoadReport,
     PendingQuery,
+    ReadQuery,
     ReleaseRequest,
     ShareDelivery,
 )
@@ -102,16 +106,26 @@ class CustodyService:
 
     # -- administration ----------------------------------------------------------------------------
 
-    def admin(self, cosigned: CoSigned) -> dict[str, Any]:
+    def admin(self, submission: AdminSubmission) -> dict[str, Any]:
         """Apply an officer-co-signed change (people, hosts, models, policies, the officers): authorised and
-        validated against the ledger's state, logged, then applied."""
-        change = AdminChange.parse(cosigned)
+        validated against the ledger's state, logged with its personnel details as commitments, then applied;
+        the openings of those commitments go to the private store."""
+        change = AdminChange.parse(submission.cosigned)
+        openings = check_openings(change.action, change.change, submission.openings)
         now = whole_seconds(self.clock())
         with self._lock.exclusive():
             prepared = self.state.prepare(change, now)
             if change.action == "model.register":
                 self._check_binding(change.registration().key)
             receipt = self._log_change(prepared, now)
+        if openings:
+            index = int(receipt["index"])
+
+            def keep(tx: Tx) -> None:
+                for name, opening in openings.items():
+                    tx.insert_detail(change.subject, index, name, json.dumps(opening.to_json()))
+
+            self.store.write(keep)
         return {
             "action": change.action,
             "subject": change.subject,
@@ -119,6 +133,58 @@ class CustodyService:
             "officers": list(prepared.officers),
             "ledger": receipt,
         }
+
+    # -- authenticated reads -----------------------------------------------------------------------
+
+    def read(self, signed: SignedMessage) -> dict[str, Any]:
+        """What one authenticated reader may see: a person's standing (themselves, officers), their private
+        details (officers), a request's status (its requester, people cleared for the model, officers), a
+        host's record (active people, officers)."""
+        now = whole_seconds(self.clock())
+        query = ReadQuery.parse(signed)
+        query.window.check_fresh(now, "read")
+        state = self.state
+        officer = query.reader == OFFICER_READER
+        if officer:
+            verifier = state.authority.keys.get(signed.signer) if state.authority is not None else None
+            if verifier is None:
+                raise NotAuthorisedError("read: signed by a key that is not an officer's")
+            signed.verify(verifier, "read")
+            tier = 0
+        else:
+            try:
+                person = state.people.get(query.reader)
+            except PeopleError as exc:
+                raise MessageError(f"read: {exc}") from None
+            signed.verify(person.verifier, "read")
+            tier = state.people.standing(query.reader, now).effective_tier
+            if person.offboarded:
+                raise NotAuthorisedError(f"read: {query.reader} is offboarded")
+        denied = NotAuthorisedError(f"read: {query.reader} may not read {query.kind} {query.subject}")
+        if query.kind == "person":
+            if not officer and query.subject != query.reader:
+                raise denied
+            return state.people.standing(query.subject, now).to_json()
+        if query.kind == "details":
+            if not officer:
+                raise denied
+            with self.store.transaction(write=False) as tx:
+                rows = tx.details(query.subject)
+            return {"person": query.subject, "details": [
+                {"ledger_index": i, "field": f, **json.loads(o)} for i, f, o in rows
+            ]}  # fmt: skip
+        if query.kind == "host":
+            if not officer and tier == 0:
+                raise denied
+            return state.host(query.subject).to_json()
+        request, _, _ = self._request(query.subject)
+        if (
+            not officer
+            and query.reader != request.requester
+            and tier < state.model(request.model_id).policy.required_tier
+        ):
+            raise denied
+        return self.status(query.subject)
 
     def _check_binding(self, key: WrappedKey) -> None:
         """A key this server cannot unwrap, or one whose binding was edited, is never registered: the provider

@@ -31,6 +31,9 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS custody_shares (
         request_id TEXT NOT NULL, custodian TEXT NOT NULL, share_index INTEGER NOT NULL, share TEXT NOT NULL,
         received_at TEXT NOT NULL, PRIMARY KEY (request_id, custodian), UNIQUE (request_id, share_index))""",
+    """CREATE TABLE IF NOT EXISTS custody_details (
+        subject TEXT NOT NULL, ledger_index BIGINT NOT NULL, field TEXT NOT NULL, opening TEXT NOT NULL,
+        PRIMARY KEY (ledger_index, field))""",
     """CREATE TABLE IF NOT EXISTS custody_nonces (nonce TEXT PRIMARY KEY, seen_at TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS custody_releases (
         request_id TEXT PRIMARY KEY, release TEXT NOT NULL, ledger_index BIGINT NOT NULL, released_at TEXT NOT NULL)""",
@@ -350,6 +353,19 @@ class Tx:
             "SELECT message FROM custody_approvals WHERE request_id = ? ORDER BY received_at", (request_id,)
         )
         return [str(r[0]) for r in rows]
+
+    # -- personnel details kept off the log ----------------------------------------------------------
+
+    def insert_detail(self, subject: str, ledger_index: int, field: str, opening: str) -> None:
+        self.execute("INSERT INTO custody_details VALUES (?, ?, ?, ?)", (subject, ledger_index, field, opening))
+
+    def details(self, subject: str) -> list[tuple[int, str, str]]:
+        """(ledger index, field, opening JSON) of every private detail logged about ``subject``."""
+        rows = self.all(
+            "SELECT ledger_index, field, opening FROM custody_details WHERE subject = ? ORDER BY ledger_index, field",
+            (subject,),
+        )
+        return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
 
     # -- custodians' key shares (only ever for a logged release) ------------------------------------
 

@@ -22,7 +22,7 @@ from strongroom.signing import BadSignatureError, SigningKeyError, Verifier
 @dataclass
 class OpenSignal:
     signal_id: str
-    kind: SignalKind
+    kind: str  # a SignalKind value, or a commitment to one when the details are kept off the log
     detail: str
     observed_on: date
 
@@ -77,6 +77,10 @@ def agreement_message(person_id: str, agreement: str) -> bytes:
     return canonical_json({"type": "strongroom.access-agreement/v1", "person": person_id, "agreement": agreement})
 
 
+KINDS = frozenset(kind.value for kind in SignalKind)
+COMMITTED = "commit:sha256:"  # a private field kept off the log (strongroom.custody.details)
+
+
 class Registry:
     """Current state of every person, built by applying changes in order."""
 
@@ -123,10 +127,9 @@ class Registry:
             signal_id = _text(change, "signal_id")
             if signal_id in person.signals:
                 raise PeopleError(f"{person_id}: signal {signal_id} is already open")
-            try:
-                signal_kind = SignalKind(_text(change, "kind"))
-            except ValueError:
-                raise PeopleError(f"{person_id}: unknown signal kind {change.get('kind')!r}") from None
+            signal_kind = _text(change, "kind")
+            if signal_kind not in KINDS and not signal_kind.startswith(COMMITTED):
+                raise PeopleError(f"{person_id}: unknown signal kind {signal_kind!r}")
             person.signals[signal_id] = OpenSignal(
                 signal_id, signal_kind, str(change.get("detail", "")), _date(change, "observed_on")
             )
@@ -176,7 +179,8 @@ class Registry:
         if person.offboarded:
             reasons.append("offboarded")
         for signal in person.signals.values():
-            reasons.append(f"suspended: open {signal.kind.value} signal {signal.signal_id}")
+            kind = f"{signal.kind} " if signal.kind in KINDS else ""
+            reasons.append(f"suspended: open {kind}signal {signal.signal_id}")
         if person.vetted_on is None:
             reasons.append("never vetted")
         elif person.rescreen_required:

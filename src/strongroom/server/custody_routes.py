@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from strongroom.custody.envelope import MAX_MESSAGE_BYTES, CoSigned, SignedMessage
+from strongroom.custody.envelope import MAX_MESSAGE_BYTES, SignedMessage
+from strongroom.custody.protocol import AdminSubmission
 from strongroom.custody.service import CustodyService
 from strongroom.server.errors import BodyTooLargeError
 from strongroom.server.priority import ReleaseFirstGate
@@ -59,17 +60,13 @@ def custody_router(service: CustodyService, clock: Callable[[], datetime]) -> AP
     @router.post("/v1/admin/changes", status_code=201)
     async def admin_change(request: Request) -> Any:
         """An administrative change co-signed by officers (people, hosts, models, policies, officers)."""
-        change = CoSigned.from_json(await _body(request, "administrative change"), "administrative change")
+        change = AdminSubmission.from_json(await _body(request, "administrative change"))
         return await bookkeeping(service.admin, change)
 
     @router.post("/v1/custody/requests", status_code=201)
     async def submit_request(request: Request) -> Any:
         message = await signed_body(request, "release request")
         return {"request_id": await bookkeeping(service.submit_request, message)}
-
-    @router.get("/v1/custody/requests/{request_id}")
-    def request_status(request_id: str) -> Any:
-        return service.status(request_id)
 
     @router.post("/v1/custody/requests/{request_id}/approvals", status_code=201)
     async def approve(request_id: str, request: Request) -> Any:
@@ -108,12 +105,10 @@ def custody_router(service: CustodyService, clock: Callable[[], datetime]) -> AP
         query = await signed_body(request, "pending query")
         return {"pending": await bookkeeping(service.pending, query)}
 
-    @router.get("/v1/people/{person_id}")
-    def standing(person_id: str) -> Any:
-        return service.state.people.standing(person_id, clock()).to_json()
-
-    @router.get("/v1/hosts/{host_id}")
-    def host(host_id: str) -> Any:
-        return service.state.host(host_id).to_json()
+    @router.post("/v1/read")
+    async def read(request: Request) -> Any:
+        """A person's standing or details, a request's status, a host's record: for a signed, entitled reader."""
+        query = await signed_body(request, "read")
+        return await bookkeeping(service.read, query)
 
     return router
