@@ -28,6 +28,13 @@ def serve(
         Path | None,
         typer.Option(help="The access agreement everyone must have signed (first start only; then 'admin authority')."),
     ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="Serve HTTPS with this certificate (PEM).")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="The certificate's private key (PEM).")] = None,
+    tls_client_ca: Annotated[
+        Path | None, typer.Option("--tls-client-ca", help="Require client certificates issued by this CA (mTLS).")
+    ] = None,
     allow_loose_permissions: Annotated[
         bool, typer.Option(help="Start although the data directory, keys or databases are open to other users.")
     ] = False,
@@ -54,6 +61,9 @@ def serve(
     from strongroom.cli.admin import agreement_digest
 
     digest = agreement_digest(agreement) if agreement else None
+    from strongroom.tls import server_options
+
+    tls = server_options(tls_cert, tls_key, tls_client_ca)
     os.umask(0o077)  # everything the server creates (keys, databases, WAL files) is private
     services = open_services(
         data,
@@ -71,11 +81,12 @@ def serve(
     elif digest is not None and authority.required_agreement != digest:
         console.print("[yellow]--agreement differs from the ledger's; change it with 'strongroom admin authority'[/]")
     console.print(
-        f"ledger {services.ledger.origin} (size {services.ledger.size}) on http://{host}:{port}; "
+        f"ledger {services.ledger.origin} (size {services.ledger.size}) on {'https' if tls else 'http'}://{host}:{port}"
+        f"{' (client certificates required)' if tls_client_ca else ''}; "
         f"verifier key in {data / 'log.vkey'}"
     )
     try:
-        config = uvicorn.Config(create_app(services, data), host=host, port=port, log_level="warning")
+        config = uvicorn.Config(create_app(services, data), host=host, port=port, log_level="warning", **tls)
         config.load()  # imports the protocol and loop modules now, so they are frozen with the rest
         tune_for_serving()
         uvicorn.Server(config).run()

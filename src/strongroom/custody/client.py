@@ -20,6 +20,7 @@ from strongroom.custody.errors import (
     UnverifiableLedgerError,
 )
 from strongroom.custody.protocol import AdminSubmission
+from strongroom.tls import ClientTls
 
 _KINDS: dict[str, type[CustodyError]] = {
     kind.__name__: kind
@@ -43,7 +44,8 @@ class CustodyClient:
 
     def __init__(self, base_url: str, timeout: float = 30.0) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, trust_env=False)
+        options = ClientTls.from_environment().httpx_options()
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, trust_env=False, **options)
 
     def _post(self, path: str, message: SignedMessage | AdminSubmission) -> dict[str, Any]:
         try:

@@ -23,6 +23,7 @@ from strongroom.ledger.entries import Entry, parse_entry
 from strongroom.ledger.errors import LedgerError, NoteError, ProofError, SplitViewError
 from strongroom.ledger.note import NoteVerifier, open_note
 from strongroom.ledger.tiles import TILE_WIDTH, bundle, entries_path, unbundle
+from strongroom.tls import ClientTls
 
 
 class LedgerClient:
@@ -30,7 +31,8 @@ class LedgerClient:
 
     def __init__(self, url: str, timeout: float = 30.0) -> None:
         self.url = url.rstrip("/")
-        self.http = httpx.Client(base_url=self.url, timeout=timeout, trust_env=False)
+        options = ClientTls.from_environment().httpx_options()
+        self.http = httpx.Client(base_url=self.url, timeout=timeout, trust_env=False, **options)
 
     def _get(self, path: str, **params: Any) -> httpx.Response:
         try:

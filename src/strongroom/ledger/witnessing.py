@@ -8,6 +8,7 @@ import httpx
 
 from strongroom.ledger.log import Ledger
 from strongroom.ledger.witness import request_body
+from strongroom.tls import ClientTls
 
 
 class Witnessing:
@@ -17,6 +18,7 @@ class Witnessing:
         self.ledger = ledger
         self.urls = [u.rstrip("/") for u in witness_urls]
         self.timeout = timeout
+        self._tls = ClientTls.from_environment().httpx_options()  # witnesses behind TLS: STRONGROOM_CA_CERT
         self._lock = threading.Lock()
         self._sizes: dict[str, int] = dict.fromkeys(self.urls, 0)
         self._cached: tuple[int, str] | None = None
@@ -45,6 +47,7 @@ class Witnessing:
                     content=request_body(old, proof, note),
                     timeout=self.timeout,
                     headers={"Content-Type": "text/plain"},
+                    **self._tls,
                 )
             except httpx.HTTPError:
                 return None
