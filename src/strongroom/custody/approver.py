@@ -23,7 +23,7 @@ from strongroom.keys.errors import KeyProviderError
 from strongroom.keys.hpke import public_from_bytes
 from strongroom.keys.provider import WrappedKey
 from strongroom.keys.shamir import custodian_reencrypt_share
-from strongroom.signing import Signer
+from strongroom.signing import SigningKey
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class Approver:
     """One person deciding on release requests through a Strongroom server."""
 
     def __init__(
-        self, client: CustodyClient, person: str, key: Signer, custodian_key: X25519PrivateKey | None = None
+        self, client: CustodyClient, person: str, key: SigningKey, custodian_key: X25519PrivateKey | None = None
     ) -> None:
         self.client = client
         self.person = person
