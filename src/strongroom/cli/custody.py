@@ -22,10 +22,10 @@ from strongroom.custody.errors import CustodyError
 from strongroom.custody.host import HostSession
 from strongroom.custody.policy import ModelPolicy
 from strongroom.custody.session_file import load_session, save_session
-from strongroom.signing import Signer
+from strongroom.signing import load_signer
 
 PersonOption = Annotated[str, typer.Option("--person", help="Your person id in the registry.")]
-KeyOption = Annotated[Path, typer.Option("--key", help="Your Ed25519 private key (PEM).")]
+KeyOption = Annotated[Path, typer.Option("--key", help="Your Ed25519 private key (PEM) or pkcs11: URI.")]
 
 
 def request(
@@ -41,9 +41,9 @@ def request(
     json_out: JsonOption = False,
 ) -> None:
     """Ask for a model's data key for this enrolled host; approvers then decide."""
-    host = HostSession(host_id, Signer.load(host_key))
+    host = HostSession(host_id, load_signer(host_key))
     payload = host.request_payload(model_id, purpose, person, lifetime=timedelta(hours=hours))
-    message = SignedMessage.sign(payload, Signer.load(key))
+    message = SignedMessage.sign(payload, load_signer(key))
     request_id = CustodyClient(server).submit_request(message)
     target = session or Path(f"{request_id[:16]}.session")
     save_session(target, host, request_id, model_id, server)
@@ -57,7 +57,7 @@ def approvals(
     person: PersonOption, key: KeyOption, server: ServerOption = DEFAULT_SERVER, json_out: JsonOption = False
 ) -> None:
     """Pending requests you may decide on, with the host each would go to."""
-    pending = Approver(CustodyClient(server), person, Signer.load(key)).pending()
+    pending = Approver(CustodyClient(server), person, load_signer(key)).pending()
     if json_out:
         print_json(
             {
@@ -94,7 +94,7 @@ def _approver(person: str, key: Path, server: str, custodian_key: Path | None = 
 
         secret = os.environ.get(CUSTODIAN_PASSPHRASE_ENV)
         custodian = load_private_key(custodian_key, secret.encode() if secret else None)
-    return Approver(CustodyClient(server), person, Signer.load(key), custodian)
+    return Approver(CustodyClient(server), person, load_signer(key), custodian)
 
 
 def approve(
@@ -143,7 +143,7 @@ def load(
     """Fetch the released key, load the sealed model into memory with verification, and report the load."""
     from strongroom.custody.loading import load_released
 
-    host, header = load_session(session, Signer.load(host_key))
+    host, header = load_session(session, load_signer(host_key))
     client = CustodyClient(header["server"])
     _, summary = load_released(client, host, header["request_id"], sealed)
     if json_out:
