@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +111,12 @@ class Pkcs11Uri:
     def parse(cls, text: str) -> Pkcs11Uri:
         if text[: len(PKCS11_SCHEME)].lower() != PKCS11_SCHEME:
             raise KeyReferenceError(f"{text!r} is not a pkcs11: URI")
+        shown = _redact(text)  # error messages never repeat a PIN, wherever it was put
+        if any(item.partition("=")[0].lower() == "pin-value" for item in re.split("[;?&]", text)):
+            raise KeyReferenceError(
+                f"{shown}: pin-value is refused (a PIN on a command line is visible to other users); "
+                "use STRONGROOM_PKCS11_PIN, [pkcs11] pin_file, or pin-source=file:/path"
+            )
         body = text[len(PKCS11_SCHEME) :]
         path, _, query = body.partition("?")
         fields: dict[str, bytes] = {}
@@ -117,30 +124,25 @@ class Pkcs11Uri:
             for item in part.split(separator) if part else ():
                 name, eq, value = item.partition("=")
                 name = name.lower()
-                if name == "pin-value":
-                    raise KeyReferenceError(
-                        f"{_redact(text)}: pin-value is refused (a PIN on a command line is visible to other users); "
-                        "use STRONGROOM_PKCS11_PIN, [pkcs11] pin_file, or pin-source=file:/path"
-                    )
                 if not eq or not value:
-                    raise KeyReferenceError(f"{text}: attribute {item!r} must be name=value")
+                    raise KeyReferenceError(f"{shown}: attribute {item!r} must be name=value")
                 if name not in allowed:
                     where = "path" if separator == ";" else "query"
                     raise KeyReferenceError(
-                        f"{text}: unsupported {where} attribute {name!r} (Strongroom reads {', '.join(allowed)})"
+                        f"{shown}: unsupported {where} attribute {name!r} (Strongroom reads {', '.join(allowed)})"
                     )
                 if name in fields:
-                    raise KeyReferenceError(f"{text}: attribute {name!r} appears twice")
+                    raise KeyReferenceError(f"{shown}: attribute {name!r} appears twice")
                 fields[name] = unquote_to_bytes(value)
         try:
             strings = {k.replace("-", "_"): v.decode("utf-8") for k, v in fields.items() if k != "id"}
         except UnicodeDecodeError:
-            raise KeyReferenceError(f"{text}: an attribute other than id is not UTF-8") from None
+            raise KeyReferenceError(f"{shown}: an attribute other than id is not UTF-8") from None
         uri = cls(id=fields.get("id"), **strings)
         if uri.object is None and uri.id is None:
-            raise KeyReferenceError(f"{text}: names no key; add object=LABEL (or id=%xx...)")
+            raise KeyReferenceError(f"{shown}: names no key; add object=LABEL (or id=%xx...)")
         if uri.type is not None and uri.type != "private":
-            raise KeyReferenceError(f"{text}: type={uri.type} names no private key; a signer needs type=private")
+            raise KeyReferenceError(f"{shown}: type={uri.type} names no private key; a signer needs type=private")
         return uri
 
     def __str__(self) -> str:
@@ -169,10 +171,14 @@ class Pkcs11Uri:
 
 
 def _redact(text: str) -> str:
-    """The URI with any PIN value cut out, for error messages."""
+    """The URI without any pin-value attribute, for error messages."""
     path, _, query = text.partition("?")
-    kept = [q for q in query.split("&") if q and not q.lower().startswith("pin-value")]
-    return path + ("?" + "&".join(kept) if kept else "")
+
+    def keep(items: str, separator: str) -> str:
+        return separator.join(i for i in items.split(separator) if i.partition("=")[0].lower() != "pin-value")
+
+    kept = keep(query, "&")
+    return keep(path, ";") + ("?" + kept if kept else "")
 
 
 @dataclass(frozen=True)
