@@ -4,15 +4,21 @@ A signer is named by its key id: the lowercase hex SHA-256 of its public key's D
 ECDSA signatures are DER-encoded over SHA-256 (P-256), SHA-384 (P-384) or SHA-512 (P-521), as Sigstore
 bundles and ``model-signing`` use; Ed25519 signatures are the raw 64 bytes. P-384 and P-521 are accepted so
 signatures made elsewhere (``model-signing`` test keys are P-384) verify; new keys default to P-256.
+
+Whatever signs implements ``SigningKey`` (``sign``, ``key_id``, ``key_type``, ``verifier``): ``Signer`` holds
+its private key in memory from a PEM file; ``strongroom.keys.pkcs11_signer.Pkcs11Signer`` keeps it inside a
+PKCS#11 token. ``load_signer`` opens either from a reference: a file path, or a ``pkcs11:`` URI (RFC 7512).
+Both make byte-identical kinds of signature (Ed25519, or low-S DER ECDSA), so verifiers cannot tell them apart.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -33,6 +39,31 @@ class SigningKeyError(StrongroomError):
     """A signing key file is missing, malformed or of an unsupported type."""
 
 
+class KeyReferenceError(SigningKeyError):
+    """A signing key reference (a ``pkcs11:`` URI) is malformed, or the settings it needs are incomplete."""
+
+
+class TokenKeyError(SigningKeyError):
+    """A signing key inside a PKCS#11 token could not be opened or used."""
+
+
+class TokenUnavailableError(TokenKeyError):
+    """The PKCS#11 module cannot be loaded, or the token is absent or ambiguous: nothing was signed."""
+
+
+class TokenAuthError(TokenKeyError):
+    """The token refused the PIN (wrong, locked), or no PIN was configured."""
+
+
+class TokenKeyNotFoundError(TokenKeyError):
+    """The token holds no private key matching the reference (or several), or no public key beside it."""
+
+
+class TokenKeyPolicyError(TokenKeyError):
+    """The token key exists but is unfit to sign: extractable, not sensitive, not allowed to sign, or of a
+    type Strongroom does not verify."""
+
+
 class BadSignatureError(StrongroomError):
     """A signature does not verify under the given public key."""
 
@@ -45,6 +76,12 @@ _ORDERS = {
     ),
     "secp521r1": int("01" + "F" * 64 + "FA51868783BF2F966B7FCC0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409", 16),
 }
+
+
+def low_s_der(r: int, s: int, curve_name: str) -> bytes:
+    """DER ECDSA signature (r, s) with s moved into the lower half of the group, the one form verifiers take."""
+    order = _ORDERS[curve_name]
+    return encode_dss_signature(r, order - s if s > order // 2 else s)
 
 
 def public_key_id(public: PublicKey) -> str:
@@ -128,9 +165,26 @@ class Verifier:
         return cls.from_pem(data, str(path))
 
 
+class SigningKey(Protocol):
+    """Anything that signs for a person, officer, custodian, host or service: a PEM file's key (``Signer``) or a
+    key inside a PKCS#11 token (``Pkcs11Signer``). ``sign`` returns what ``verifier.verify`` accepts and
+    ``verifier.check_unique`` passes: raw Ed25519, or DER low-S ECDSA."""
+
+    @property
+    def key_id(self) -> str: ...
+
+    @property
+    def key_type(self) -> KeyType: ...
+
+    @property
+    def verifier(self) -> Verifier: ...
+
+    def sign(self, message: bytes) -> bytes: ...
+
+
 @dataclass(frozen=True)
 class Signer:
-    """A private key that signs."""
+    """A private key that signs, held in this process's memory (loaded from a PEM file or generated)."""
 
     private: PrivateKey
 
@@ -151,8 +205,7 @@ class Signer:
         if isinstance(self.private, ed25519.Ed25519PrivateKey):
             return self.private.sign(message)
         r, s = decode_dss_signature(self.private.sign(message, ec.ECDSA(ecdsa_hash(self.private))))
-        order = _ORDERS[self.private.curve.name]
-        return encode_dss_signature(r, order - s if s > order // 2 else s)
+        return low_s_der(r, s, self.private.curve.name)
 
     @classmethod
     def generate(cls, key_type: KeyType = "ecdsa-p256") -> Signer:
@@ -199,3 +252,25 @@ class Signer:
         """Write the private key (mode 0600; encrypted when a passphrase is given) and public key (0644)."""
         write_atomic(private_path, self.pem(passphrase), mode=0o600)
         write_atomic(public_path, self.verifier.pem(), mode=0o644)
+
+
+PKCS11_SCHEME = "pkcs11:"
+
+
+def is_token_reference(ref: str | Path) -> bool:
+    """Whether ``ref`` names a key in a token (a ``pkcs11:`` URI) rather than a PEM file."""
+    return str(ref)[: len(PKCS11_SCHEME)].lower() == PKCS11_SCHEME
+
+
+def load_signer(ref: str | Path, *, env: Mapping[str, str] | None = None, config: Path | None = None) -> SigningKey:
+    """The signing key ``ref`` names: a PEM private key file, or a key in a PKCS#11 token named by a URI such as
+    ``pkcs11:token=strongroom;object=alice`` (RFC 7512). For a token, the module and PIN come from the URI
+    (``?module-path=...&pin-source=file:...``), else from ``STRONGROOM_PKCS11_MODULE`` and
+    ``STRONGROOM_PKCS11_PIN`` in ``env`` (default: the process environment), else from the key settings file
+    ``config`` (default ``$STRONGROOM_KEY_CONFIG``, section ``[pkcs11]``). Raises ``SigningKeyError`` (or a
+    subclass) with a one-line reason."""
+    if is_token_reference(ref):
+        from strongroom.keys.pkcs11_signer import open_token_signer
+
+        return open_token_signer(str(ref), env=env, config=config)
+    return Signer.load(Path(ref))

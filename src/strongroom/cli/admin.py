@@ -22,12 +22,12 @@ from strongroom.custody.details import check_openings
 from strongroom.custody.errors import CustodyError
 from strongroom.custody.policy import ModelPolicy
 from strongroom.custody.protocol import AdminChange, AdminSubmission, Authority, Officer
-from strongroom.signing import Signer, Verifier
+from strongroom.signing import Verifier, load_signer
 
 DEFAULT_SERVER = "http://127.0.0.1:8750"
 ServerOption = Annotated[str, typer.Option("--server", help="Strongroom server URL.")]
 OfficerKeys = Annotated[
-    list[Path], typer.Option("--officer-key", help="A security officer's private key (PEM); repeat for each officer.")
+    list[Path], typer.Option("--officer-key", help="An officer's private key (PEM) or pkcs11: URI; repeat for each.")
 ]
 OutOption = Annotated[
     Path | None, typer.Option("--out", help="Write the co-signed change here for other officers instead of sending it.")
@@ -43,7 +43,7 @@ def send_or_save(
     """Sign ``proposal`` with every officer key given; save it for co-signing, or submit it."""
     from datetime import timedelta
 
-    signed = propose(proposal, [Signer.load(path) for path in officer_keys], timedelta(hours=hours))
+    signed = propose(proposal, [load_signer(path) for path in officer_keys], timedelta(hours=hours))
     if out is not None:
         save(out, signed)
         count = len(signed.cosigned.signatures)
@@ -86,7 +86,7 @@ def cosign(path: Annotated[Path, typer.Argument(help="A change saved with --out.
     """Add your signature to a saved change (read it first: ``strongroom admin show``)."""
     change, signed = load(path)
     for key in officer_key:
-        signed = signed.cosign(Signer.load(key))
+        signed = signed.cosign(load_signer(key))
     save(path, signed)
     console.print(f"{change.action} {change.subject}: now signed by {len(signed.cosigned.signatures)} officer(s)")
 

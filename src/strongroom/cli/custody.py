@@ -22,10 +22,10 @@ from strongroom.custody.errors import CustodyError
 from strongroom.custody.host import HostSession
 from strongroom.custody.policy import ModelPolicy
 from strongroom.custody.session_file import load_session, save_session
-from strongroom.signing import Signer
+from strongroom.signing import load_signer
 
 PersonOption = Annotated[str, typer.Option("--person", help="Your person id in the registry.")]
-KeyOption = Annotated[Path, typer.Option("--key", help="Your Ed25519 private key (PEM).")]
+KeyOption = Annotated[Path, typer.Option("--key", help="Your Ed25519 private key (PEM) or pkcs11: URI.")]
 
 
 def request(
@@ -41,9 +41,9 @@ def request(
     json_out: JsonOption = False,
 ) -> None:
     """Ask for a model's data key for this enrolled host; approvers then decide."""
-    host = HostSession(host_id, Signer.load(host_key))
+    host = HostSession(host_id, load_signer(host_key))
     payload = host.request_payload(model_id, purpose, person, lifetime=timedelta(hours=hours))
-    message = SignedMessage.sign(payload, Signer.load(key))
+    message = SignedMessage.sign(payload, load_signer(key))
     request_id = CustodyClient(server).submit_request(message)
     target = session or Path(f"{request_id[:16]}.session")
     save_session(target, host, request_id, model_id, server)
@@ -57,7 +57,7 @@ def approvals(
     person: PersonOption, key: KeyOption, server: ServerOption = DEFAULT_SERVER, json_out: JsonOption = False
 ) -> None:
     """Pending requests you may decide on, with the host each would go to."""
-    pending = Approver(CustodyClient(server), person, Signer.load(key)).pending()
+    pending = Approver(CustodyClient(server), person, load_signer(key)).pending()
     if json_out:
         print_json(
             {
@@ -97,7 +97,7 @@ def approve(
 ) -> None:
     """Approve a pending request, signed over its exact content (custodians of a split key deliver their
     share afterwards, once the release is logged: 'strongroom deliver')."""
-    approver = Approver(CustodyClient(server), person, Signer.load(key))
+    approver = Approver(CustodyClient(server), person, load_signer(key))
     pending = approver.find(request_id)
     count = approver.decide(pending, "approve", reason)
     result = {"request_id": pending.request_id, "decision": "approve", "approvals": count}
@@ -131,7 +131,7 @@ def deliver(
         CustodyClient(server),
         LedgerClient(server),
         person,
-        Signer.load(key),
+        load_signer(key),
         load_private_key(custodian_key, secret.encode() if secret else None),
         state,
         vkey,
@@ -157,7 +157,7 @@ def deny(
     json_out: JsonOption = False,
 ) -> None:
     """Deny a pending request: one denial by an active approver blocks the release."""
-    approver = Approver(CustodyClient(server), person, Signer.load(key))
+    approver = Approver(CustodyClient(server), person, load_signer(key))
     pending = approver.find(request_id)
     count = approver.decide(pending, "deny", reason)
     result = {"request_id": pending.request_id, "decision": "deny", "approvals": count}
@@ -176,7 +176,7 @@ def load(
     """Fetch the released key, load the sealed model into memory with verification, and report the load."""
     from strongroom.custody.loading import load_released
 
-    host, header = load_session(session, Signer.load(host_key))
+    host, header = load_session(session, load_signer(host_key))
     client = CustodyClient(header["server"])
     _, summary = load_released(client, host, header["request_id"], sealed, wait=wait)
     if json_out:

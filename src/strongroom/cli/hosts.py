@@ -11,7 +11,7 @@ from strongroom.cli.admin import DEFAULT_SERVER, HoursOption, OfficerKeys, OutOp
 from strongroom.cli.common import JsonOption, console, print_json
 from strongroom.custody import admin
 from strongroom.custody.client import CustodyClient
-from strongroom.signing import Signer, Verifier
+from strongroom.signing import Signer, Verifier, load_signer
 
 hosts_app = typer.Typer(help="Serving hosts: enrol, retire, show.", no_args_is_help=True)
 
@@ -70,7 +70,7 @@ def show(
 
     if person is None or key is None:
         raise CustodyError("give --person and --key (an active person, or --person officer with an officer's key)")
-    info = CustodyClient(server).read(new_read_query(person, f"host:{host}", Signer.load(key)))
+    info = CustodyClient(server).read(new_read_query(person, f"host:{host}", load_signer(key)))
     if json_out:
         print_json(info)
         return

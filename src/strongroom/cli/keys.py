@@ -11,6 +11,7 @@ import typer
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from strongroom import process
+from strongroom.atomic import write_atomic
 from strongroom.cli.common import (
     JsonOption,
     KekFileOption,
@@ -79,6 +80,77 @@ def gen_signer(
         print_json(summary)
     else:
         console.print(f"wrote {private} and {public} ({key_type}, key id {signer.key_id[:16]})")
+
+
+@keys_app.command("gen-token-signer")
+def gen_token_signer(
+    label: Annotated[str, typer.Option("--label", help="CKA_LABEL of the new key pair (the URI's object=).")],
+    key_type: Annotated[
+        str, typer.Option("--type", help="ed25519 (default; people, hosts) or ecdsa-p256.")
+    ] = "ed25519",
+    token: Annotated[
+        str | None, typer.Option("--token", help="Token label (default: STRONGROOM_PKCS11_TOKEN_LABEL or settings).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Where to write the public key PEM (default: LABEL.pub).")
+    ] = None,
+    key_config: KeyConfigOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Generate a signing key pair inside the PKCS#11 token (private half sensitive and non-extractable) and
+    write its public key PEM for enrolment; module and PIN come from STRONGROOM_PKCS11_MODULE/_PIN or settings."""
+    from strongroom.keys.pkcs11_signer import Pkcs11Uri, generate_token_signer, resolve_access
+    from strongroom.signing import SigningKeyError
+
+    if key_type not in ("ed25519", "ecdsa-p256"):
+        raise SigningKeyError(f"unknown key type {key_type!r} (ed25519 or ecdsa-p256)")
+    public = out or Path(f"{label}.pub")
+    if public.exists():
+        raise SigningKeyError(f"{public} already exists")
+    access = resolve_access(Pkcs11Uri(token=token, object=label), config=key_config)
+    with generate_token_signer(access, label, key_type) as signer:  # type: ignore[arg-type]
+        write_atomic(public, signer.verifier.pem(), mode=0o644)
+        summary = {
+            "uri": signer.uri,
+            "public_key": str(public),
+            "type": key_type,
+            "key_id": signer.key_id,
+            "attributes": signer.attributes(),
+        }
+    if json_out:
+        print_json(summary)
+    else:
+        console.print(
+            f"created {key_type} key {summary['uri']} (key id {signer.key_id[:16]}); public key {public}",
+            soft_wrap=True,
+            highlight=False,
+            markup=False,
+        )
+
+
+@keys_app.command("show-signer")
+def show_signer(
+    ref: Annotated[str, typer.Argument(help="A private key file (PEM) or a pkcs11: URI.")],
+    public_out: Annotated[
+        Path | None, typer.Option("--public-out", help="Also write the public key PEM here (for enrolment).")
+    ] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Open a signing key (file or token) and show its type and key id; a token key's protection attributes."""
+    from strongroom.signing import load_signer
+
+    signer = load_signer(ref)
+    summary: dict[str, object] = {"ref": ref, "type": signer.key_type, "key_id": signer.key_id}
+    attributes = getattr(signer, "attributes", None)
+    if callable(attributes):
+        summary["attributes"] = attributes()
+    if public_out is not None:
+        write_atomic(public_out, signer.verifier.pem(), mode=0o644)
+        summary["public_key"] = str(public_out)
+    if json_out:
+        print_json(summary)
+    else:
+        console.print(f"{ref}: {signer.key_type}, key id {signer.key_id}", soft_wrap=True, markup=False)
 
 
 @keys_app.command("check")

@@ -18,7 +18,7 @@ from strongroom.ledger.client import LedgerClient, verify_log
 from strongroom.ledger.entries import make_entry
 from strongroom.ledger.errors import EntryError
 from strongroom.ledger.note import COSIGNATURE_V1, NoteVerifier, open_note
-from strongroom.signing import Signer
+from strongroom.signing import load_signer
 
 
 class CustodyAuditError(StrongroomError):
@@ -42,7 +42,7 @@ def append(
         value = json.loads(body.read_bytes())
     except ValueError:
         raise EntryError(f"{body}: not valid JSON") from None
-    receipt = LedgerClient(url).append(make_entry(entry_type, value, Signer.load(signer_key)))
+    receipt = LedgerClient(url).append(make_entry(entry_type, value, load_signer(signer_key)))
     print_json(receipt) if json_out else console.print(
         f"appended as index {receipt['index']}, leaf {receipt['leaf_hash']}"
     )

@@ -22,7 +22,7 @@ from strongroom.custody import admin
 from strongroom.custody.client import CustodyClient
 from strongroom.custody.errors import CustodyError
 from strongroom.people import SignalKind
-from strongroom.signing import Signer
+from strongroom.signing import load_signer
 
 people_app = typer.Typer(
     help="SenL clearance registry: enrol, vet, agreements, signals, standings.", no_args_is_help=True
@@ -107,7 +107,7 @@ def agree(
     json_out: JsonOption = False,
 ) -> None:
     """Record the person's signature on an access agreement (identified by its SHA-256; two officers)."""
-    proposal = admin.record_agreement(person, agreement_digest(agreement_file), Signer.load(key))
+    proposal = admin.record_agreement(person, agreement_digest(agreement_file), load_signer(key))
     send_or_save(proposal, officer_key, out, server, json_out, hours)
 
 
@@ -175,9 +175,9 @@ def show(
     if (key is None) == (officer_key is None):
         raise CustodyError("give --key (your own standing) or --officer-key")
     if key is not None:
-        who, signer = reader or person, Signer.load(key)
+        who, signer = reader or person, load_signer(key)
     else:
-        who, signer = OFFICER_READER, Signer.load(officer_key)  # type: ignore[arg-type]
+        who, signer = OFFICER_READER, load_signer(officer_key)  # type: ignore[arg-type]
     client = CustodyClient(server)
     standing = client.read(new_read_query(who, f"person:{person}", signer))
     if details:

@@ -20,7 +20,7 @@ from strongroom.custody.policy import ModelPolicy
 from strongroom.custody.protocol import DEFAULT_LIFETIME, AdminSubmission, Authority, new_admin_change
 from strongroom.keys.provider import WrappedKey
 from strongroom.people import SignalKind, agreement_message
-from strongroom.signing import Signer
+from strongroom.signing import SigningKey
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,9 @@ class Proposal:
     change: dict[str, Any]
 
 
-def propose(proposal: Proposal, officers: Sequence[Signer], lifetime: timedelta = DEFAULT_LIFETIME) -> AdminSubmission:
+def propose(
+    proposal: Proposal, officers: Sequence[SigningKey], lifetime: timedelta = DEFAULT_LIFETIME
+) -> AdminSubmission:
     """The change, its personnel details replaced by commitments, signed by each of ``officers`` (one for a
     proposal others will co-sign later), with the openings of those commitments beside it."""
     if not officers:
@@ -70,7 +72,7 @@ def record_vetting(person: str, vetted_on: date) -> Proposal:
     return Proposal("person.vetted", {"change": "vetted", "person": person, "vetted_on": vetted_on.isoformat()})
 
 
-def record_agreement(person: str, agreement: str, person_key: Signer) -> Proposal:
+def record_agreement(person: str, agreement: str, person_key: SigningKey) -> Proposal:
     """The person signs the agreement (by its digest) with their own key; officers witness the record."""
     signature = base64.b64encode(person_key.sign(agreement_message(person, agreement))).decode()
     return Proposal(

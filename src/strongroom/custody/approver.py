@@ -34,7 +34,7 @@ from strongroom.keys.shamir import ShamirBlob, custodian_reencrypt_share
 from strongroom.ledger.client import LedgerClient, verify_log
 from strongroom.ledger.entries import parse_entry
 from strongroom.ledger.note import NoteVerifier
-from strongroom.signing import Signer
+from strongroom.signing import SigningKey
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class Pending:
 class Approver:
     """One person deciding on release requests through a Strongroom server."""
 
-    def __init__(self, client: CustodyClient, person: str, key: Signer) -> None:
+    def __init__(self, client: CustodyClient, person: str, key: SigningKey) -> None:
         self.client = client
         self.person = person
         self.key = key
@@ -105,7 +105,7 @@ class Custodian:
     client: CustodyClient
     ledger: LedgerClient
     person: str
-    key: Signer
+    key: SigningKey
     custodian_key: X25519PrivateKey
     audit_state: Path
     log_vkey: str

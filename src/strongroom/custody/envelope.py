@@ -22,7 +22,7 @@ from typing import Any
 
 from strongroom.canonical_json import canonical_json
 from strongroom.custody.errors import MessageError, NotAuthorisedError
-from strongroom.signing import BadSignatureError, Signer, Verifier
+from strongroom.signing import BadSignatureError, SigningKey, Verifier
 
 MAX_LIFETIME = timedelta(hours=24)
 CLOCK_SKEW = timedelta(seconds=60)
@@ -115,7 +115,7 @@ class SignedMessage:
         return {"payload": self.payload, "signer": self.signer, "signature": base64.b64encode(self.signature).decode()}
 
     @classmethod
-    def sign(cls, payload: dict[str, Any], signer: Signer) -> SignedMessage:
+    def sign(cls, payload: dict[str, Any], signer: SigningKey) -> SignedMessage:
         return cls(payload, signer.key_id, signer.sign(_canonical(payload, "message")))
 
     @classmethod
@@ -163,10 +163,10 @@ class CoSigned:
         }
 
     @classmethod
-    def sign(cls, payload: dict[str, Any], signer: Signer) -> CoSigned:
+    def sign(cls, payload: dict[str, Any], signer: SigningKey) -> CoSigned:
         return cls(payload, ()).cosign(signer)
 
-    def cosign(self, signer: Signer) -> CoSigned:
+    def cosign(self, signer: SigningKey) -> CoSigned:
         """The same payload with one more signature (signing twice with one key changes nothing)."""
         if signer.key_id in self.signers:
             return self

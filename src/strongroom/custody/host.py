@@ -21,7 +21,7 @@ from strongroom.keys.provider import WrappedKey
 from strongroom.keys.released import ReleasedKey
 from strongroom.keys.shamir import ReencryptedShare, host_combine
 from strongroom.memory import wipe
-from strongroom.signing import Signer
+from strongroom.signing import SigningKey
 
 
 @dataclass
@@ -29,7 +29,7 @@ class HostSession:
     """One enrolled host's attempt to load one model: its identity key and a fresh ephemeral X25519 key."""
 
     host_id: str
-    identity: Signer
+    identity: SigningKey
     ephemeral: X25519PrivateKey = field(default_factory=X25519PrivateKey.generate)
 
     @property

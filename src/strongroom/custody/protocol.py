@@ -37,7 +37,7 @@ from strongroom.custody.policy import ModelPolicy
 from strongroom.keys.errors import KeyProviderError
 from strongroom.keys.provider import WrappedKey
 from strongroom.keys.shamir import ReencryptedShare
-from strongroom.signing import Signer, SigningKeyError, Verifier
+from strongroom.signing import SigningKey, SigningKeyError, Verifier
 
 REQUEST_TYPE = "strongroom.release-request/v2"
 HOST_KEY_TYPE = "strongroom.host-ephemeral-key/v1"
@@ -167,7 +167,7 @@ def new_request(
     purpose: str,
     requester: str,
     host_id: str,
-    host_identity: Signer,
+    host_identity: SigningKey,
     host_ephemeral: bytes,
     lifetime: timedelta = DEFAULT_LIFETIME,
     now: datetime | None = None,
@@ -293,7 +293,7 @@ class ShareDelivery:
 
 
 def new_share_delivery(
-    request_id: str, release_index: int, custodian: str, share: ReencryptedShare, signer: Signer
+    request_id: str, release_index: int, custodian: str, share: ReencryptedShare, signer: SigningKey
 ) -> SignedMessage:
     payload = {
         "type": SHARE_TYPE,
@@ -326,7 +326,7 @@ class Fetch:
         return cls(signed, hex_text(signed.payload, "request_id", what, exact=64), Window.parse(signed.payload, what))
 
 
-def new_fetch(request_id: str, signer: Signer) -> SignedMessage:
+def new_fetch(request_id: str, signer: SigningKey) -> SignedMessage:
     return SignedMessage.sign({"type": FETCH_TYPE, "request_id": request_id, **_window(SHORT_LIFETIME)}, signer)
 
 
@@ -361,7 +361,7 @@ class LoadReport:
         )
 
 
-def new_load_report(request_id: str, model: str, host_id: str, release_nonce: str, signer: Signer) -> SignedMessage:
+def new_load_report(request_id: str, model: str, host_id: str, release_nonce: str, signer: SigningKey) -> SignedMessage:
     payload = {
         "type": LOADED_TYPE,
         "request_id": request_id,
@@ -393,7 +393,7 @@ class PendingQuery:
         return cls(signed, text(signed.payload, "person", what, 128), Window.parse(signed.payload, what))
 
 
-def new_pending_query(person: str, signer: Signer) -> SignedMessage:
+def new_pending_query(person: str, signer: SigningKey) -> SignedMessage:
     return SignedMessage.sign({"type": PENDING_QUERY_TYPE, "person": person, **_window(SHORT_LIFETIME)}, signer)
 
 
@@ -428,7 +428,7 @@ class ReadQuery:
         return cls(signed, text(signed.payload, "reader", what, 128), kind, subject, Window.parse(signed.payload, what))
 
 
-def new_read_query(reader: str, subject: str, signer: Signer) -> SignedMessage:
+def new_read_query(reader: str, subject: str, signer: SigningKey) -> SignedMessage:
     return SignedMessage.sign(
         {"type": READ_TYPE, "reader": reader, "subject": subject, **_window(SHORT_LIFETIME)}, signer
     )
@@ -615,12 +615,12 @@ class AdminSubmission:
             raise MessageError(f"{what}: openings must map field names to {{salt, value}}")
         return cls(CoSigned.from_json(value["change"], what), openings)
 
-    def cosign(self, officer: Signer) -> AdminSubmission:
+    def cosign(self, officer: SigningKey) -> AdminSubmission:
         return AdminSubmission(self.cosigned.cosign(officer), self.openings)
 
 
 def new_admin_change(
-    action: str, change: dict[str, Any], officer: Signer, lifetime: timedelta = DEFAULT_LIFETIME
+    action: str, change: dict[str, Any], officer: SigningKey, lifetime: timedelta = DEFAULT_LIFETIME
 ) -> CoSigned:
     """The first officer's signature on a change; others add theirs with ``CoSigned.cosign``."""
     payload = {"type": ADMIN_TYPE, "action": action, "change": change, **_window(lifetime)}

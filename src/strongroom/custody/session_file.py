@@ -1,7 +1,10 @@
 """A host's pending release, kept between ``strongroom request`` and ``strongroom load``.
 
 The ephemeral X25519 private key is stored encrypted (AES-256-GCM) under a key derived from the host's
-Ed25519 identity key (HKDF-SHA256), so the session file is no more exposed than the host key itself.
+Ed25519 identity key (HKDF-SHA256), so the session file is no more exposed than the host key itself. A host
+key inside a PKCS#11 token never shows its bytes: the session key is then derived from the token's Ed25519
+signature over a fixed statement (RFC 8032 signatures are deterministic; the statement is no JSON, so it equals
+no message the host ever sends), which only a holder of the token and its PIN can make again.
 """
 
 from __future__ import annotations
@@ -24,21 +27,35 @@ from strongroom.canonical_json import canonical_json
 from strongroom.custody.errors import CustodyError
 from strongroom.custody.host import HostSession
 from strongroom.memory import wipe
-from strongroom.signing import Signer
+from strongroom.signing import Signer, SigningKey
 
 FORMAT = "strongroom-host-session/v1"
+TOKEN_KEY_STATEMENT = b"strongroom/host-session/v1: derive this host's session file key\n"
 
 
-def _session_key(identity: Signer) -> bytearray:
-    if not isinstance(identity.private, ed25519.Ed25519PrivateKey):
+def _session_key(identity: SigningKey) -> bytearray:
+    if identity.key_type != "ed25519":
         raise CustodyError("host identities are Ed25519 keys")
-    raw = bytearray(
-        identity.private.private_bytes(
-            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    if isinstance(identity, Signer):
+        if not isinstance(identity.private, ed25519.Ed25519PrivateKey):
+            raise CustodyError("host identities are Ed25519 keys")
+        raw = bytearray(
+            identity.private.private_bytes(
+                serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+            )
         )
-    )
+        info = b"strongroom/host-session/v1"
+    else:
+        raw = bytearray(identity.sign(TOKEN_KEY_STATEMENT))
+        again = bytearray(identity.sign(TOKEN_KEY_STATEMENT))
+        try:
+            if again != raw:
+                raise CustodyError("this host key's Ed25519 signatures are not deterministic: no session key derives")
+        finally:
+            wipe(again)
+        info = b"strongroom/host-session/v1/token-signature"
     try:
-        return bytearray(HKDF(hashes.SHA256(), 32, None, b"strongroom/host-session/v1").derive(bytes(raw)))
+        return bytearray(HKDF(hashes.SHA256(), 32, None, info).derive(bytes(raw)))
     finally:
         wipe(raw)
 
@@ -63,7 +80,7 @@ def save_session(path: Path, session: HostSession, request_id: str, model_id: st
     write_atomic(path, canonical_json({**header, "ephemeral": base64.b64encode(nonce + sealed).decode()}) + b"\n")
 
 
-def load_session(path: Path, identity: Signer) -> tuple[HostSession, dict[str, Any]]:
+def load_session(path: Path, identity: SigningKey) -> tuple[HostSession, dict[str, Any]]:
     try:
         record = json.loads(Path(path).read_bytes())
         header = {k: record[k] for k in ("format", "request_id", "model_id", "host_id", "server")}

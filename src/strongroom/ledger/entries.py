@@ -23,7 +23,7 @@ from typing import Any
 
 from strongroom.canonical_json import canonical_json, is_canonical
 from strongroom.ledger.errors import EntryError
-from strongroom.signing import BadSignatureError, Signer, SigningKeyError, Verifier
+from strongroom.signing import BadSignatureError, SigningKey, SigningKeyError, Verifier
 
 DOMAIN = "strongroom-ledger-entry/v1"
 SCHEMA_VERSION = 1
@@ -86,12 +86,12 @@ def _verifier(pem: str) -> Verifier:
     return Verifier.from_pem(pem.encode(), "entry signer")
 
 
-def make_entry(entry_type: str, body: dict[str, Any], signer: Signer, time: str | None = None) -> bytes:
+def make_entry(entry_type: str, body: dict[str, Any], signer: SigningKey, time: str | None = None) -> bytes:
     """Build and sign an entry; the result is exactly what gets logged."""
     return build_entry(entry_type, body, signer, time).raw
 
 
-def build_entry(entry_type: str, body: dict[str, Any], signer: Signer, time: str | None = None) -> Entry:
+def build_entry(entry_type: str, body: dict[str, Any], signer: SigningKey, time: str | None = None) -> Entry:
     """Build and sign an entry, returned decoded as well: an in-process writer need not parse its own bytes."""
     check_body(entry_type, body)
     stamp = time or now_text()
