@@ -93,16 +93,16 @@ def test_wrong_key_types_refused() -> None:
 
 def test_key_files(tmp_path: Path) -> None:
     key = X25519PrivateKey.generate()
-    write_private_key(tmp_path / "host.pem", key, b"pass")
+    write_private_key(tmp_path / "host.pem", key, b"host key file passphrase")
     write_public_key(tmp_path / "host.pub.pem", key.public_key())
     assert (tmp_path / "host.pem").stat().st_mode & 0o777 == 0o600
-    loaded = load_private_key(tmp_path / "host.pem", b"pass")
+    loaded = load_private_key(tmp_path / "host.pem", b"host key file passphrase")
     assert public_bytes(loaded.public_key()) == public_bytes(key.public_key())
     assert public_bytes(load_public_key(tmp_path / "host.pub.pem")) == public_bytes(key.public_key())
     (tmp_path / "host.hex").write_text(public_bytes(key.public_key()).hex() + "\n")
     assert fingerprint(load_public_key(tmp_path / "host.hex")) == fingerprint(key.public_key())
     with pytest.raises(KeyProviderError):
-        load_private_key(tmp_path / "host.pem", b"wrong")
+        load_private_key(tmp_path / "host.pem", b"wrong passphrase here")
     with pytest.raises(KeyProviderError, match="cannot read"):
         load_public_key(tmp_path / "absent.pem")
 

@@ -98,7 +98,7 @@ def test_openbao_from_env_only(bao: OpenBaoDevServer) -> None:
 def test_shamir_from_settings(custodians: Custodians, tmp_path: Path, write_settings: Write) -> None:
     for i, name in enumerate(["alice", "bob", "carol"]):
         write_public_key(tmp_path / f"{name}.pub.pem", custodians.private[i].public_key())
-        write_private_key(tmp_path / f"{name}.pem", custodians.private[i], b"pw")
+        write_private_key(tmp_path / f"{name}.pem", custodians.private[i], b"custodian key file passphrase")
     path = write_settings(
         'provider = "shamir"\n[shamir]\nthreshold = 2\ncustodians = ["alice.pub.pem", "bob.pub.pem", "carol.pub.pem"]\n'
     )
@@ -111,7 +111,7 @@ def test_shamir_from_settings(custodians: Custodians, tmp_path: Path, write_sett
         provider.unwrap(wrapped)
     env = {
         "STRONGROOM_SHAMIR_CUSTODIAN_PRIVATE_KEYS": f"{tmp_path / 'alice.pem'}:{tmp_path / 'carol.pem'}",
-        "STRONGROOM_SHAMIR_CUSTODIAN_KEY_PASSPHRASE": "pw",
+        "STRONGROOM_SHAMIR_CUSTODIAN_KEY_PASSPHRASE": "custodian key file passphrase",
     }
     local = open_provider(KeySettings.load(path, env=env))
     assert len(local.unwrap(wrapped)) == 32

@@ -31,7 +31,7 @@ from tests.custody.conftest import AGREEMENT, deploy
 from tests.keys.conftest import HSM_PIN, Hsm
 from tests.keys.test_token_signer import label
 
-PASSPHRASE = "token-custody"
+PASSPHRASE = "token custody walnut lagoon"
 
 
 @pytest.fixture(scope="module")

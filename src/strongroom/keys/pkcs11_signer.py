@@ -44,6 +44,7 @@ from pkcs11 import Attribute, Mechanism, ObjectClass
 from pkcs11 import KeyType as P11KeyType
 from pkcs11 import exceptions as p11
 
+from strongroom import process
 from strongroom.keys import pkcs11 as p11provider
 from strongroom.keys.errors import KeyProviderError, KeySettingsError, ProviderAuthError
 from strongroom.keys.settings import KeySettings
@@ -212,7 +213,7 @@ def _read_pin_source(uri: Pkcs11Uri) -> str:
 def resolve_access(uri: Pkcs11Uri, *, env: Mapping[str, str] | None = None, config: Path | None = None) -> TokenAccess:
     """Module, token label and PIN for ``uri``: the URI first, then ``STRONGROOM_PKCS11_*`` variables, then
     the ``[pkcs11]`` section of the key settings file."""
-    env = os.environ if env is None else env
+    env = process.environment() if env is None else env  # the CLI takes the PIN out of os.environ
     if config is None and env.get(KEY_CONFIG_ENV):
         config = Path(env[KEY_CONFIG_ENV])
     overlay = dict(env)
@@ -460,7 +461,7 @@ def open_token_signer(
     other source (see ``resolve_access``)."""
     uri = ref if isinstance(ref, Pkcs11Uri) else Pkcs11Uri.parse(ref)
     if module is not None or pin is not None:
-        extra = dict(os.environ if env is None else env)
+        extra = dict(process.environment() if env is None else env)
         if module is not None:
             extra["STRONGROOM_PKCS11_MODULE"] = module
         if pin is not None:
