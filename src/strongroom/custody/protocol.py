@@ -552,7 +552,7 @@ class AdminChange:
         what, payload = "administrative change", cosigned.payload
         _typed(payload, ADMIN_TYPE, cls.FIELDS, cls.FIELDS, what)
         action, change = payload["action"], payload["change"]
-        if action not in ACTIONS:
+        if not isinstance(action, str) or action not in ACTIONS:
             raise MessageError(f"{what}: unknown action {action!r} (one of {', '.join(sorted(ACTIONS))})")
         if not isinstance(change, dict):
             raise MessageError(f"{what}: change must be an object")
