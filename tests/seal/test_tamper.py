@@ -219,7 +219,11 @@ def test_unreadable_directory_is_reported(tmp_path: Path, keyring: LocalKeyring)
     LocalKeyring.init(keydir, passphrase="granite orchid lantern thimble", scrypt_n=TEST_SCRYPT_N).close()
     # Root ignores permission bits: drop every capability so the unreadable directory is real.
     prefix = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"] if os.geteuid() == 0 else []
-    env = {**os.environ, "STRONGROOM_PASSPHRASE": "pw", "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    env = {
+        **os.environ,
+        "STRONGROOM_PASSPHRASE": "granite orchid lantern thimble",
+        "PYTHONPATH": str(Path(__file__).parents[2] / "src"),
+    }
     command = [sys.executable, "-m", "strongroom.cli.main", "seal", str(src), str(tmp_path / "out"), "--keys"]
     try:
         result = subprocess.run([*prefix, *command, str(keydir)], env=env, capture_output=True, text=True, timeout=120)
