@@ -1,0 +1,137 @@
+"""The isolated speech process: decode the audio, run the speech model and the diarizer, answer in JSON.
+
+Started by ``isolation.run_speech`` as ``python -I -c BOOT CONFIG``; not an entry point of its own. Its
+first act, while it is still single-threaded and has imported nothing but the standard library, is
+``sandbox.isolate()`` (network namespace, no capabilities, seccomp); then the Python guard; only then does
+it read its request and import PyAV, CTranslate2, faster-whisper and the diarizer. It never sees a key,
+a passphrase or the parent's environment; it holds the audio (a descriptor the parent opened) and the
+model. It writes JSON lines to the events descriptor: ``isolation``, ``stage``, ``progress``,
+``refused``, then one ``result`` or ``error``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from strongroom.meetings import sandbox
+
+BOOT = (
+    "import json, sys\n"
+    "config = json.loads(sys.argv[1])\n"
+    "sys.path[:0] = config['path']\n"
+    "from strongroom.meetings.worker import main\n"
+    "sys.exit(main(config))\n"
+)
+
+
+class _Events:
+    """JSON lines to the parent, written whole with os.write (no buffering that a crash could lose)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def send(self, event: str, **fields: Any) -> None:
+        data = memoryview((json.dumps({"event": event, **fields}, allow_nan=False) + "\n").encode())
+        while data:
+            data = data[os.write(self.fd, data) :]
+
+
+def _segment_json(segment: Any) -> dict[str, Any]:
+    return {
+        "start": segment.start,
+        "end": segment.end,
+        "text": segment.text,
+        "speaker": segment.speaker,
+        "words": [[w.start, w.end, w.text, w.probability, w.speaker] for w in segment.words],
+    }
+
+
+def _error_kinds(exc: BaseException) -> list[str]:
+    return [cls.__name__ for cls in type(exc).__mro__]
+
+
+def main(config: dict[str, Any]) -> int:
+    """Run one request; the exit status is 0 on success, 1 on a reported error, 3 when isolation is refused."""
+    os.dup2(2, 1)  # whatever a library prints goes to the stderr the parent keeps for diagnostics
+    events = _Events(int(config["events_fd"]))
+    report = sandbox.isolate(config["namespace"], bool(config["syscall_filter"]))
+    use_guard = bool(config["python_guard"])
+    events.send(
+        "isolation",
+        **report.to_dict(),
+        python_guard=use_guard,
+        pid=os.getpid(),
+        environment=sorted(os.environ),
+    )
+    if config["namespace"] == "require" and not report.network_namespace:
+        events.send(
+            "error",
+            kinds=["IsolationError"],
+            message=f"a network namespace is required (--netns require) but none was made: {report.reason}",
+        )
+        return 3
+    timings: dict[str, float] = {}  # the parent times the start (interpreter and sandbox) itself
+    from strongroom.meetings.guard import network_guard
+
+    guard: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if use_guard:
+        guard = network_guard(
+            lambda message: events.send("refused", what=guard_report.refused[-1], message=message), sockets=False
+        )
+    try:
+        with guard as guard_report:
+            return _run(config, events, timings)
+    except BaseException as exc:  # the parent maps the kinds to its own exception classes
+        events.send("error", kinds=_error_kinds(exc), message=str(exc) or type(exc).__name__)
+        return 1
+
+
+def _run(config: dict[str, Any], events: _Events, timings: dict[str, float]) -> int:
+    t = time.perf_counter()
+    request = pickle.load(sys.stdin.buffer)  # from the parent, which is trusted; never the other way round
+    from strongroom.meetings.audio import decode_audio
+    from strongroom.meetings.diarize import assign_speakers
+    from strongroom.meetings.transcribe import Transcriber
+
+    now = time.perf_counter()
+    timings["imports"], t = now - t, now
+
+    def timed(name: str) -> None:
+        nonlocal t
+        now = time.perf_counter()
+        timings[name], t = now - t, now
+
+    events.send("stage", name="decoding audio")
+    with os.fdopen(int(config["audio_fd"]), "rb") as handle:
+        audio = decode_audio(handle, Path(request["audio_name"]))
+    timed("decode")
+    events.send("stage", name="loading speech model")
+    model = Transcriber(request["transcribe"])
+    timed("load_model")
+    events.send("stage", name="transcribing")
+    total = audio.duration
+    segments, facts = model.transcribe(audio, lambda done: events.send("progress", done=done, total=total))
+    events.send("progress", done=total, total=total)
+    timed("transcribe")
+    diarizer = request["diarizer"]
+    if diarizer is not None and segments:
+        events.send("stage", name="telling speakers apart")
+        turns = diarizer.diarize(audio, segments, request["num_speakers"])
+        segments = assign_speakers(segments, turns)
+        timed("diarize")
+    events.send(
+        "result",
+        duration=audio.duration,
+        container=audio.container,
+        facts=facts,
+        segments=[_segment_json(s) for s in segments],
+        timings=timings,
+    )
+    return 0
