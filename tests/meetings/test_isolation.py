@@ -341,3 +341,28 @@ def test_failures_in_the_speech_process_come_back_typed(tmp_path: Path, one_turn
     with pytest.raises(CorruptAudioError, match=r"fake\.flac"):
         transcribe_meeting(fake, tmp_path / "e", None, MeetingOptions(transcribe=SPEECH, plaintext=True))
     assert not any((tmp_path / name).exists() for name in "abcde")
+
+
+THREADED_CHECK = """
+import json, sys, threading
+sys.path.insert(0, sys.argv[1])
+from strongroom.meetings.sandbox import isolate
+stop = threading.Event()
+worker = threading.Thread(target=stop.wait, args=(30,))
+worker.start()
+report = isolate("auto")
+stop.set()
+worker.join()
+print(json.dumps(report.to_dict()))
+"""
+
+
+def test_a_process_with_threads_is_not_half_isolated() -> None:
+    """Namespaces and a prctl filter bind the calling thread only: with other threads, nothing is tried."""
+    run = subprocess.run(
+        [sys.executable, "-c", THREADED_CHECK, str(Path(sandbox.__file__).parents[2])],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    report = json.loads(run.stdout)
+    assert report["network_namespace"] is False and report["syscall_filter"] is False
+    assert report["reason"] == "not attempted: the process already has 2 threads (it must be single-threaded)"

@@ -278,13 +278,28 @@ def install_syscall_filter(names: tuple[str, ...] = DENIED_SYSCALLS) -> tuple[bo
     return True, ""
 
 
+def thread_count() -> int:
+    """Threads in this process (1 when /proc cannot tell)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 1
+
+
 def isolate(namespace: NamespaceMode = "auto", syscall_filter: bool = True) -> SandboxReport:
     """Apply the kernel layers to this process (namespace unless ``off``, capabilities, syscall filter).
 
     Never raises for a layer the platform refuses: the report says what took. The caller decides whether
-    a missing namespace is fatal (``require``).
+    a missing namespace is fatal (``require``). The process must be single-threaded: namespaces,
+    capabilities and a prctl-installed filter apply to the calling thread (and threads it starts later),
+    so with other threads running nothing is attempted and the report says why.
     """
     report = SandboxReport()
+    threads = thread_count()
+    if threads != 1:
+        report.reason = f"not attempted: the process already has {threads} threads (it must be single-threaded)"
+        report.syscall_filter_reason = report.reason
+        return report
     if namespace == "off":
         report.reason = "turned off by the caller (--netns off)"
     else:
