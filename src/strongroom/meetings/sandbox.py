@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 NamespaceMode = Literal["auto", "require", "off"]
+NAMESPACE_OK = "new network namespace: only loopback (lo, up); no route off this process's namespace"
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
@@ -310,12 +311,11 @@ def isolate(namespace: NamespaceMode = "auto", syscall_filter: bool = True) -> S
                 report.interfaces = [name for _, name in socket.if_nameindex()]
             except OSError as exc:
                 why = why or f"cannot list interfaces: {exc.strerror}"
-            report.network_namespace = not why and report.interfaces == ["lo"]
-            report.reason = why or (
-                "new network namespace: only loopback (lo, up); no route off this process's namespace"
-                if report.network_namespace
-                else f"unexpected interfaces {report.interfaces}"
-            )
+            # Isolated as long as lo is the only interface, even if lo stayed down (then more so).
+            report.network_namespace = report.interfaces == ["lo"]
+            if not report.network_namespace:
+                why = f"unexpected interfaces {report.interfaces}" + (f"; {why}" if why else "")
+            report.reason = why or NAMESPACE_OK
         else:
             report.reason = why
     report.capabilities_dropped = drop_capabilities()

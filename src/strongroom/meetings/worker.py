@@ -94,61 +94,79 @@ def main(config: dict[str, Any]) -> int:
         return 1
 
 
-def _decode_in_background(fd: int, name: str) -> tuple[threading.Thread, dict[str, Any]]:
-    """Decode the audio on a thread while the main thread loads the speech model.
+class _Background:
+    """Decode the audio, then import what diarization needs, on a thread, while the main thread loads the
+    model and transcribes (CTranslate2 releases the GIL while it computes).
 
     The model is loaded on the main thread on purpose: CTranslate2 built on another thread ran about
     four times slower here.
     """
-    decoded: dict[str, Any] = {}
 
-    def decode() -> None:
+    def __init__(self, fd: int, name: str, diarizer: Any) -> None:
+        self.decoded = threading.Event()
+        self.audio: Any = None
+        self.error: BaseException | None = None
+        self.decode_seconds = 0.0
+        self.thread = threading.Thread(target=self._work, args=(fd, name, diarizer), name="decode", daemon=True)
+        self.thread.start()
+
+    def _work(self, fd: int, name: str, diarizer: Any) -> None:
         start = time.perf_counter()
         try:
             from strongroom.meetings.audio import decode_audio
 
             with os.fdopen(fd, "rb") as handle:
-                decoded["audio"] = decode_audio(handle, Path(name))
+                self.audio = decode_audio(handle, Path(name))
         except BaseException as exc:  # re-raised on the main thread
-            decoded["error"] = exc
-        decoded["seconds"] = time.perf_counter() - start
+            self.error = exc
+            return
+        finally:
+            self.decode_seconds = time.perf_counter() - start
+            self.decoded.set()
+        from strongroom.meetings.diarize import FeatureDiarizer
 
-    thread = threading.Thread(target=decode, name="decode-audio", daemon=True)
-    thread.start()
-    return thread, decoded
+        if isinstance(diarizer, FeatureDiarizer):
+            import scipy.cluster.hierarchy  # noqa: F401  (its import alone takes a few tenths of a second)
+
+    def wait_for_audio(self) -> Any:
+        self.decoded.wait()
+        if self.error is not None:
+            raise self.error
+        return self.audio
 
 
 def _run(config: dict[str, Any], events: _Events, timings: dict[str, float]) -> int:
     t = time.perf_counter()
     request = pickle.load(sys.stdin.buffer)  # from the parent, which is trusted; never the other way round
     events.send("stage", name="loading speech model, decoding audio")
-    decoder, decoded = _decode_in_background(int(config["audio_fd"]), request["audio_name"])
+    diarizer = request["diarizer"]
+    background = _Background(int(config["audio_fd"]), request["audio_name"], diarizer)
 
     def timed(name: str) -> None:
         nonlocal t
         now = time.perf_counter()
         timings[name], t = now - t, now
 
-    from strongroom.meetings.diarize import assign_speakers
     from strongroom.meetings.transcribe import Transcriber
 
     timed("imports")
     try:
         model = Transcriber(request["transcribe"])
-    finally:
-        decoder.join()  # a decoding error is the one to report, even if the model failed too
-        if "error" in decoded:
-            raise decoded["error"]
+    except BaseException:
+        background.wait_for_audio()  # a decoding error is the one to report, even if the model failed too
+        raise
     timed("load_model")
-    audio = decoded["audio"]
+    audio = background.wait_for_audio()
     timed("decode")  # what decoding took beyond the model load (it ran alongside; the whole is in the facts)
     events.send("stage", name="transcribing")
     total = audio.duration
     segments, facts = model.transcribe(audio, lambda done: events.send("progress", done=done, total=total))
-    facts["decode_seconds"] = round(decoded["seconds"], 3)
+    facts["decode_seconds"] = round(background.decode_seconds, 3)
     events.send("progress", done=total, total=total)
     timed("transcribe")
-    diarizer = request["diarizer"]
+    background.thread.join()
+    from strongroom.meetings.diarize import assign_speakers
+
     if diarizer is not None and segments:
         events.send("stage", name="telling speakers apart")
         turns = diarizer.diarize(audio, segments, request["num_speakers"])
