@@ -33,15 +33,20 @@ BOOT = (
 
 
 class _Events:
-    """JSON lines to the parent, written whole with os.write (no buffering that a crash could lose)."""
+    """JSON lines to the parent, written whole with os.write (no buffering that a crash could lose).
+
+    A lock keeps lines whole when two threads send (a refusal can happen on any thread).
+    """
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
+        self.lock = threading.Lock()
 
     def send(self, event: str, **fields: Any) -> None:
         data = memoryview((json.dumps({"event": event, **fields}, allow_nan=False) + "\n").encode())
-        while data:
-            data = data[os.write(self.fd, data) :]
+        with self.lock:
+            while data:
+                data = data[os.write(self.fd, data) :]
 
 
 def _segment_json(segment: Any) -> dict[str, Any]:
