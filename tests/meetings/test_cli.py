@@ -30,6 +30,8 @@ def test_transcribe_sealed_then_show(
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
     assert result["speakers"] == ["SPEAKER_00", "SPEAKER_01"] and result["network_refused"] == []
+    assert result["isolation"]["network_namespace"] is True and result["isolation"]["syscall_filter"] is True
+    assert "STRONGROOM_PASSPHRASE" not in result["isolation"]["child_environment"]
     assert result["audio_deleted"]["path"] == str(audio) and not audio.exists()
     assert all(name.endswith(".sealed") for name in (p.name for p in out.iterdir()))
 
@@ -58,6 +60,10 @@ def test_plaintext_only_when_asked(tmp_path: Path, short_meeting: Meeting, cli_e
     )
     assert run.returncode == 0, run.stderr
     assert "PLAINTEXT" in run.stdout and "network guard: on" in run.stderr
+    printed = " ".join(run.stdout.split())
+    assert "isolation: speech process in its own process; network namespace on (loopback only); syscall filter on" in (
+        printed
+    )
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["transcript.txt", "transcript.srt", "transcript.vtt", "transcript.json", "meeting.json"]
     )

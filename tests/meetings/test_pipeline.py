@@ -129,6 +129,10 @@ def test_every_format_parses(sealed_run: Run, keyring: LocalKeyring) -> None:
 
     facts = json.loads(open_blob(out / "meeting.json.sealed", keyring))
     assert facts["network_guard"] == {"active": True, "refused": []}
+    layers = facts["isolation"]
+    assert layers["network_namespace"] is True and layers["interfaces"] == ["lo"]  # tests run as root
+    assert layers["syscall_filter"] is True and layers["python_guard"] is True and layers["capabilities_dropped"]
+    assert set(facts["timings"]) >= {"start_process", "imports", "decode", "load_model", "transcribe", "diarize"}
     assert facts["speech"]["model"] == "model" and facts["speech"]["device"] == "cpu"
 
 

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-
 import pytest
 
 from strongroom.meetings.errors import SummaryEndpointError
@@ -15,47 +9,7 @@ from strongroom.meetings.formats import Transcript
 from strongroom.meetings.summary import check_endpoint, chunk_lines, extractive_summary, summarize
 from strongroom.meetings.transcribe import Segment
 
-
-class ChatServer(ThreadingHTTPServer):
-    """A real HTTP server on 127.0.0.1 speaking the OpenAI chat-completions shape."""
-
-    requests: list[dict[str, Any]]
-    redirect: bool = False
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: ChatServer
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.requests.append({"path": self.path, "body": body})
-        if self.server.redirect:
-            self.send_response(302)
-            self.send_header("Location", "http://192.0.2.1/v1/chat/completions")
-            self.end_headers()
-            return
-        user = body["messages"][-1]["content"]
-        answer = {"choices": [{"message": {"role": "assistant", "content": f"summary of {len(user)} chars"}}]}
-        data = json.dumps(answer).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def chat_server() -> Iterator[ChatServer]:
-    server = ChatServer(("127.0.0.1", 0), _Handler)
-    server.requests = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+from .conftest import ChatServer
 
 
 def _transcript(lines: list[tuple[str, str]]) -> Transcript:

@@ -67,13 +67,21 @@ def transcribe(
     no_vad: Annotated[bool, typer.Option("--no-vad", help="Transcribe silence too (no voice-activity filter).")] = (
         False
     ),
+    netns: Annotated[
+        str,
+        typer.Option(
+            "--netns",
+            help="Network namespace for the speech process: auto (if the kernel allows), require, or off.",
+        ),
+    ] = "auto",
     json_out: JsonOption = False,
 ) -> None:
     """Transcribe AUDIO into a sealed meeting directory, with no byte leaving this machine."""
     from strongroom.meetings.diarize import Diarizer, FeatureDiarizer, PyannoteDiarizer
-    from strongroom.meetings.errors import DiarizationError, OutputError
+    from strongroom.meetings.errors import DiarizationError, IsolationError, OutputError
     from strongroom.meetings.formats import parse_speaker_names
-    from strongroom.meetings.pipeline import MeetingOptions, transcribe_meeting
+    from strongroom.meetings.isolation import Isolation
+    from strongroom.meetings.pipeline import MeetingOptions, describe_isolation, transcribe_meeting
     from strongroom.meetings.summary import check_endpoint
     from strongroom.meetings.transcribe import TranscribeOptions
 
@@ -81,6 +89,8 @@ def transcribe(
         raise OutputError("sealed output needs --keys KEYDIR (or pass --plaintext to write plaintext)")
     if llm_url is not None:
         check_endpoint(llm_url)
+    if netns not in ("auto", "require", "off"):
+        raise IsolationError(f"--netns {netns!r}: choose auto, require or off")
     names = parse_speaker_names(speaker_name or [])
     chosen: Diarizer | None
     if diarizer == "features":
@@ -110,13 +120,17 @@ def transcribe(
         llm_model=llm_model,
         delete_audio=delete_audio,
         plaintext=plaintext,
+        isolation=Isolation(network_namespace=netns),  # type: ignore[arg-type]
     )
 
     def refused(message: str) -> None:
         err_console.print(f"[bold red]network guard:[/] {message}", highlight=False, soft_wrap=True)
 
     if not json_out:
-        err_console.print("network guard: on (only loopback connections allowed during this run)")
+        err_console.print(
+            "network guard: on (only loopback connections allowed during this run); "
+            "speech runs in a separate, isolated process"
+        )
     bar = Progress(
         SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
@@ -149,6 +163,7 @@ def transcribe(
         f"{len(result.files)} {kind} file(s) in {out}",
         highlight=False,
     )
+    console.print(describe_isolation(result.isolation), highlight=False, soft_wrap=True)
     if result.refused:
         console.print(f"network guard refused {len(result.refused)} attempt(s): {'; '.join(result.refused)}")
     if result.shredded is not None:

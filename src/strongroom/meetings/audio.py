@@ -1,8 +1,10 @@
 """Decode and validate the source audio: local files only, a known container, mono 16 kHz float32 out.
 
 The container is picked from the file's magic bytes and passed to FFmpeg explicitly, so probing can never
-select a demuxer that opens other files or URLs (HLS playlists, concat lists): FFmpeg's network code
-runs outside Python, where the socket guard cannot see it.
+select a demuxer that opens other files or URLs (HLS playlists, concat lists). FFmpeg's network code runs
+outside Python, where the Python guard cannot see it; decoding happens in the isolated speech process
+(``worker.py``), whose network namespace and syscall filter do cover native code. The parent checks and
+opens the file (``open_source``) and hands the speech process only the open descriptor.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -84,23 +86,41 @@ def check_source(path: Path) -> os.stat_result:
 
 def load_audio(path: str | Path) -> Audio:
     """Decode ``path`` to mono 16 kHz float32, with a typed error for empty, corrupt or unsupported input."""
-    import av
-
     path = Path(path)
     check_source(path)
     with open(path, "rb") as handle:
-        container_name = sniff_container(handle.read(16))
-        if container_name is None:
-            raise UnsupportedAudioError(f"{path}: not a supported audio file (supported: {SUPPORTED})")
-        handle.seek(0)
-        try:
-            container = av.open(handle, mode="r", format=container_name, metadata_errors="ignore")
-        except av.FFmpegError as exc:
-            raise CorruptAudioError(f"{path}: looks like {container_name} but cannot be opened: {exc}") from None
-        with container:
-            if not container.streams.audio:
-                raise UnsupportedAudioError(f"{path}: the {container_name} file has no audio stream")
-            samples = _decode_stream(container, path, container_name)
+        return decode_audio(handle, path)
+
+
+def open_source(path: Path) -> BinaryIO:
+    """``path`` opened for reading after ``check_source``; the descriptor is what the speech process gets."""
+    check_source(path)
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - the caller owns it
+    except OSError as exc:
+        raise AudioInputError(f"{path}: cannot read: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # replaced between the check and the open
+        handle.close()
+        raise AudioInputError(f"{path}: not a regular file")
+    return handle
+
+
+def decode_audio(handle: BinaryIO, path: Path) -> Audio:
+    """Decode an open audio file (``path`` names it in errors); see ``load_audio``."""
+    import av
+
+    container_name = sniff_container(handle.read(16))
+    if container_name is None:
+        raise UnsupportedAudioError(f"{path}: not a supported audio file (supported: {SUPPORTED})")
+    handle.seek(0)
+    try:
+        container = av.open(handle, mode="r", format=container_name, metadata_errors="ignore")
+    except av.FFmpegError as exc:
+        raise CorruptAudioError(f"{path}: looks like {container_name} but cannot be opened: {exc}") from None
+    with container:
+        if not container.streams.audio:
+            raise UnsupportedAudioError(f"{path}: the {container_name} file has no audio stream")
+        samples = _decode_stream(container, path, container_name)
     if samples.size == 0:
         raise CorruptAudioError(f"{path}: the {container_name} file decodes to no audio samples")
     audio = Audio(samples=samples, sample_rate=SAMPLE_RATE, source=path, container=container_name)

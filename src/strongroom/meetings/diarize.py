@@ -8,9 +8,10 @@ carries its chunk's label, and segments are split where the speaker changes.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -164,7 +165,11 @@ def silhouette(points: npt.NDArray[np.float64], labels: npt.NDArray[np.int_]) ->
 
 
 class PyannoteDiarizer:
-    """pyannote.audio, only from a local pipeline directory the user points at (never the hub)."""
+    """pyannote.audio, only from a local pipeline directory the user points at (never the hub).
+
+    The constructor only checks the directory and that pyannote is installed; the pipeline itself is
+    loaded on first use, in the isolated speech process (the object crosses to it pickled, without it).
+    """
 
     name = "pyannote"
 
@@ -172,20 +177,31 @@ class PyannoteDiarizer:
         config = model_dir / "config.yaml"
         if not config.is_file():
             raise ModelNotFoundError(f"{model_dir}: not a local pyannote pipeline (no config.yaml)")
-        try:
+        if importlib.util.find_spec("pyannote") is None or importlib.util.find_spec("pyannote.audio") is None:
+            raise DiarizationError("the pyannote backend needs 'pyannote.audio' installed")
+        self.model_dir = model_dir
+        self.pipeline: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"model_dir": self.model_dir, "pipeline": None}
+
+    def load(self) -> Any:
+        """The pyannote pipeline, loaded from ``model_dir/config.yaml`` on first use."""
+        if self.pipeline is None:
             from pyannote.audio import Pipeline  # type: ignore[import-not-found,unused-ignore]
-        except ImportError:
-            raise DiarizationError("the pyannote backend needs 'pyannote.audio' installed") from None
-        try:
-            self.pipeline = Pipeline.from_pretrained(str(config))
-        except Exception as exc:  # pyannote raises many kinds; name the directory
-            raise DiarizationError(f"{model_dir}: cannot load the pyannote pipeline: {exc}") from None
+
+            try:
+                self.pipeline = Pipeline.from_pretrained(str(self.model_dir / "config.yaml"))
+            except Exception as exc:  # pyannote raises many kinds; name the directory
+                raise DiarizationError(f"{self.model_dir}: cannot load the pyannote pipeline: {exc}") from None
+        return self.pipeline
 
     def diarize(self, audio: Audio, segments: list[Segment], num_speakers: int | None) -> list[Turn]:
         import torch
 
+        pipeline = self.load()
         waveform = torch.from_numpy(audio.samples).unsqueeze(0)
-        result = self.pipeline({"waveform": waveform, "sample_rate": audio.sample_rate}, num_speakers=num_speakers)
+        result = pipeline({"waveform": waveform, "sample_rate": audio.sample_rate}, num_speakers=num_speakers)
         annotation = getattr(result, "speaker_diarization", result)
         names: dict[str, str] = {}
         turns = []

@@ -41,6 +41,10 @@ class EgressBlockedError(MeetingError, PermissionError):
     """The network guard refused a connection or name lookup that would leave this machine."""
 
 
+class IsolationError(MeetingError):
+    """The isolated speech process could not be set up as required, or it ended without an answer."""
+
+
 class SummaryEndpointError(MeetingError):
     """The summary endpoint is not loopback, or it answered with something unusable."""
 

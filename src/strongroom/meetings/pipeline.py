@@ -1,4 +1,11 @@
-"""One meeting, end to end, inside the network guard: decode, transcribe, diarize, summarise, seal, shred."""
+"""One meeting, end to end: speech in an isolated process; summary, sealing and deletion here, under the guard.
+
+The split: ``isolation.run_speech`` decodes the audio, runs the speech model and the diarizer in a child
+process behind a network namespace, a syscall filter and the Python guard, with no key and no secret in
+its memory or environment. This process keeps the key provider, writes the summary (a local model server
+on the host's loopback is reachable from here, not from the child's namespace) and seals the outputs,
+with the Python guard active for the whole run.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from strongroom.keys.provider import KeyProvider
-from strongroom.meetings.audio import load_audio
-from strongroom.meetings.diarize import Diarizer, FeatureDiarizer, assign_speakers
+from strongroom.meetings.audio import check_source
+from strongroom.meetings.diarize import Diarizer, FeatureDiarizer
 from strongroom.meetings.formats import FORMATS, Transcript, render
 from strongroom.meetings.guard import network_guard
+from strongroom.meetings.isolation import Isolation, SpeechRequest, run_speech
 from strongroom.meetings.shred import ShredReport, shred
-from strongroom.meetings.store import write_outputs
+from strongroom.meetings.store import check_out_dir, write_outputs
 from strongroom.meetings.summary import Summary, summarize
-from strongroom.meetings.transcribe import TranscribeOptions, Transcriber
+from strongroom.meetings.transcribe import TranscribeOptions, check_model_dir, default_model_dir
 
 Stage = Callable[[str], None]
 
@@ -35,11 +43,12 @@ class MeetingOptions:
     llm_model: str = "local"
     delete_audio: bool = False
     plaintext: bool = False
+    isolation: Isolation = field(default_factory=Isolation)
 
 
 @dataclass
 class MeetingResult:
-    """What a run produced: the transcript, the files written, stage timings and guard refusals."""
+    """What a run produced: the transcript, the files written, stage timings, isolation and guard refusals."""
 
     transcript: Transcript
     summary: Summary | None
@@ -47,6 +56,7 @@ class MeetingResult:
     timings: dict[str, float]
     refused: list[str]
     shredded: ShredReport | None = None
+    isolation: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +65,7 @@ class MeetingResult:
             "segments": len(self.transcript.segments),
             "speakers": self.transcript.speakers,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "isolation": self.isolation,
             "network_refused": self.refused,
             "summary": self.summary.method if self.summary else None,
             "audio_deleted": None
@@ -63,56 +74,74 @@ class MeetingResult:
         }
 
 
+def isolation_facts(child: dict[str, Any]) -> dict[str, Any]:
+    """The ``isolation`` record of meeting.json: which layer was active where, and why one was not."""
+    keep = ("network_namespace", "namespace_method", "reason", "interfaces", "capabilities_dropped")
+    facts: dict[str, Any] = {"separate_process": True, **{k: child.get(k) for k in keep}}
+    facts["syscall_filter"] = child.get("syscall_filter")
+    facts["syscall_filter_reason"] = child.get("syscall_filter_reason")
+    facts["python_guard"] = child.get("python_guard")
+    facts["parent_python_guard"] = True
+    facts["child_environment"] = child.get("environment")
+    return facts
+
+
+def describe_isolation(facts: dict[str, Any]) -> str:
+    """One line for a person: which layers held the speech process during the run."""
+    if facts.get("network_namespace"):
+        netns = "network namespace on (loopback only)"
+    else:
+        netns = f"network namespace OFF ({facts.get('reason')})"
+    seccomp = "syscall filter on (no sockets)" if facts.get("syscall_filter") else "syscall filter OFF"
+    caps = "capabilities dropped" if facts.get("capabilities_dropped") else "capabilities NOT dropped"
+    guard = "Python guard on" if facts.get("python_guard") else "Python guard OFF in the speech process"
+    return f"isolation: speech process in its own process; {netns}; {seccomp}; {caps}; {guard}; parent guarded"
+
+
 def transcribe_meeting(
     audio_path: Path,
     out_dir: Path,
     provider: KeyProvider | None,
     options: MeetingOptions | None = None,
     *,
-    transcriber: Transcriber | None = None,
     stage: Stage | None = None,
     on_refusal: Callable[[str], None] | None = None,
     on_progress: Callable[[float, float], None] | None = None,
 ) -> MeetingResult:
-    """Run the whole pipeline with the network guard up; the audio is deleted only after outputs are safe.
+    """Run the whole pipeline (speech isolated, the rest guarded); the audio is deleted only after outputs are safe.
 
-    ``stage`` hears each step's name, ``on_refusal`` each refused connection, ``on_progress`` (seconds
-    done, seconds total) the speech model's progress.
+    ``stage`` hears each step's name, ``on_refusal`` each refused attempt (in either process),
+    ``on_progress`` (seconds done, seconds total) the speech model's progress.
     """
     opts = options or MeetingOptions()
     say: Stage = stage or (lambda name: None)
-    timings: dict[str, float] = {}
-
-    def timed(name: str, start: float) -> float:
-        now = time.perf_counter()
-        timings[name] = now - start
-        return now
+    check_source(audio_path)
+    check_model_dir(opts.transcribe.model_dir or default_model_dir())
+    check_out_dir(out_dir)
 
     with network_guard(on_refusal) as guard:
-        t = time.perf_counter()
-        say("decoding audio")
-        audio = load_audio(audio_path)
-        t = timed("decode", t)
-        say("loading speech model")
-        model = transcriber or Transcriber(opts.transcribe)
-        t = timed("load_model", t)
-        say("transcribing")
-        segments, facts = model.transcribe(
-            audio, None if on_progress is None else (lambda done: on_progress(done, audio.duration))
+        say("starting the isolated speech process")
+        speech = run_speech(
+            audio_path,
+            SpeechRequest(opts.transcribe, opts.diarizer, opts.num_speakers),
+            opts.isolation,
+            on_stage=say,
+            on_progress=on_progress,
+            on_refusal=on_refusal,
         )
-        if on_progress is not None:
-            on_progress(audio.duration, audio.duration)
-        t = timed("transcribe", t)
-        if opts.diarizer is not None and segments:
-            say("telling speakers apart")
-            turns = opts.diarizer.diarize(audio, segments, opts.num_speakers)
-            segments = assign_speakers(segments, turns)
-            t = timed("diarize", t)
+        timings = dict(speech.timings)
+        t = time.perf_counter()
+
+        def timed(name: str, start: float) -> float:
+            now = time.perf_counter()
+            timings[name] = now - start
+            return now
+
         transcript = Transcript(
-            segments=segments,
-            duration=audio.duration,
-            language=str(facts["language"]),
-            model=str(facts["model"]),
+            segments=speech.segments,
+            duration=speech.duration,
+            language=str(speech.facts.get("language")),
+            model=str(speech.facts.get("model")),
             diarizer=opts.diarizer.name if opts.diarizer is not None else "none",
             speaker_names=dict(opts.speaker_names),
         )
@@ -126,12 +155,15 @@ def transcribe_meeting(
         if summary is not None:
             files["summary.md"] = summary.markdown.encode()
             files["summary.json"] = (json.dumps(summary.to_dict(), indent=2, ensure_ascii=False) + "\n").encode()
+        isolation = isolation_facts(speech.isolation)
+        refused = speech.refused + guard.refused
         facts_doc = {
-            "audio": {"name": audio_path.name, "container": audio.container, "duration": round(audio.duration, 3)},
-            "speech": facts,
+            "audio": {"name": audio_path.name, "container": speech.container, "duration": round(speech.duration, 3)},
+            "speech": speech.facts,
             "diarizer": transcript.diarizer,
             "timings": {k: round(v, 3) for k, v in timings.items()},
-            "network_guard": {"active": True, "refused": list(guard.refused)},
+            "isolation": isolation,
+            "network_guard": {"active": True, "refused": list(refused)},
         }
         files["meeting.json"] = (json.dumps(facts_doc, indent=2) + "\n").encode()
         written = write_outputs(out_dir, files, provider, plaintext=opts.plaintext)
@@ -141,4 +173,4 @@ def transcribe_meeting(
             say("deleting source audio")
             shredded = shred(audio_path)
             timed("delete_audio", t)
-        return MeetingResult(transcript, summary, written, timings, list(guard.refused), shredded)
+        return MeetingResult(transcript, summary, written, timings, speech.refused + guard.refused, shredded, isolation)

@@ -24,6 +24,12 @@ def _describe(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse an output directory that exists and is not empty (checked before any work is done)."""
+    if out_dir.exists() and not (out_dir.is_dir() and not any(out_dir.iterdir())):
+        raise OutputError(f"{out_dir}: output already exists and is not empty; choose a new directory")
+
+
 def prepare_out_dir(out_dir: Path) -> None:
     """Accept a missing or empty directory (removed, to be recreated atomically); refuse anything else."""
     if out_dir.is_dir() and not any(out_dir.iterdir()):
