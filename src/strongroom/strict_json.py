@@ -38,15 +38,15 @@ class StrictJSONError(StrongroomError):
 
 
 def _constant(name: str) -> Any:
-    raise StrictJSONError(f"{name} is not a JSON number")
+    raise StrictJSONError(f"{name} is not a JSON number (not canonical JSON)")
 
 
 def _integer(literal: str) -> int:
     if len(literal) > _MAX_INT_CHARS:
-        raise StrictJSONError(f"integer of {len(literal)} digits is out of range (limit +/-(2^53 - 1))")
+        raise StrictJSONError(f"integer of {len(literal)} digits is out of range (+/-(2^53 - 1): not canonical JSON)")
     value = int(literal)
     if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
-        raise StrictJSONError(f"integer {literal} is out of range (limit +/-(2^53 - 1))")
+        raise StrictJSONError(f"integer {literal} is out of range (+/-(2^53 - 1): not canonical JSON)")
     return value
 
 
@@ -55,7 +55,7 @@ def _float(literal: str) -> float:
         raise StrictJSONError(f"number literal of {len(literal)} characters (limit {MAX_NUMBER_CHARS})")
     value = float(literal)
     if not math.isfinite(value):
-        raise StrictJSONError(f"number {literal} is out of range for a double")
+        raise StrictJSONError(f"number {literal} is out of range for a double (not canonical JSON)")
     return value
 
 

@@ -39,7 +39,7 @@ class Checkpoint:
             raise NoteError(f"checkpoint size {size_text[:40]!r} is not a decimal number")
         try:
             root = base64.b64decode(root_text, validate=True)
-        except binascii.Error:
+        except (binascii.Error, ValueError):  # ValueError: non-ASCII text
             raise NoteError("checkpoint root hash is not base64") from None
         if len(root) != HASH_SIZE:
             raise NoteError("checkpoint root hash is not 32 bytes")

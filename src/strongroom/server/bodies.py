@@ -39,7 +39,7 @@ async def body_chunks(request: Request, limit: int, what: str) -> AsyncIterator[
     before reading at all when ``Content-Length`` says so."""
     declared = declared_length(request.scope["headers"])
     if declared is not None and declared > limit:
-        raise BodyTooLargeError(f"{what}: body of {declared} bytes is over the limit of {limit} bytes")
+        raise BodyTooLargeError(f"{what}: body of {declared} bytes is larger than the limit of {limit} bytes")
     total = 0
     try:
         async for chunk in request.stream():
@@ -77,7 +77,9 @@ class BodyLimit:
             await error_response(exc, close=True)(scope, receive, send)
             return
         if declared is not None and declared > self.limit:
-            too_large = BodyTooLargeError(f"body of {declared} bytes is over the server's limit of {self.limit}")
+            too_large = BodyTooLargeError(
+                f"body of {declared} bytes is larger than the server's limit of {self.limit} bytes"
+            )
             await error_response(too_large, close=True)(scope, receive, send)
             return
         seen = 0
