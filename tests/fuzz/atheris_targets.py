@@ -55,7 +55,7 @@ def bundle_target(data: bytes) -> None:
     unbundle(data, 64)
     reader = BundleReader(64)
     for i in range(0, len(data), 7):
-        reader.feed(data[i : i + 7])
+        list(reader.feed(data[i : i + 7]))
     reader.finish()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from strongroom.ledger.errors import LedgerError
 
@@ -77,7 +77,7 @@ def bundle(entries: Sequence[bytes]) -> bytes:
 def unbundle(data: bytes, max_entries: int | None = None) -> list[bytes]:
     """The entries of a bundle; LedgerError if it is truncated or holds more than ``max_entries``."""
     reader = BundleReader(max_entries)
-    entries = reader.feed(data)
+    entries = list(reader.feed(data))
     reader.finish()
     return entries
 
@@ -90,25 +90,31 @@ class BundleReader:
         self.max_entries = max_entries
         self.count = 0
         self._buffer = bytearray()
+        self._offset = 0
 
-    def feed(self, chunk: bytes) -> list[bytes]:
-        """The entries completed by ``chunk``."""
+    def feed(self, chunk: bytes) -> Iterator[bytes]:
+        """Take ``chunk``; iterate the result for the entries now complete, one at a time (a caller that stops
+        early, to refuse the bundle, has copied out no more than the entries it looked at)."""
+        if self._offset:
+            del self._buffer[: self._offset]
+            self._offset = 0
         self._buffer += chunk
-        out: list[bytes] = []
-        offset, end = 0, len(self._buffer)
-        while end - offset >= 2:
-            length = (self._buffer[offset] << 8) | self._buffer[offset + 1]
-            if end - offset - 2 < length:
+        return self._complete()
+
+    def _complete(self) -> Iterator[bytes]:
+        buffer = self._buffer
+        while len(buffer) - self._offset >= 2:
+            start = self._offset
+            length = (buffer[start] << 8) | buffer[start + 1]
+            if len(buffer) - start - 2 < length:
                 break
             self.count += 1
             if self.max_entries is not None and self.count > self.max_entries:
                 raise LedgerError(f"entry bundle holds more than {self.max_entries} entries")
-            out.append(bytes(self._buffer[offset + 2 : offset + 2 + length]))
-            offset += 2 + length
-        del self._buffer[:offset]
-        return out
+            self._offset = start + 2 + length
+            yield bytes(buffer[start + 2 : start + 2 + length])
 
     def finish(self) -> None:
         """Raise if bytes are left over that do not make a whole entry."""
-        if self._buffer:
+        if len(self._buffer) > self._offset:
             raise LedgerError("truncated entry bundle")

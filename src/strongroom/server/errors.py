@@ -3,13 +3,16 @@
 The body is ``{"error": <one line>, "kind": <class name>}`` so clients rebuild the typed error; nothing is
 decided by matching message text, and no deliberate error becomes a 500. ``install`` also gives FastAPI's
 own errors (a malformed query parameter, an unknown path) that shape, and answers 400 for the exceptions
-that malformed input raises in parsing code (ValueError, UnicodeError, RecursionError, OverflowError), so
-input alone never produces a 500. An error answered before the request's body was read to its end closes
-the connection (``Connection: close``): the rest of the body is never read.
+that malformed input raises in parsing code (``MALFORMED``: ValueError, TypeError, KeyError, IndexError,
+AttributeError, UnicodeError, RecursionError, OverflowError), so input alone never produces a 500; each is
+logged with its traceback (a parser that lets one escape has a bug to fix: it should raise a typed error).
+An error answered before the request's body was read to its end closes the connection (``Connection:
+close``): the rest of the body is never read.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -33,6 +36,7 @@ from strongroom.ledger.errors import StorageError
 from strongroom.people import UnknownPersonError
 
 BODY_DONE = "strongroom.body_done"
+log = logging.getLogger("strongroom.server")
 
 
 class BodyTooLargeError(MessageError):
@@ -121,7 +125,9 @@ async def handle_http_exception(request: Request, exc: Exception) -> JSONRespons
 
 
 async def handle_malformed(request: Request, exc: Exception) -> JSONResponse:
-    """An exception that only malformed input raises in parsing code: the request was bad, so 400."""
+    """An exception that malformed input raises in parsing code: the request was bad, so 400 (logged: the
+    parser should have raised a typed error)."""
+    log.warning("%s %s: untyped %s answered 400", request.method, request.url.path, type(exc).__name__, exc_info=exc)
     error = MalformedRequestError(f"malformed request ({type(exc).__name__}: {one_line(str(exc), 120)})")
     return error_response(error, close=body_unread(request.scope))
 
@@ -131,7 +137,16 @@ async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"error": "internal error", "kind": "InternalError"}, status_code=500)
 
 
-MALFORMED = (ValueError, UnicodeError, RecursionError, OverflowError)
+MALFORMED = (
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    UnicodeError,
+    RecursionError,
+    OverflowError,
+)
 
 
 def install(app: FastAPI) -> None:
