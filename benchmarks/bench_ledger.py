@@ -178,7 +178,7 @@ def percentiles(values: list[float]) -> tuple[float, float, float]:
 
 def checkpoint_under_attack(workdir: Path, seconds: float) -> None:
     """``/checkpoint`` latency, one read every 20 ms, without and then with the hostile client."""
-    with serve_process(workdir) as url, httpx.Client(base_url=url) as http:
+    with serve_process(workdir) as url, httpx.Client(base_url=url, timeout=300) as http:
         results = {}
         for on in (False, True):
             with attacker(url, on) as refused:

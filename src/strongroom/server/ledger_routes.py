@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from strongroom.custody.errors import NotAuthorisedError
 from strongroom.errors import StrongroomError
 from strongroom.ledger.entries import MAX_ENTRY_BYTES, Claim, Entry, claimed_signer, parse_entry
-from strongroom.ledger.errors import EntryError, LedgerError
+from strongroom.ledger.errors import EntryError, LedgerError, StorageError
 from strongroom.ledger.log import Ledger, Receipt
 from strongroom.ledger.tiles import TILE_WIDTH, BundleReader, bundle, parse_level, parse_tile_request
 from strongroom.ledger.witnessing import Witnessing
@@ -42,6 +42,11 @@ MAX_BUNDLE_BYTES = 8 << 20
 MAX_BUNDLE_ENTRIES = TILE_WIDTH
 MAX_PAGE = 1_000  # /v1/entries answers at most this many entries per request
 MAX_FILTER_CHARS = 256
+# A refused append is answered after this pause. Refusing costs the server about what any small request costs
+# (~1.5 ms of CPU here), so a client that posts refused bundles back to back would take a large share of
+# the CPU from releases; the pause, which costs nothing while it waits, holds such a client to ~20 refusals
+# per second per connection. (A flood over many connections is a rate limit's job, in front of the server.)
+REFUSAL_PAUSE = 0.05
 VERIFY_THREADS = 4
 FRESH = "no-cache"
 
@@ -80,6 +85,10 @@ def ledger_router(ledger: Ledger, authorised: Callable[[], Authorised], witnessi
 
     async def verified(raws: list[bytes], claims: list[Claim]) -> list[Entry]:
         return await asyncio.get_running_loop().run_in_executor(verifiers, verify, raws, claims)
+
+    async def refused_slowly(exc: StrongroomError) -> None:
+        if not isinstance(exc, StorageError):
+            await asyncio.sleep(REFUSAL_PAUSE)
 
     async def sequenced(entries: list[Entry]) -> list[Receipt]:
         return list(await asyncio.gather(*(asyncio.wrap_future(ledger.submit(e)) for e in entries)))
@@ -123,14 +132,19 @@ def ledger_router(ledger: Ledger, authorised: Callable[[], Authorised], witnessi
 
     @router.post("/add")
     async def add(request: Request) -> Response:
-        raw = await read_body(request, MAX_ENTRY_BYTES, "entry")
-        claim = claimed_signer(raw)
-        refusal = authorised().refusal(claim.key_id, claim.type)
-        if refusal is not None:
-            _refuse(refusal)
-        receipt = ledger.known(raw)
-        if receipt is None:
-            (receipt,) = await sequenced(await verified([raw], [claim]))
+        try:
+            raw = await read_body(request, MAX_ENTRY_BYTES, "entry")
+            claim = claimed_signer(raw)
+            refusal = authorised().refusal(claim.key_id, claim.type)
+            if refusal is not None:
+                _refuse(refusal)
+            receipt = ledger.known(raw)
+            if receipt is None:
+                (receipt,) = await sequenced(await verified([raw], [claim]))
+        except StrongroomError as exc:
+            raw = b""
+            await refused_slowly(exc)
+            raise
         return JSONResponse(receipt.to_json(), status_code=201)
 
     @router.post("/add-bundle")
@@ -143,26 +157,31 @@ def ledger_router(ledger: Ledger, authorised: Callable[[], Authorised], witnessi
         raws: list[bytes] = []
         claims: list[Claim] = []
         try:
-            async for chunk in body_chunks(request, MAX_BUNDLE_BYTES, "bundle"):
-                for raw in reader.feed(chunk):
-                    claim = claimed_signer(raw)
-                    refusal = allowed.refusal(claim.key_id, claim.type)
-                    if refusal is not None:
-                        _refuse(refusal)
-                    raws.append(raw)
-                    claims.append(claim)
-            reader.finish()
-        except LedgerError as exc:
-            if reader.count > MAX_BUNDLE_ENTRIES:
-                raise BodyTooLargeError(str(exc)) from None
+            try:
+                async for chunk in body_chunks(request, MAX_BUNDLE_BYTES, "bundle"):
+                    for raw in reader.feed(chunk):
+                        claim = claimed_signer(raw)
+                        refusal = allowed.refusal(claim.key_id, claim.type)
+                        if refusal is not None:
+                            _refuse(refusal)
+                        raws.append(raw)
+                        claims.append(claim)
+                reader.finish()
+            except LedgerError as exc:
+                if reader.count > MAX_BUNDLE_ENTRIES:
+                    raise BodyTooLargeError(str(exc)) from None
+                raise
+            if not raws:
+                raise EntryError("empty bundle")
+            known = [ledger.known(raw) for raw in raws]
+            fresh = [i for i, receipt in enumerate(known) if receipt is None]
+            entries = await verified([raws[i] for i in fresh], [claims[i] for i in fresh]) if fresh else []
+            for i, receipt in zip(fresh, await sequenced(entries), strict=True):
+                known[i] = receipt
+        except StrongroomError as exc:
+            raws, claims, reader, chunk = [], [], BundleReader(), b""  # hold nothing while the refusal waits
+            await refused_slowly(exc)
             raise
-        if not raws:
-            return _error(400, "empty bundle", "EntryError")
-        known = [ledger.known(raw) for raw in raws]
-        fresh = [i for i, receipt in enumerate(known) if receipt is None]
-        entries = await verified([raws[i] for i in fresh], [claims[i] for i in fresh]) if fresh else []
-        for i, receipt in zip(fresh, await sequenced(entries), strict=True):
-            known[i] = receipt
         return JSONResponse({"receipts": [r.to_json() for r in known if r is not None]}, status_code=201)
 
     @router.get("/v1/proof/inclusion")
