@@ -40,6 +40,9 @@ from strongroom.ledger.tree import HashTree
 from strongroom.server.background import serve_process
 from strongroom.signing import Signer
 
+# The hardening branch's serve needs a passphrase for its keys (ignored by servers that do not): one for all.
+SERVE_ENV = {**os.environ, "STRONGROOM_SERVER_PASSPHRASE": "bench walnut harbour violet"}
+
 
 def entries(signer: Signer, count: int) -> list[bytes]:
     body = {"model_id": "blake3:" + "ab" * 32, "suite": "bench", "results": {"score": 1}, "evaluator": "bench"}
@@ -77,10 +80,11 @@ def in_process(database: str | None, raws: list[bytes], workdir: Path, blocking:
 def over_http(count: int, workdir: Path, clients: int) -> tuple[float, float, float]:
     """'strongroom serve' in its own process; ``clients`` threads append over HTTP one entry per request,
     then 8 clients append 64-entry bundles; finally one client reads full tiles."""
-    operator = Signer.generate("ed25519")
-    (workdir / "appenders").mkdir(parents=True)
-    (workdir / "appenders" / "bench.pub").write_bytes(operator.verifier.pem())  # model.evaluated by default
-    with serve_process(workdir) as url:
+    operator = Signer.generate("ed25519")  # an appender allowed model.evaluated (DATA/appenders/bench.pub)
+    workdir.mkdir(mode=0o700, parents=True)
+    (workdir / "appenders").mkdir()
+    (workdir / "appenders" / "bench.pub").write_bytes(operator.verifier.pem())
+    with serve_process(workdir, env=SERVE_ENV) as url:
         raws = entries(operator, count)
         chunks = [raws[i::clients] for i in range(clients)]
 
@@ -178,7 +182,8 @@ def percentiles(values: list[float]) -> tuple[float, float, float]:
 
 def checkpoint_under_attack(workdir: Path, seconds: float) -> None:
     """``/checkpoint`` latency, one read every 20 ms, without and then with the hostile client."""
-    with serve_process(workdir) as url, httpx.Client(base_url=url, timeout=300) as http:
+    workdir.mkdir(mode=0o700, parents=True)
+    with serve_process(workdir, env=SERVE_ENV) as url, httpx.Client(base_url=url, timeout=300) as http:
         results = {}
         for on in (False, True):
             with attacker(url, on) as refused:
@@ -220,10 +225,11 @@ def releases_under_attack(workdir: Path, seconds: float) -> None:
     keyring = LocalKeyring.init(workdir / "keys", passphrase="bench", scrypt_n=2**10)
     _, wrapped = keyring.generate_data_key(KeyBinding("5e" * 16, custody_bench.MODEL))
     officers = [Signer.generate("ed25519") for _ in range(2)]
-    (workdir / "srv" / "officers").mkdir(parents=True)
+    (workdir / "srv").mkdir(mode=0o700, parents=True)
+    (workdir / "srv" / "officers").mkdir()
     for n, officer in enumerate(officers):
         (workdir / "srv" / "officers" / f"officer{n}.pub").write_bytes(officer.verifier.pem())
-    env = {**os.environ, "STRONGROOM_PASSPHRASE": "bench"}
+    env = {**SERVE_ENV, "STRONGROOM_PASSPHRASE": "bench"}
     with serve_process(workdir / "srv", "--keys", str(workdir / "keys"), env=env) as url:
         client = CustodyClient(url)
         client.admin(admin.propose(admin.register_model(ModelPolicy(custody_bench.MODEL, 3, 2), wrapped), officers))

@@ -40,7 +40,8 @@ class Target:
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     root: Path = tmp_path_factory.mktemp("fuzz-http")
     data = root / "srv"
-    (data / "appenders").mkdir(parents=True)
+    data.mkdir(mode=0o700)  # servers that insist on a private data directory get one
+    (data / "appenders").mkdir()
     appender = Signer.generate("ed25519")
     appender.save(root / "appender.key", data / "appenders" / "fuzz.pub")
     services = open_services(data)

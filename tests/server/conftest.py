@@ -72,10 +72,15 @@ def serve_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """``strongroom serve`` in its own process (as deployed), with one appender (``appender.key`` beside
     DATA); yields its URL and process id."""
     data = tmp_path_factory.mktemp("serve") / "srv"
-    (data / "appenders").mkdir(parents=True)
+    data.mkdir(mode=0o700)
+    (data / "appenders").mkdir()
     Signer.generate("ed25519").save(data.parent / "appender.key", data / "appenders" / "test.pub")
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "STRONGROOM_SERVER_PASSPHRASE": "server holds test passphrase",  # serve's key store, where it has one
+    }
     command = [sys.executable, "-m", "strongroom.cli.main", "serve", "--data", str(data), "--port", str(port)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -99,7 +104,8 @@ class InProcess:
 def in_process(tmp_path: Path) -> Iterator[InProcess]:
     """The app in a background thread of this process, with an Ed25519 appender allowed model.evaluated."""
     data = tmp_path / "srv"
-    (data / "appenders").mkdir(parents=True)
+    data.mkdir(mode=0o700)
+    (data / "appenders").mkdir()
     appender = Signer.generate("ed25519")
     appender.save(tmp_path / "appender.key", data / "appenders" / "test.pub")
     services = open_services(data)
