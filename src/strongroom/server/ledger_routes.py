@@ -9,7 +9,8 @@ claimed signer and type are read without parsing or cryptography (``claimed_sign
 that key may not append that type, a bundle as soon as its first such entry arrives, before the rest is
 read; an entry already logged is answered as a duplicate without verification; only then are signatures
 verified, in a thread pool off the event loop (``cryptography`` releases the GIL while it verifies), one
-bundle at a time per worker and stopping at its first bad entry.
+bundle at a time per worker and stopping at its first bad entry. A refused append is answered after a short
+pause (``REFUSAL_PAUSE``). docs/ledger.md lists every limit.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from strongroom.server.errors import BodyTooLargeError
 IMMUTABLE = "public, max-age=31536000, immutable"
 MAX_BUNDLE_BYTES = 8 << 20
 # One C2SP entry bundle's worth (tlog-tiles serves entries 256 to a bundle): the unit /add-bundle reuses.
-# It bounds what one request can make the server verify (256 P-521 signatures, ~0.4 s of one core, for an
+# It bounds what one request can make the server verify (256 P-521 signatures, 0.4-0.7 s of one core, for an
 # appender; nothing for anyone else, who is refused on the first entry) and queue for the sequencer, while
 # 64-entry bundles already carry ~4,000 appends/s here, so larger bundles would add little.
 MAX_BUNDLE_ENTRIES = TILE_WIDTH
