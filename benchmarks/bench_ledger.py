@@ -1,22 +1,33 @@
 """Ledger throughput and proof latency, measured in one run.
 
-    python benchmarks/bench_ledger.py [--entries 20000] [--postgres URL]
+    python benchmarks/bench_ledger.py [--entries 20000] [--postgres URL] [--hostile-seconds 10] [--releases]
 
 Reports sustained appends/s in-process (SQLite, and PostgreSQL when a URL is given or
 STRONGROOM_TEST_POSTGRES_URL is set) and over HTTP with concurrent clients, inclusion and consistency
 proof time at 10^6 entries, and tile requests/s. Targets on this 2-core machine: >= 5,000 appends/s
 in-process on SQLite, >= 1,000/s over HTTP, proofs < 1 ms at 10^6 entries.
+
+The hostile scenario (issue 11): one client posts an 8 MiB bundle of entries self-signed with a P-521 key
+nobody allowed, again and again, while another reads ``/checkpoint`` every 20 ms; latency is reported with
+and without the attacker, in the same run. With ``--releases`` (the current custody API only) quorum
+releases run one at a time over HTTP (as benchmarks/bench_custody.py stands custody up) with and without
+the attacker, and the release step's p50/p99 are compared. ``--only-hostile`` skips everything else;
+``--skip-hostile`` skips it (the script also runs against older code, for same-session comparisons).
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -24,11 +35,13 @@ from strongroom.ledger import merkle
 from strongroom.ledger.client import LedgerClient
 from strongroom.ledger.entries import make_entry, parse_entry
 from strongroom.ledger.log import Ledger, Receipt
+from strongroom.ledger.tiles import bundle
 from strongroom.ledger.tree import HashTree
 from strongroom.server.background import serve_process
 from strongroom.signing import Signer
 
-BENCH_SERVER_PASSPHRASE = "bench walnut harbour violet"
+# The hardening branch's serve needs a passphrase for its keys (ignored by servers that do not): one for all.
+SERVE_ENV = {**os.environ, "STRONGROOM_SERVER_PASSPHRASE": "bench walnut harbour violet"}
 
 
 def entries(signer: Signer, count: int) -> list[bytes]:
@@ -67,12 +80,11 @@ def in_process(database: str | None, raws: list[bytes], workdir: Path, blocking:
 def over_http(count: int, workdir: Path, clients: int) -> tuple[float, float, float]:
     """'strongroom serve' in its own process; ``clients`` threads append over HTTP one entry per request,
     then 8 clients append 64-entry bundles; finally one client reads full tiles."""
-    env = {**os.environ, "STRONGROOM_SERVER_PASSPHRASE": BENCH_SERVER_PASSPHRASE}
     operator = Signer.generate("ed25519")  # an appender allowed model.evaluated (DATA/appenders/bench.pub)
-    workdir.chmod(0o700)
-    (workdir / "appenders").mkdir(exist_ok=True)
+    workdir.mkdir(mode=0o700, parents=True)
+    (workdir / "appenders").mkdir()
     (workdir / "appenders" / "bench.pub").write_bytes(operator.verifier.pem())
-    with serve_process(workdir, env=env) as url:
+    with serve_process(workdir, env=SERVE_ENV) as url:
         raws = entries(operator, count)
         chunks = [raws[i::clients] for i in range(clients)]
 
@@ -108,6 +120,159 @@ def over_http(count: int, workdir: Path, clients: int) -> tuple[float, float, fl
     return appends, bundled, tiles
 
 
+def hostile_bundle(size: int = 8 << 20) -> bytes:
+    """The review's attack: ``size`` bytes of model.evaluated entries signed by a fresh P-521 key (64 distinct
+    entries repeated; a server that verifies before it checks the signer verifies every copy)."""
+    stranger = Signer.generate("ecdsa-p521")
+    one = bundle(entries(stranger, 64))
+    return one * (size // len(one))
+
+
+def attack(url: str, stop: Any, refused: Any) -> None:
+    """The hostile client: posts the 8 MiB bundle to /add-bundle back to back until ``stop`` is set, counting
+    refusals. It runs in its own process at the lowest CPU priority: on this 2-core machine it stands for a
+    remote attacker, whose own CPU (mostly copying 8 MiB into a socket, hundreds of times a second) is not
+    the server's; the server's CPU per refusal is reported beside it."""
+    os.nice(19)
+    data = hostile_bundle()
+    with httpx.Client(base_url=url, timeout=120) as http:
+        while not stop.is_set():
+            with suppress(httpx.HTTPError):
+                http.post("/add-bundle", content=data)
+            with refused.get_lock():
+                refused.value += 1
+
+
+@contextmanager
+def attacker(url: str, on: bool) -> Iterator[Any]:
+    """While the block runs (if ``on``), a hostile client in its own process; yields its refusal counter."""
+    context = multiprocessing.get_context("spawn")
+    stop, refused = context.Event(), context.Value("i", 0)
+    process = context.Process(target=attack, args=(url, stop, refused), daemon=True)
+    if on:
+        process.start()
+        while refused.value == 0 and process.is_alive():
+            time.sleep(0.05)  # it has made its bundle and had one refused
+        refused.value = 0
+    try:
+        yield refused
+    finally:
+        stop.set()
+        if on:
+            process.join(timeout=120)
+
+
+def server_cpu() -> float:
+    """CPU seconds used so far by this process's children (the ``strongroom serve`` process)."""
+    total = 0.0
+    for task in os.listdir("/proc/self/task"):
+        for child in Path(f"/proc/self/task/{task}/children").read_text().split():
+            with suppress(OSError):
+                if b"strongroom.cli.main" not in Path(f"/proc/{child}/cmdline").read_bytes():
+                    continue  # the attacker's process, or multiprocessing's helper
+                fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def percentiles(values: list[float]) -> tuple[float, float, float]:
+    ordered = sorted(values)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], ordered[-1]
+
+
+def checkpoint_under_attack(workdir: Path, seconds: float) -> None:
+    """``/checkpoint`` latency, one read every 20 ms, without and then with the hostile client."""
+    workdir.mkdir(mode=0o700, parents=True)
+    with serve_process(workdir, env=SERVE_ENV) as url, httpx.Client(base_url=url, timeout=300) as http:
+        results = {}
+        for on in (False, True):
+            with attacker(url, on) as refused:
+                cpu = server_cpu()
+                samples = []
+                end = time.monotonic() + seconds
+                while time.monotonic() < end:
+                    start = time.perf_counter()
+                    http.get("/checkpoint").raise_for_status()
+                    samples.append(time.perf_counter() - start)
+                    time.sleep(0.02)
+                cpu = server_cpu() - cpu
+            results[on] = percentiles(samples)
+            rate = f"; {refused.value / seconds:.0f} bundles refused per second" if on else ""
+            if on and refused.value:
+                rate += f", {cpu / refused.value * 1e3:.2f} ms of server CPU each"
+            rate += f"; server CPU {cpu / seconds * 100:.0f}% of a core"
+            p50, p99, worst = results[on]
+            print(
+                f"/checkpoint {'with' if on else 'without'} the 8 MiB P-521 bundle client: p50 {p50 * 1e3:.1f} ms, "
+                f"p99 {p99 * 1e3:.1f} ms, max {worst * 1e3:.1f} ms (n={len(samples)}){rate}"
+            )
+        print(f"  p99 with / without: {results[True][1] / results[False][1]:.2f}x")
+
+
+def releases_under_attack(workdir: Path, seconds: float) -> None:
+    """Quorum releases one at a time over HTTP (request, two approvals, release), without and then with the
+    hostile client; custody is stood up as in benchmarks/bench_custody.py."""
+    import uvloop
+
+    import bench_custody as custody_bench
+    from strongroom.custody import admin
+    from strongroom.custody.client import CustodyClient
+    from strongroom.custody.policy import ModelPolicy
+    from strongroom.keys import LocalKeyring
+    from strongroom.keys.provider import KeyBinding
+
+    hosts = 4
+    keyring = LocalKeyring.init(workdir / "keys", passphrase="bench", scrypt_n=2**10)
+    _, wrapped = keyring.generate_data_key(KeyBinding("5e" * 16, custody_bench.MODEL))
+    officers = [Signer.generate("ed25519") for _ in range(2)]
+    (workdir / "srv").mkdir(mode=0o700, parents=True)
+    (workdir / "srv" / "officers").mkdir()
+    for n, officer in enumerate(officers):
+        (workdir / "srv" / "officers" / f"officer{n}.pub").write_bytes(officer.verifier.pem())
+    env = {**SERVE_ENV, "STRONGROOM_PASSPHRASE": "bench"}
+    with serve_process(workdir / "srv", "--keys", str(workdir / "keys"), env=env) as url:
+        client = CustodyClient(url)
+        client.admin(admin.propose(admin.register_model(ModelPolicy(custody_bench.MODEL, 3, 2), wrapped), officers))
+        people = custody_bench.enrol(client, officers, hosts)
+        custody_bench.HOSTS.update((i, Signer.generate("ed25519")) for i in range(hosts))
+        for i in range(hosts):
+            pem = custody_bench.HOSTS[i].verifier.pem().decode()
+            client.admin(
+                admin.propose(admin.enrol_host(f"host-{i}", name="h", site="b", owner="b", public_key=pem), officers)
+            )
+        client.close()
+
+        async def flows(until: float) -> list[float]:
+            seen = []
+            async with custody_bench.new_client(url) as http:
+                i = 0
+                while time.monotonic() < until:
+                    release = await custody_bench.flow(http, people, i % hosts)
+                    seen.append(release.seen)
+                    i += 1
+            return seen
+
+        results = {}
+        for on in (False, True):
+            with attacker(url, on) as refused:
+                seen = uvloop.run(flows(time.monotonic() + seconds))
+            results[on] = percentiles(seen)
+            p50, p99, worst = results[on]
+            rate = f"; {refused.value / seconds:.0f} bundles refused per second" if on else ""
+            print(
+                f"release step {'with' if on else 'without'} the 8 MiB P-521 bundle client: p50 {p50 * 1e3:.1f} ms, "
+                f"p99 {p99 * 1e3:.1f} ms, max {worst * 1e3:.1f} ms (n={len(seen)}){rate}"
+            )
+        added = (results[True][1] - results[False][1]) * 1e3
+        print(f"  p99 added by the attacker: {added:+.1f} ms (allowed: 20 ms)")
+
+
+def timed(label: str, function: Callable[[], None]) -> None:
+    start = time.perf_counter()
+    function()
+    print(f"  ({label}: {time.perf_counter() - start:.0f} s)")
+
+
 def proofs_at_a_million() -> tuple[float, float, float]:
     tree = HashTree()
     start = time.perf_counter()
@@ -132,7 +297,24 @@ def main() -> None:
     parser.add_argument("--http-entries", type=int, default=3_000)
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--postgres", default=os.environ.get("STRONGROOM_TEST_POSTGRES_URL"))
+    parser.add_argument("--hostile-seconds", type=float, default=10.0)
+    parser.add_argument("--releases", action="store_true", help="also time quorum releases under the attack")
+    parser.add_argument("--only-hostile", action="store_true")
+    parser.add_argument("--skip-hostile", action="store_true")
+    parser.add_argument("--only-http", action="store_true", help="only the HTTP append rates")
     args = parser.parse_args()
+    if not args.skip_hostile:
+        with tempfile.TemporaryDirectory() as tmp:
+            checkpoint_under_attack(Path(tmp) / "hostile", args.hostile_seconds)
+            if args.releases:
+                releases_under_attack(Path(tmp) / "releases", args.hostile_seconds)
+        if args.only_hostile:
+            return
+    if args.only_http:
+        with tempfile.TemporaryDirectory() as tmp:
+            http_rate, bundled_rate, _ = over_http(args.http_entries, Path(tmp) / "http", args.clients)
+        print(f"HTTP appends, {args.clients} clients: {http_rate:,.0f}/s; 64-entry bundles: {bundled_rate:,.0f}/s")
+        return
     signer = Signer.generate("ed25519")
     raws = entries(signer, args.entries)
     with tempfile.TemporaryDirectory() as tmp:

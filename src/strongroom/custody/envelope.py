@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import json
 import re
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from strongroom import strict_json
 from strongroom.canonical_json import canonical_json
 from strongroom.custody.errors import MessageError, NotAuthorisedError
 from strongroom.signing import BadSignatureError, SigningKey, Verifier
@@ -59,13 +59,15 @@ def whole_seconds(moment: datetime) -> datetime:
 
 
 def load_json(value: Any, what: str) -> Any:
+    """Strict JSON (``strongroom.strict_json``: no NaN or Infinity, integers within 2^53, no duplicate keys,
+    at most 64 deep, UTF-8): MessageError with the reason otherwise."""
     if isinstance(value, bytes | str):
         if len(value) > MAX_MESSAGE_BYTES:
             raise MessageError(f"{what}: larger than {MAX_MESSAGE_BYTES} bytes")
         try:
-            return json.loads(value)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise MessageError(f"{what}: not valid JSON") from None
+            return strict_json.loads(value)
+        except strict_json.StrictJSONError as exc:
+            raise MessageError(f"{what}: not valid JSON: {exc}") from None
     return value
 
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 
 from strongroom.ledger.errors import NoteError
 from strongroom.ledger.merkle import HASH_SIZE
+
+# ASCII decimal without leading zeros (str.isdigit accepts '²', which int() refuses); below 10^20.
+SIZE = re.compile(r"0|[1-9][0-9]{0,19}")
 
 
 @dataclass(frozen=True)
@@ -31,11 +35,11 @@ class Checkpoint:
         origin, size_text, root_text = lines[0], lines[1], lines[2]
         if not origin:
             raise NoteError("checkpoint origin is empty")
-        if not size_text.isdigit() or (size_text != "0" and size_text.startswith("0")) or len(size_text) > 20:
-            raise NoteError(f"checkpoint size {size_text!r} is not a decimal number")
+        if not SIZE.fullmatch(size_text):
+            raise NoteError(f"checkpoint size {size_text[:40]!r} is not a decimal number")
         try:
             root = base64.b64decode(root_text, validate=True)
-        except binascii.Error:
+        except (binascii.Error, ValueError):  # ValueError: non-ASCII text
             raise NoteError("checkpoint root hash is not base64") from None
         if len(root) != HASH_SIZE:
             raise NoteError("checkpoint root hash is not 32 bytes")

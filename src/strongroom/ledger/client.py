@@ -90,8 +90,18 @@ class LedgerClient:
         return out[start - first_tile * TILE_WIDTH :]
 
     def query(self, **filters: str) -> list[tuple[int, Entry]]:
-        data = self._get("/v1/entries", **{k: v for k, v in filters.items() if v}).json()
-        return [(int(e["index"]), parse_entry(e["entry"].encode())) for e in data["entries"]]
+        """Every entry matching the filters, page by page, each verified here (the server's word is not proof)."""
+        found: list[tuple[int, Entry]] = []
+        params: dict[str, Any] = {k: v for k, v in filters.items() if v}
+        while True:
+            data = self._get("/v1/entries", **params).json()
+            found += [(int(e["index"]), parse_entry(e["entry"].encode())) for e in data["entries"]]
+            following = data.get("next")
+            if following is None:
+                return found
+            if not isinstance(following, int) or following <= params.get("start", -1):
+                raise LedgerError(f"{self.url}/v1/entries: the next page does not move forward")
+            params["start"] = following
 
     def close(self) -> None:
         self.http.close()

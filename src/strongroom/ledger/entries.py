@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from strongroom import strict_json
 from strongroom.canonical_json import canonical_json, is_canonical
 from strongroom.ledger.errors import EntryError
 from strongroom.signing import BadSignatureError, SigningKey, SigningKeyError, Verifier
@@ -77,7 +78,13 @@ class Entry:
         return None
 
 
-_TIME = re.compile(r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\dZ$")
+_TIME = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z")
+# How every valid entry ends: in RFC 8785 form the keys are sorted, so signer, time and type come last, and
+# a valid signer's key id is 64 lowercase hex digits. ``claimed_signer`` reads these without parsing.
+_TAIL = re.compile(
+    rb',"signer":\{"key_id":"([0-9a-f]{64})","public_key":"(?:[^"\\]|\\.)*"\},'
+    rb'"time":"[^"\\]{0,64}","type":"([^"\\]{1,64})"\}\Z'
+)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -132,14 +139,43 @@ def _signed_bytes_from_raw(raw: bytes, entry_type: str, schema: int, time: str) 
     return b'{"body":' + body + tail.encode("ascii")
 
 
-def parse_entry(raw: bytes) -> Entry:
-    """Decode and fully verify an entry's bytes (canonical form, schema, signature)."""
+@dataclass(frozen=True)
+class Claim:
+    """What an entry says about itself (its type and its signer's key id), read without verifying anything."""
+
+    type: str
+    key_id: str
+
+
+def claimed_signer(raw: bytes) -> Claim:
+    """The entry's type and signer key id as it claims them, found with one regular expression and no JSON
+    parsing or cryptography, so an HTTP appender can be refused before any work is spent on its entries.
+
+    Every valid entry matches (canonical JSON puts ``signer``, ``time`` and ``type`` last); a claim is not
+    a verified fact: ``parse_entry`` still checks everything, and callers compare its result to the claim.
+    An entry that does not match is malformed: the error says how, found by the same cheap checks
+    ``parse_entry`` starts with (strict JSON, fields, schema, canonical form), still without cryptography.
+    """
+    if len(raw) > MAX_ENTRY_BYTES:
+        raise EntryError(f"entry is {len(raw)} bytes; the limit is {MAX_ENTRY_BYTES}")
+    found = _TAIL.search(raw)
+    if found is not None:
+        try:
+            return Claim(found.group(2).decode("utf-8"), found.group(1).decode("ascii"))
+        except UnicodeDecodeError:
+            pass
+    value = _decode(raw)  # raises the specific reason; a well-formed entry that still does not match has:
+    raise EntryError(f"{value['type']}: signer key_id must be 64 lowercase hex digits")
+
+
+def _decode(raw: bytes) -> dict[str, Any]:
+    """The checks that need no cryptography: strict JSON, fields, schema, time, canonical form."""
     if len(raw) > MAX_ENTRY_BYTES:
         raise EntryError(f"entry is {len(raw)} bytes; the limit is {MAX_ENTRY_BYTES}")
     try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise EntryError("entry is not valid JSON") from None
+        value = strict_json.loads(raw)
+    except strict_json.StrictJSONError as exc:
+        raise EntryError(f"entry is not valid JSON: {exc}") from None
     if not isinstance(value, dict) or set(value) != ENTRY_FIELDS:
         raise EntryError(f"entry must have exactly the fields {', '.join(sorted(ENTRY_FIELDS))}")
     entry_type, schema, time, body = value["type"], value["schema"], value["time"], value["body"]
@@ -149,21 +185,37 @@ def parse_entry(raw: bytes) -> Entry:
         raise EntryError(f"{entry_type}: unsupported schema version {schema!r}")
     if not isinstance(time, str):
         raise EntryError(f"{entry_type}: time must be a string")
-    if not _TIME.match(time):
-        raise EntryError(f"{entry_type}: time {time!r} is not like 2026-01-31T12:00:00Z")
+    if not _TIME.fullmatch(time):
+        raise EntryError(f"{entry_type}: time {time[:40]!r} is not like 2026-01-31T12:00:00Z")
     check_body(entry_type, body)
     signer = value["signer"]
     if not isinstance(signer, dict) or set(signer) != {"key_id", "public_key"}:
         raise EntryError(f"{entry_type}: signer must be {{key_id, public_key}}")
+    if not isinstance(signer["public_key"], str) or not isinstance(signer["key_id"], str):
+        raise EntryError(f"{entry_type}: signer key_id and public_key must be strings")
+    if not isinstance(value["signature"], str):
+        raise EntryError(f"{entry_type}: signature must be a base64 string")
     try:
-        verifier = _verifier(str(signer["public_key"]))
-        signature = base64.b64decode(str(value["signature"]), validate=True)
-    except (SigningKeyError, binascii.Error) as exc:
-        raise EntryError(f"{entry_type}: {exc}") from None
+        canonical = is_canonical(value, raw)
+    except (ValueError, TypeError, RecursionError) as exc:  # strict JSON leaves none of these; belt and braces
+        raise EntryError(f"{entry_type}: entry has no canonical form ({type(exc).__name__})") from None
+    if not canonical:
+        raise EntryError(f"{entry_type}: entry is not in canonical JSON form")
+    return dict(value)
+
+
+def parse_entry(raw: bytes) -> Entry:
+    """Decode and fully verify an entry's bytes (strict JSON, canonical form, schema, signature)."""
+    value = _decode(raw)
+    entry_type, schema, time, body = value["type"], value["schema"], value["time"], value["body"]
+    signer = value["signer"]
+    try:
+        verifier = _verifier(signer["public_key"])
+        signature = base64.b64decode(value["signature"], validate=True)
+    except (SigningKeyError, binascii.Error, ValueError) as exc:
+        raise EntryError(f"{entry_type}: {str(exc)[:200]}") from None
     if verifier.key_id != signer["key_id"]:
         raise EntryError(f"{entry_type}: signer key_id does not match its public key")
-    if not is_canonical(value, raw):
-        raise EntryError(f"{entry_type}: entry is not in canonical JSON form")
     try:
         verifier.check_unique(signature)  # the leaf is the entry's bytes: one statement, one leaf
         verifier.verify(signature, _signed_bytes_from_raw(raw, entry_type, schema, time))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import queue
 import secrets
 import threading
+from collections import OrderedDict
 from collections.abc import Collection, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from strongroom.ledger.tree import HashTree
 from strongroom.signing import Signer
 
 MAX_BATCH = 4096
+MAX_QUERY = 100_000  # in process; over HTTP /v1/entries pages at most 1,000 at a time
+DECODED_CACHE_BYTES = 16 << 20  # decoded entries kept so reads need not re-verify what was verified once
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class Ledger:
         self._tree_lock = threading.Lock()
         self._queue: queue.Queue[tuple[Entry, Future[Receipt]] | None] = queue.Queue()
         self._checkpoint: tuple[int, str] | None = None
+        self._decoded = DecodedEntries(DECODED_CACHE_BYTES)
         self._closed = False
         self._sequencer = threading.Thread(target=self._sequence, name="ledger-sequencer", daemon=True)
         self._sequencer.start()
@@ -95,6 +99,13 @@ class Ledger:
         """Verify and sequence one entry; returns once it is durable. Malformed entries raise EntryError."""
         entry = parse_entry(raw)
         return self.submit(entry).result()
+
+    def known(self, raw: bytes) -> Receipt | None:
+        """The receipt of ``raw`` if exactly these bytes are already logged (durably): a repeat needs no
+        verification, since it adds nothing to the log."""
+        leaf = merkle.leaf_hash(raw)
+        index = self._index_of.get(leaf)
+        return None if index is None else Receipt(index, leaf, duplicate=True)
 
     def submit(self, entry: Entry) -> Future[Receipt]:
         if self._closed:
@@ -151,6 +162,8 @@ class Ledger:
             for _, leaf in fresh:
                 self._index_of.setdefault(leaf, self.tree.size)
                 self.tree.append(leaf)
+        for entry, leaf in fresh:
+            self._decoded.put(leaf, entry)
         for future, leaf, known in answers:
             if known is None:
                 future.set_result(Receipt(pending[leaf], leaf))
@@ -198,7 +211,17 @@ class Ledger:
         return found[0]
 
     def read(self, index: int) -> Entry:
-        return parse_entry(self.entry(index))
+        return self.decode(self.entry(index))
+
+    def decode(self, raw: bytes) -> Entry:
+        """``parse_entry(raw)``, from the cache of entries this process verified (at append or an earlier
+        read) when it holds exactly these bytes: a read never trusts bytes nobody here verified."""
+        leaf = merkle.leaf_hash(raw)
+        entry = self._decoded.get(leaf)
+        if entry is None or entry.raw != raw:
+            entry = parse_entry(raw)
+            self._decoded.put(leaf, entry)
+        return entry
 
     def entries(self, start: int, end: int) -> list[bytes]:
         return self.store.entries(start, min(end, self.size))
@@ -213,9 +236,15 @@ class Ledger:
             count = len(self.tree.levels[8 * level]) if 8 * level < len(self.tree.levels) else 0
         return max(0, min(256, count - 256 * index))
 
-    def query(self, **filters: str) -> list[tuple[int, Entry]]:
+    def query(self, *, start: int = 0, limit: int = MAX_QUERY, **filters: str) -> list[tuple[int, Entry]]:
+        """Entries matching every filter (type, model_id, person, signer, since, until), decoded; at most
+        ``limit`` of them, from index ``start`` on."""
+        return [(i, self.decode(raw)) for i, raw in self.query_raw(start=start, limit=limit, **filters)]
+
+    def query_raw(self, *, start: int = 0, limit: int = MAX_QUERY, **filters: str) -> list[tuple[int, bytes]]:
+        """As ``query``, the stored bytes as they are: what a reader who verifies for itself needs."""
         clean = {k: v for k, v in filters.items() if v}
-        return [(i, parse_entry(raw)) for i, raw in self.store.query(clean, limit=100_000)]
+        return self.store.query(clean, limit=min(limit, MAX_QUERY), start=max(0, start))
 
     def scan(self, types: Collection[str] = (), start: int = 0, page: int = 2048) -> Iterator[tuple[int, Entry]]:
         """Every entry from ``start`` to the current size (only ``types``, if given), in log order, each
@@ -239,3 +268,30 @@ class Ledger:
             self._queue.put(None)
             self._sequencer.join(timeout=30)
             self.store.close()
+
+
+class DecodedEntries:
+    """Verified entries by leaf hash, least recently used dropped first, at most ``budget`` bytes of them."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self._entries: OrderedDict[bytes, Entry] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, leaf: bytes) -> Entry | None:
+        with self._lock:
+            entry = self._entries.get(leaf)
+            if entry is not None:
+                self._entries.move_to_end(leaf)
+            return entry
+
+    def put(self, leaf: bytes, entry: Entry) -> None:
+        with self._lock:
+            if leaf in self._entries:
+                return
+            self._entries[leaf] = entry
+            self._bytes += len(entry.raw)
+            while self._bytes > self.budget and self._entries:
+                _, dropped = self._entries.popitem(last=False)
+                self._bytes -= len(dropped.raw)

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from strongroom.ledger.errors import LedgerError
 
 TILE_HEIGHT = 8
 TILE_WIDTH = 1 << TILE_HEIGHT
-_PATH = re.compile(r"^(?:x\d{3}/)*\d{3}$")
+MAX_LEVEL = 63
+# ASCII digits only (``\d`` and ``str.isdigit`` accept '²' and other Unicode digits, which int() refuses);
+# at most seven groups: indices below 10^21, beyond any 64-bit tree size.
+_PATH = re.compile(r"(?:x[0-9]{3}/){0,6}[0-9]{3}")
+_LEVEL = re.compile(r"[0-9]{1,2}")
+_WIDTH = re.compile(r"[1-9][0-9]{0,2}")
 
 
 def encode_index(n: int) -> str:
@@ -26,9 +31,16 @@ def encode_index(n: int) -> str:
 
 
 def decode_index(text: str) -> int:
-    if not _PATH.match(text):
-        raise LedgerError(f"malformed tile index {text!r}")
+    if not _PATH.fullmatch(text):
+        raise LedgerError(f"malformed tile index {text[:40]!r}")
     return int("".join(part.lstrip("x") for part in text.split("/")))
+
+
+def parse_level(text: str) -> int:
+    """A tile level: ASCII decimal, 0 to 63."""
+    if not _LEVEL.fullmatch(text) or int(text) > MAX_LEVEL:
+        raise LedgerError(f"malformed tile level {text[:40]!r}")
+    return int(text)
 
 
 def tile_path(level: int, index: int, width: int = TILE_WIDTH) -> str:
@@ -46,8 +58,8 @@ def parse_tile_request(rest: str) -> tuple[int, int]:
     width = TILE_WIDTH
     if ".p/" in rest:
         rest, width_text = rest.split(".p/", 1)
-        if not width_text.isdigit() or not 1 <= int(width_text) < TILE_WIDTH or width_text.startswith("0"):
-            raise LedgerError(f"malformed partial tile width {width_text!r}")
+        if not _WIDTH.fullmatch(width_text) or not 1 <= int(width_text) < TILE_WIDTH:
+            raise LedgerError(f"malformed partial tile width {width_text[:40]!r}")
         width = int(width_text)
     return decode_index(rest), width
 
@@ -62,14 +74,47 @@ def bundle(entries: Sequence[bytes]) -> bytes:
     return bytes(out)
 
 
-def unbundle(data: bytes) -> list[bytes]:
-    entries, offset = [], 0
-    while offset < len(data):
-        if offset + 2 > len(data):
-            raise LedgerError("truncated entry bundle")
-        (length,) = struct.unpack(">H", data[offset : offset + 2])
-        if offset + 2 + length > len(data):
-            raise LedgerError("truncated entry bundle")
-        entries.append(data[offset + 2 : offset + 2 + length])
-        offset += 2 + length
+def unbundle(data: bytes, max_entries: int | None = None) -> list[bytes]:
+    """The entries of a bundle; LedgerError if it is truncated or holds more than ``max_entries``."""
+    reader = BundleReader(max_entries)
+    entries = list(reader.feed(data))
+    reader.finish()
     return entries
+
+
+class BundleReader:
+    """Splits an entry bundle into entries as its bytes arrive, so a reader can judge (and refuse) each entry
+    before the rest of the bundle is read. Raises LedgerError past ``max_entries`` or on a truncated end."""
+
+    def __init__(self, max_entries: int | None = None) -> None:
+        self.max_entries = max_entries
+        self.count = 0
+        self._buffer = bytearray()
+        self._offset = 0
+
+    def feed(self, chunk: bytes) -> Iterator[bytes]:
+        """Take ``chunk``; iterate the result for the entries now complete, one at a time (a caller that stops
+        early, to refuse the bundle, has copied out no more than the entries it looked at)."""
+        if self._offset:
+            del self._buffer[: self._offset]
+            self._offset = 0
+        self._buffer += chunk
+        return self._complete()
+
+    def _complete(self) -> Iterator[bytes]:
+        buffer = self._buffer
+        while len(buffer) - self._offset >= 2:
+            start = self._offset
+            length = (buffer[start] << 8) | buffer[start + 1]
+            if len(buffer) - start - 2 < length:
+                break
+            self.count += 1
+            if self.max_entries is not None and self.count > self.max_entries:
+                raise LedgerError(f"entry bundle holds more than {self.max_entries} entries")
+            self._offset = start + 2 + length
+            yield bytes(buffer[start + 2 : start + 2 + length])
+
+    def finish(self) -> None:
+        """Raise if bytes are left over that do not make a whole entry."""
+        if len(self._buffer) > self._offset:
+            raise LedgerError("truncated entry bundle")

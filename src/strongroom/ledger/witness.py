@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import sqlite3
 import threading
 import time
@@ -26,6 +27,9 @@ from strongroom.ledger.cosignature import cosign
 from strongroom.ledger.errors import LedgerError, NoteError, ProofError
 from strongroom.ledger.note import COSIGNATURE_V1, NoteSigner, NoteVerifier, open_note, private_from_pem
 from strongroom.signing import Signer
+
+MAX_PROOF_LINES = 128  # a consistency proof for any 64-bit tree size has fewer hashes
+_OLD = re.compile(r"old ([0-9]{1,20})")  # ASCII digits: 'old ²' passes str.isdigit, and int() refuses it
 
 
 @dataclass(frozen=True)
@@ -93,13 +97,16 @@ def parse_request(request: str) -> tuple[int, list[bytes], str]:
     if not sep:
         raise LedgerError("add-checkpoint request needs a blank line before the checkpoint")
     lines = head.split("\n")
-    if not lines[0].startswith("old ") or not lines[0][4:].isdigit():
-        raise LedgerError("add-checkpoint request must start with 'old <size>'")
+    old = _OLD.fullmatch(lines[0])
+    if old is None:
+        raise LedgerError("add-checkpoint request must start with 'old <size>' (ASCII decimal)")
+    if len(lines) - 1 > MAX_PROOF_LINES:
+        raise LedgerError(f"consistency proof has more than {MAX_PROOF_LINES} lines")
     try:
         proof = [base64.b64decode(line, validate=True) for line in lines[1:] if line]
-    except binascii.Error:
+    except (binascii.Error, ValueError):
         raise LedgerError("consistency proof lines must be base64") from None
-    return int(lines[0][4:]), proof, note
+    return int(old.group(1)), proof, note
 
 
 def request_body(old: int, proof: list[bytes], note: str) -> str:

@@ -6,6 +6,7 @@ import threading
 
 import httpx
 
+from strongroom.ledger.checkpoint import SIZE
 from strongroom.ledger.log import Ledger
 from strongroom.ledger.witness import request_body
 from strongroom.tls import ClientTls
@@ -51,7 +52,7 @@ class Witnessing:
                 )
             except httpx.HTTPError:
                 return None
-            if reply.status_code == 409 and reply.text.strip().isdigit():
+            if reply.status_code == 409 and SIZE.fullmatch(reply.text.strip()):
                 self._sizes[url] = int(reply.text.strip())
                 continue
             if reply.status_code == 200:

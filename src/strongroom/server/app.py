@@ -8,6 +8,7 @@ the ledger has no authority yet), and the appenders (``appenders/NAME.pub``, eac
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +23,9 @@ from strongroom.filemodes import loose_files, private_directory
 from strongroom.keys.provider import KeyProvider
 from strongroom.ledger.log import Ledger
 from strongroom.ledger.witnessing import Witnessing
+from strongroom.server import errors
+from strongroom.server.bodies import BodyLimit
 from strongroom.server.custody_routes import custody_router
-from strongroom.server.errors import handle_strongroom_error
 from strongroom.server.ledger_routes import ledger_router
 from strongroom.signing import Signer, Verifier
 
@@ -71,9 +73,26 @@ def genesis_authority(data_dir: Path, threshold: int, agreement: str | None) -> 
         raise ServerSettingsError(f"{folder}: {exc}") from None
 
 
+_read: dict[Path, tuple[tuple[tuple[str, int, int], ...], Appenders]] = {}
+
+
 def appenders_in(data_dir: Path) -> Appenders:
-    """``DATA/appenders/NAME.pub`` and their allow-lists ``NAME.types`` (default: model.evaluated)."""
+    """``DATA/appenders/NAME.pub`` and their allow-lists ``NAME.types`` (default: model.evaluated), read again
+    whenever a file there is added, removed or changed (a stat of the folder per call, not a parse)."""
     folder = data_dir / "appenders"
+    try:
+        stamp = tuple(sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in os.scandir(folder)))
+    except OSError:
+        stamp = ()
+    cached = _read.get(folder)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    appenders = _appenders_in(folder)
+    _read[folder] = (stamp, appenders)
+    return appenders
+
+
+def _appenders_in(folder: Path) -> Appenders:
     found: dict[str, frozenset[str]] = {}
     for path in sorted(folder.glob("*.pub")) if folder.is_dir() else []:
         allow_list = path.with_suffix(".types")
@@ -123,7 +142,8 @@ def open_services(
 
 def create_app(services: Services, data_dir: Path) -> FastAPI:
     app = FastAPI(title="Strongroom", version="0.1.0")
-    app.add_exception_handler(StrongroomError, handle_strongroom_error)
+    errors.install(app)  # library errors by class; malformed input 4xx, never 500; one {"error", "kind"} shape
+    app.add_middleware(BodyLimit)  # no body over 8 MiB reaches any route (each route has a tighter cap)
 
     appenders_in(data_dir)  # a misconfigured allow-list stops the server from starting
 

@@ -19,17 +19,15 @@ from fastapi.responses import JSONResponse
 from strongroom.custody.envelope import MAX_MESSAGE_BYTES, SignedMessage
 from strongroom.custody.protocol import AdminSubmission
 from strongroom.custody.service import CustodyService
-from strongroom.server.errors import BodyTooLargeError
+from strongroom.server.bodies import read_body
 from strongroom.server.priority import ReleaseFirstGate
 
 T = TypeVar("T")
 
 
 async def _body(request: Request, what: str) -> bytes:
-    raw = await request.body()
-    if len(raw) > MAX_MESSAGE_BYTES:
-        raise BodyTooLargeError(f"{what}: body larger than {MAX_MESSAGE_BYTES} bytes")
-    return raw
+    """At most 64 KiB, refused (413) on its Content-Length before reading, or as soon as it streams past."""
+    return await read_body(request, MAX_MESSAGE_BYTES, what)
 
 
 async def signed_body(request: Request, what: str) -> SignedMessage:
