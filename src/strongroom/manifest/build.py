@@ -22,7 +22,7 @@ from strongroom.manifest.safetensors_layout import HeaderDigests, read_header
 from strongroom.manifest.sealed_hash import hash_sealed_tensors
 from strongroom.manifest.walk import DEFAULT_IGNORED, is_ignored, list_files
 from strongroom.seal import SealedModel
-from strongroom.seal.directory import INDEX_FILE
+from strongroom.seal.directory import INDEX_FILE, SealedEntry
 
 Progress = Callable[[int], None]
 HEAD = ("head",)  # span key: a whole file, or a safetensors file's raw header
@@ -199,20 +199,16 @@ def build_sealed(
     if extra:
         msg = f"not part of the sealed model (not in {INDEX_FILE})"
         raise ExtraFileError(f"{root}: {extra[0]}: {msg}", [Failure("extra-file", n, msg) for n in extra])
-    for entry in model.members():
+    report = locked(progress)
+
+    def member(entry: SealedEntry) -> None:
         name = entry.name
-        if is_ignored(name, ignored):
-            continue
         with model.open_file(name) as sealed:
             size = sealed.plaintext_length
             display = f"{root}:{name}"
             if entry.content_type == "safetensors" or name.endswith(".safetensors"):
                 hd = read_header(sealed.read, size, display, alg)
-                record = FileRecord(
-                    name, size, alg, None, True, hd.header.header_length,
-                    hd.header_digest, hd.canonical_header_digest,
-                )  # fmt: skip
-                files[name] = record
+                files[name] = record = _safetensors_record(name, size, alg, hd)
                 whole_hasher = None
                 if whole:
                     whole_hasher = new_hasher(whole, size)
@@ -232,6 +228,13 @@ def build_sealed(
                 files[name] = FileRecord(name, size, alg, digest)
                 if whole:
                     whole_digests[name] = also[0] if also else digest
-            if progress:
-                progress(size)
+            if report:
+                report(size)
+
+    entries = sorted((e for e in model.members() if not is_ignored(e.name, ignored)), key=lambda e: -e.plaintext_length)
+    # Without a whole-file digest each file already uses every core; with one, each file's whole-file hash
+    # is a sequential chain, so files are hashed side by side.
+    with ThreadPoolExecutor(threads if whole else 1) as pool:
+        for future in [pool.submit(member, entry) for entry in entries]:
+            future.result()
     return Manifest(alg, files, tensors, whole_digests, whole)
