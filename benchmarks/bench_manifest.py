@@ -11,7 +11,8 @@ interleaved round by round so they share the machine's noise:
   ``model_signing``'s default hashing (SHA-256 per file, as its CLI signs) on the same directory. Target >= 3x.
 * ``strongroom sign`` (manifest + whole-file SHA-256 resources in one read pass + signature) with its default
   and with BLAKE3 resources, of the plain and the sealed copy; with ``--baseline-src``, also ``sign`` run
-  by another checkout's code (in its own process, timed there): its default and SHA-256 resources.
+  by another checkout's code (in its own process, timed there): its default and SHA-256 resources; with
+  ``--cold``, sign and model-signing again with the plain files dropped from the page cache before each.
 * ``load_verified`` (decrypt + hash every tensor in the same pass) vs ``SealedModel.load_tensors``
   (decrypt only). Target: verification adds <= 15%.
 """
@@ -110,6 +111,16 @@ def time_baseline(src: Path, path: Path, resources: str, keys: Path | None) -> t
     return wall, cpu
 
 
+def evict(directory: Path) -> None:
+    """Drop this directory's files from the page cache (posix_fadvise DONTNEED: these files only)."""
+    for f in directory.iterdir():
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
 def best(fn: Callable[[], object], repeat: int) -> float:
     times = []
     for _ in range(repeat):
@@ -126,6 +137,9 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=Path("/tmp/strongroom-bench-manifest"))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="Keep the checkpoint for another run.")
+    parser.add_argument(
+        "--cold", action="store_true", help="Also time sign with the plain files dropped from the page cache."
+    )
     parser.add_argument(
         "--baseline-src", type=Path, help="Also time `sign` with the code under this src/ (e.g. an older checkout)."
     )
@@ -178,6 +192,12 @@ def main() -> None:
             ("old-sealed-sign", sealed, "", keys),
         ):
             variants[name] = functools.partial(time_baseline, args.baseline_src, path, resources, keydir)
+    if args.cold:  # the plain files dropped from the page cache before each call: read from disk
+        variants["cold-sign"] = lambda: (evict(plain), timed(lambda: sign_model(plain, signer)))[1]
+        variants["cold-ms"] = lambda: (evict(plain), timed(lambda: ms_config.hash(plain)))[1]
+        if args.baseline_src:
+            base = functools.partial(time_baseline, args.baseline_src, plain, "sha256", None)
+            variants["cold-old-sign-sha256"] = lambda: (evict(plain), base())[1]
     # Interleaved rounds share the machine's noise between the variants; best wall and CPU time of each.
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     for _ in range(args.repeat):
@@ -197,6 +217,9 @@ def main() -> None:
         "sealed-sign": "strongroom sign of the sealed copy, default",
         "sealed-sign-b3": "strongroom sign of the sealed copy, blake3",
         "old-sealed-sign": "baseline sign of the sealed copy, its default",
+        "cold-sign": "cold cache: strongroom sign, default",
+        "cold-old-sign-sha256": "cold cache: baseline sign, SHA-256 resources",
+        "cold-ms": "cold cache: model-signing default hashing",
     }
     print("hashing and signing (sign = hashing + statement + signature; wall and CPU seconds)")
     for name in labels:
@@ -215,6 +238,10 @@ def main() -> None:
         ratio("strongroom sign, default / baseline sign, its default", "sign", "old-sign")
         ratio("strongroom sign, default / baseline sign with SHA-256 resources", "sign", "old-sign-sha256")
         ratio("strongroom sign of the sealed copy, default / baseline's", "sealed-sign", "old-sealed-sign")
+    if args.cold:
+        ratio("cold cache: model-signing default / strongroom sign, default", "cold-ms", "cold-sign")
+        if args.baseline_src:
+            ratio("cold cache: strongroom sign, default / baseline sign, SHA-256", "cold-sign", "cold-old-sign-sha256")
     (plain / SIGNATURE_FILE).unlink(missing_ok=True)
     (sealed / SIGNATURE_FILE).unlink(missing_ok=True)
     print()
