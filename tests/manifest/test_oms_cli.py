@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -20,6 +21,10 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from safetensors.numpy import save_file
+
+from strongroom.keys import LocalKeyring
+from strongroom.manifest import sign_model
+from strongroom.signing import Signer
 
 from .conftest import copy_model
 
@@ -293,3 +298,17 @@ def test_blake3_resources_are_an_opt_in_the_reference_cli_refuses(
     theirs = ms_verify(model, keys["pub"])
     assert theirs.returncode == 1 and "Hash mismatch" in theirs.stderr
     assert strongroom_cli("verify", str(model), "--signer", str(keys["pub"])).returncode == 0
+
+
+def test_signature_of_a_sealed_copy_verifies_its_plaintext_with_the_reference_cli(
+    model_dir: Path, sealed_model: Path, keyring: LocalKeyring, keys: dict[str, Path], tmp_path: Path
+) -> None:
+    """The reference tool cannot read sealed files, but the resources are the plaintext's: the signature of
+    a sealed copy, put beside the plaintext, passes `model_signing verify key` there."""
+    sealed = copy_model(sealed_model, tmp_path / "sealed")
+    sign_model(sealed, Signer.load(keys["key"]), keyring)
+    plain = copy_model(model_dir, tmp_path / "plain")
+    shutil.copy(sealed / "model.sig", plain / "model.sig")
+    done = ms_verify(plain, keys["pub"])
+    assert done.returncode == 0, done.stderr
+    assert sr_verify(plain, keys["pub"]).returncode == 0
