@@ -16,7 +16,7 @@ from strongroom.keys.provider import KeyProvider
 from strongroom.manifest.build import build_manifest, is_sealed_dir
 from strongroom.manifest.diff import diff_models
 from strongroom.manifest.errors import VerificationError
-from strongroom.manifest.sign import sign_model
+from strongroom.manifest.sign import DEFAULT_RESOURCE_ALGORITHM, sign_model
 from strongroom.manifest.verify import verify_model
 from strongroom.signing import Signer, Verifier
 
@@ -74,8 +74,13 @@ def sign(
     kek_file: KekFileOption = None,
     algorithm: AlgorithmOption = "blake3",
     resource_algorithm: Annotated[
-        str | None, typer.Option("--resource-algorithm", help="Whole-file digest for OMS resources (sha256...).")
-    ] = None,
+        str,
+        typer.Option(
+            "--resource-algorithm",
+            help="Whole-file digest for the OMS resources: sha256 (default; what `model_signing verify` computes) "
+            "or blake3 (faster; Strongroom and model-signing's library only).",
+        ),
+    ] = DEFAULT_RESOURCE_ALGORITHM,
     json_out: JsonOption = False,
 ) -> None:
     """Sign a model: writes DIR/model.sig (Sigstore bundle, DSSE, in-toto statement, OMS v1.0 predicate)."""
@@ -90,8 +95,11 @@ def sign(
         return
     console.print(
         f"signed {result.files} files, {result.tensors} tensors: model id [bold]{result.model_id}[/]\n"
-        f"wrote {result.signature} (key {result.key_id[:16]})"
+        f"wrote {result.signature} (key {result.key_id[:16]}, {result.resource_algorithm} resources)"
     )
+    if not result.reference_cli_verifiable:
+        why = "an Ed25519 key" if signer.key_type == "ed25519" else f"{result.resource_algorithm} resources"
+        console.print(f"note: `model_signing verify key` cannot check this signature ({why}); strongroom verify can")
 
 
 def verify(

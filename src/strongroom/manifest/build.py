@@ -9,21 +9,23 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from strongroom.keys.provider import KeyProvider
-from strongroom.manifest.digest import Algorithm, MappedFile, check_algorithm, hash_range, hash_reader, new_hasher
+from strongroom.manifest.digest import Algorithm, MappedFile, check_algorithm, hash_range, hash_reader_multi, new_hasher
 from strongroom.manifest.errors import ExtraFileError, Failure, ManifestError, ModelPathError
+from strongroom.manifest.onepass import Span, hash_file_once, locked
 from strongroom.manifest.records import FileRecord, Manifest, TensorRecord
-from strongroom.manifest.safetensors_layout import read_header
+from strongroom.manifest.safetensors_layout import HeaderDigests, read_header
 from strongroom.manifest.sealed_hash import hash_sealed_tensors
 from strongroom.manifest.walk import DEFAULT_IGNORED, is_ignored, list_files
 from strongroom.seal import SealedModel
-from strongroom.seal.directory import INDEX_FILE
+from strongroom.seal.directory import INDEX_FILE, SealedEntry
 
 Progress = Callable[[int], None]
+HEAD = ("head",)  # span key: a whole file, or a safetensors file's raw header
 
 
 def default_threads() -> int:
@@ -85,28 +87,22 @@ def _build_plain(
     root: Path, alg: Algorithm, whole: str | None, ignored: tuple[str, ...], threads: int, progress: Progress | None
 ) -> Manifest:
     names = list_files(root, ignored)
+    if whole:
+        return _build_plain_once(root, names, alg, whole, threads, progress)
     maps: dict[str, MappedFile] = {}
     files: dict[str, FileRecord] = {}
     tensors: dict[tuple[str, str], TensorRecord] = {}
-    whole_digests: dict[str, str] = {}
     jobs: list[tuple[int, tuple[str, str, Any], Callable[[], str]]] = []
     try:
         for name in names:
             mapped = maps[name] = MappedFile(root / name, str(root / name))
             if name.endswith(".safetensors"):
                 hd = read_header(mapped.read, mapped.size, name, alg)
-                files[name] = FileRecord(
-                    name, mapped.size, alg, None, True, hd.header.header_length,
-                    hd.header_digest, hd.canonical_header_digest,
-                )  # fmt: skip
+                files[name] = _safetensors_record(name, mapped.size, alg, hd)
                 for t in hd.tensors_in_order():
                     jobs.append((t.nbytes, ("tensor", name, t), _job(mapped, t.start, t.end, alg)))
-                if whole:
-                    jobs.append((mapped.size, ("whole", name, None), _job(mapped, 0, mapped.size, whole)))
             else:
                 jobs.append((mapped.size, ("file", name, None), _job(mapped, 0, mapped.size, alg)))
-                if whole and whole != alg:
-                    jobs.append((mapped.size, ("whole", name, None), _job(mapped, 0, mapped.size, whole)))
         jobs.sort(key=lambda j: -j[0])
         with ThreadPoolExecutor(threads) as pool:
             futures = [pool.submit(fn) for _, _, fn in jobs]
@@ -116,16 +112,59 @@ def _build_plain(
                     progress(size)
                 if kind == "tensor":
                     tensors[(name, t.name)] = _tensor_record(name, t, files[name], alg, digest)
-                elif kind == "whole":
-                    whole_digests[name] = digest
                 else:
                     files[name] = FileRecord(name, maps[name].size, alg, digest)
-                    if whole == alg:
-                        whole_digests[name] = digest
     finally:
         for mapped in maps.values():
             mapped.close()
-    return Manifest(alg, files, tensors, whole_digests, whole)
+    return Manifest(alg, files, tensors)
+
+
+def _build_plain_once(
+    root: Path, names: list[str], alg: Algorithm, whole: str, threads: int, progress: Progress | None
+) -> Manifest:
+    """The manifest plus whole-file digests in ``whole``, every file read once (see ``onepass``)."""
+    files: dict[str, FileRecord] = {}
+    tensors: dict[tuple[str, str], TensorRecord] = {}
+    whole_digests: dict[str, str] = {}
+    plans: list[tuple[str, int, HeaderDigests | None]] = []
+    for name in names:
+        with MappedFile(root / name, str(root / name)) as mapped:
+            hd = read_header(mapped.read, mapped.size, name, alg) if name.endswith(".safetensors") else None
+            plans.append((name, mapped.size, hd))
+    report = locked(progress)
+
+    def one(plan: tuple[str, int, HeaderDigests | None], helper: Executor) -> None:
+        name, size, hd = plan
+        display = str(root / name)
+        # The first span is the whole file, or the raw safetensors header (then one span per tensor).
+        spans = [Span(HEAD, 0, size if hd is None else hd.data_start)]
+        spans += [Span(("tensor", t.name), t.start, t.end) for t in hd.tensors_in_order()] if hd else []
+        same = hd is None and whole == alg  # the file's own digest is already the whole-file digest
+        digests, whole_digest = hash_file_once(
+            root / name, display, size, spans, alg, None if same else whole, helper, progress=report
+        )
+        whole_digests[name] = digests[HEAD] if whole_digest is None else whole_digest
+        if hd is None:
+            files[name] = FileRecord(name, size, alg, digests[HEAD])
+            return
+        if digests[HEAD] != hd.header_digest:
+            raise ModelPathError(f"{display}: changed while it was being hashed (safetensors header)")
+        files[name] = record = _safetensors_record(name, size, alg, hd)
+        for t in hd.tensors_in_order():
+            tensors[(name, t.name)] = _tensor_record(name, t, record, alg, digests[("tensor", t.name)])
+
+    plans.sort(key=lambda p: -p[1])  # longest first: each whole-file hash is one sequential chain
+    with ThreadPoolExecutor(threads) as pool, ThreadPoolExecutor(threads) as helper:
+        for future in [pool.submit(one, plan, helper) for plan in plans]:
+            future.result()
+    return Manifest(alg, dict(sorted(files.items())), tensors, whole_digests, whole)
+
+
+def _safetensors_record(name: str, size: int, alg: str, hd: HeaderDigests) -> FileRecord:
+    return FileRecord(
+        name, size, alg, None, True, hd.header.header_length, hd.header_digest, hd.canonical_header_digest
+    )
 
 
 def _job(mapped: MappedFile, start: int, end: int, alg: str) -> Callable[[], str]:
@@ -160,20 +199,16 @@ def build_sealed(
     if extra:
         msg = f"not part of the sealed model (not in {INDEX_FILE})"
         raise ExtraFileError(f"{root}: {extra[0]}: {msg}", [Failure("extra-file", n, msg) for n in extra])
-    for entry in model.members():
+    report = locked(progress)
+
+    def member(entry: SealedEntry) -> None:
         name = entry.name
-        if is_ignored(name, ignored):
-            continue
         with model.open_file(name) as sealed:
             size = sealed.plaintext_length
             display = f"{root}:{name}"
             if entry.content_type == "safetensors" or name.endswith(".safetensors"):
                 hd = read_header(sealed.read, size, display, alg)
-                record = FileRecord(
-                    name, size, alg, None, True, hd.header.header_length,
-                    hd.header_digest, hd.canonical_header_digest,
-                )  # fmt: skip
-                files[name] = record
+                files[name] = record = _safetensors_record(name, size, alg, hd)
                 whole_hasher = None
                 if whole:
                     whole_hasher = new_hasher(whole, size)
@@ -188,12 +223,18 @@ def build_sealed(
                 def read_into(a: int, b: int, view: memoryview, s: Any = sealed) -> None:
                     s.read_into(a, b, view, threads=threads)
 
-                digest = hash_reader(read_into, 0, size, alg)
+                second = (whole,) if whole and whole != alg else ()
+                digest, *also = hash_reader_multi(read_into, 0, size, (alg, *second))
                 files[name] = FileRecord(name, size, alg, digest)
-                if whole == alg:
-                    whole_digests[name] = digest
-                elif whole:
-                    whole_digests[name] = hash_reader(read_into, 0, size, whole)
-            if progress:
-                progress(size)
+                if whole:
+                    whole_digests[name] = also[0] if also else digest
+            if report:
+                report(size)
+
+    entries = sorted((e for e in model.members() if not is_ignored(e.name, ignored)), key=lambda e: -e.plaintext_length)
+    # Without a whole-file digest each file already uses every core; with one, each file's whole-file hash
+    # is a sequential chain, so files are hashed side by side.
+    with ThreadPoolExecutor(threads if whole else 1) as pool:
+        for future in [pool.submit(member, entry) for entry in entries]:
+            future.result()
     return Manifest(alg, files, tensors, whole_digests, whole)

@@ -107,7 +107,14 @@ def hash_range(mapped: MappedFile, start: int, end: int, algorithm: str) -> str:
 
 def hash_reader(read_into: Callable[[int, int, memoryview], None], start: int, end: int, algorithm: str) -> str:
     """Hex digest of [start, end) pulled through ``read_into`` in bounded chunks (for sealed files)."""
-    hasher = new_hasher(algorithm, end - start)
+    return hash_reader_multi(read_into, start, end, (algorithm,))[0]
+
+
+def hash_reader_multi(
+    read_into: Callable[[int, int, memoryview], None], start: int, end: int, algorithms: tuple[str, ...]
+) -> list[str]:
+    """Hex digests of [start, end) in each of ``algorithms``, every chunk read (decrypted) once."""
+    hashers = [new_hasher(a, end - start) for a in algorithms]
     buffer = bytearray(min(CHUNK, max(0, end - start)))
     view = memoryview(buffer)
     position = start
@@ -115,6 +122,7 @@ def hash_reader(read_into: Callable[[int, int, memoryview], None], start: int, e
         stop = min(end, position + CHUNK)
         part = view[: stop - position]
         read_into(position, stop, part)
-        hasher.update(part)
+        for hasher in hashers:
+            hasher.update(part)
         position = stop
-    return hasher.digest().hex()
+    return [h.digest().hex() for h in hashers]

@@ -69,6 +69,9 @@ def hash_sealed_tensors(
     results: list[dict[str, str]] = []
     # One worker per run already fills the cores: only a lone run lets BLAKE3 use its own threads.
     hint: Callable[[TensorInfo], int] = (lambda t: t.nbytes) if len(runs) == 1 else (lambda t: 0)
+    # The whole-file digest (SHA-256 for OMS) is the slowest: it runs on its own thread beside the tensor
+    # digests, on the same window, and is waited for before that window is overwritten.
+    whole_pool = ThreadPoolExecutor(1) if whole is not None else None
 
     def work(run: list[TensorInfo]) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -87,8 +90,7 @@ def hash_sealed_tensors(
                     scratch = memoryview(bytearray(stop - position))
                 target = scratch[: stop - position]
             sealed.read_into(position, stop, target, threads=1)
-            if whole is not None:
-                whole.update(target)
+            pending = whole_pool.submit(whole.update, target) if whole is not None and whole_pool else None
             cursor = position
             while cursor < stop:
                 tensor = run[index]
@@ -100,11 +102,17 @@ def hash_sealed_tensors(
                     index += 1
                     if index < len(run):
                         hasher = new_hasher(algorithm, hint(run[index]))
+            if pending is not None:
+                pending.result()
             position = stop
         return found
 
     if len(runs) == 1:
-        results.append(work(runs[0]))
+        try:
+            results.append(work(runs[0]))
+        finally:
+            if whole_pool is not None:
+                whole_pool.shutdown()
     else:
         with ThreadPoolExecutor(len(runs)) as pool:
             results.extend(pool.map(work, runs))
