@@ -41,7 +41,8 @@ from strongroom.server.background import serve_process
 from strongroom.signing import Signer
 
 # The hardening branch's serve needs a passphrase for its keys (ignored by servers that do not): one for all.
-SERVE_ENV = {**os.environ, "STRONGROOM_SERVER_PASSPHRASE": "bench walnut harbour violet"}
+BENCH_SERVER_PASSPHRASE = "bench walnut harbour violet"
+SERVE_ENV = {**os.environ, "STRONGROOM_SERVER_PASSPHRASE": BENCH_SERVER_PASSPHRASE}
 
 
 def entries(signer: Signer, count: int) -> list[bytes]:
@@ -222,14 +223,14 @@ def releases_under_attack(workdir: Path, seconds: float) -> None:
     from strongroom.keys.provider import KeyBinding
 
     hosts = 4
-    keyring = LocalKeyring.init(workdir / "keys", passphrase="bench", scrypt_n=2**10)
+    keyring = LocalKeyring.init(workdir / "keys", passphrase=BENCH_SERVER_PASSPHRASE, scrypt_n=2**10)
     _, wrapped = keyring.generate_data_key(KeyBinding("5e" * 16, custody_bench.MODEL))
     officers = [Signer.generate("ed25519") for _ in range(2)]
     (workdir / "srv").mkdir(mode=0o700, parents=True)
     (workdir / "srv" / "officers").mkdir()
     for n, officer in enumerate(officers):
         (workdir / "srv" / "officers" / f"officer{n}.pub").write_bytes(officer.verifier.pem())
-    env = {**SERVE_ENV, "STRONGROOM_PASSPHRASE": "bench"}
+    env = {**SERVE_ENV, "STRONGROOM_PASSPHRASE": BENCH_SERVER_PASSPHRASE}
     with serve_process(workdir / "srv", "--keys", str(workdir / "keys"), env=env) as url:
         client = CustodyClient(url)
         client.admin(admin.propose(admin.register_model(ModelPolicy(custody_bench.MODEL, 3, 2), wrapped), officers))
