@@ -41,6 +41,8 @@ SCHEMAS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "key.released": {"model_id": str, "request_id": str, "approvers": list, "host": dict},
     "model.loaded": {"model_id": str, "request_id": str, "host": str, "statement": dict},
     "model.evaluated": {"model_id": str, "suite": str, "results": dict, "evaluator": str},
+    "incident.changed": {"incident": str, "change": str, "authorisation": dict},
+    "incident.step": {"incident": str, "step": str, "role": str, "statement": dict},
 }
 ENTRY_FIELDS = {"type", "schema", "time", "body", "signer", "signature"}
 
