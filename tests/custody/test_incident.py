@@ -93,3 +93,18 @@ def test_replay_and_the_auditor_see_the_same_freeze(env: CustodyEnv) -> None:
     assert restarted.state.freezes(env.model_id, "gpu-01", ("alice",))
     audit = audit_custody(env.services.ledger.scan())
     assert audit.ok, audit.problems
+
+
+def test_the_auditor_names_a_release_made_through_a_freeze(env: CustodyEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A gate that ignored the freeze (a bug, or a tampered server) logs a release: replay refuses it."""
+    host, _, request_id = env.approved()
+    declare(env, "all")
+    custody = env.services.custody
+    monkeypatch.setattr(custody.state, "freezes", lambda *args: [])
+    index = env.client.release(request_id, host.fetch(request_id))["ledger"]["index"]
+    monkeypatch.undo()
+    audit = audit_custody(env.services.ledger.scan())
+    assert [p.index for p in audit.problems] == [index]
+    assert "frozen by incident" in audit.problems[0].reason
+    restarted = CustodyService(custody.store, env.services.ledger, custody.service_key, custody.providers)
+    assert [p.index for p in restarted.state.problems] == [index]
