@@ -41,6 +41,18 @@ SCHEMAS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "key.released": {"model_id": str, "request_id": str, "approvers": list, "host": dict},
     "model.loaded": {"model_id": str, "request_id": str, "host": str, "statement": dict},
     "model.evaluated": {"model_id": str, "suite": str, "results": dict, "evaluator": str},
+    # location (strongroom.geo): a landmark's enrolment or state change (custody service, officers), and a
+    # verifier's verdict on a host (appenders allowed geo.verdict): the country, never the measurements
+    "geo.landmark": {"landmark": str, "change": str, "authorisation": dict},
+    "geo.verdict": {
+        "host": str,
+        "verdict": str,
+        "country": str,
+        "epoch": int,
+        "landmark_set": str,
+        "commitment": str,
+        "method": str,
+    },
 }
 ENTRY_FIELDS = {"type", "schema", "time", "body", "signer", "signature"}
 
