@@ -186,16 +186,21 @@ async def prove_async(
     transport: str = "udp",
     timeout: float = 20.0,
     epoch: int | None = None,
+    parallel: int = 4,
 ) -> ProofRun:
+    """Sessions with at most ``parallel`` landmarks at a time (each answer waits for the host's CPU: running
+    every session at once would queue answers behind each other and inflate the RTTs, never shrink them)."""
     epoch = epoch_now() if epoch is None else epoch
     run = ProofRun(host_id, epoch)
-    results = await asyncio.gather(
-        *(
-            measure(t, host_id, key, samples=samples, epoch=epoch, transport=transport, timeout=timeout)
-            for t in targets
-        ),
-        return_exceptions=True,
-    )
+    gate = asyncio.Semaphore(max(1, parallel))
+
+    async def one(target: Target) -> dict[str, Any]:
+        async with gate:
+            return await measure(
+                target, host_id, key, samples=samples, epoch=epoch, transport=transport, timeout=timeout
+            )
+
+    results = await asyncio.gather(*(one(t) for t in targets), return_exceptions=True)
     for target, result in zip(targets, results, strict=True):
         name = target.landmark.landmark_id
         if isinstance(result, dict):
@@ -216,8 +221,11 @@ def prove(
     transport: str = "udp",
     timeout: float = 20.0,
     epoch: int | None = None,
+    parallel: int = 4,
 ) -> ProofRun:
-    """Be measured by every target landmark at once (blocking); see ``prove_async``."""
+    """Be measured by every target landmark (blocking); see ``prove_async``."""
     return asyncio.run(
-        prove_async(host_id, key, targets, samples=samples, transport=transport, timeout=timeout, epoch=epoch)
+        prove_async(
+            host_id, key, targets, samples=samples, transport=transport, timeout=timeout, epoch=epoch, parallel=parallel
+        )
     )
