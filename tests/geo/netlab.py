@@ -199,9 +199,9 @@ class GeoLab:
             raise OSError(f"relay {name} did not start: {process.stderr.read().decode() if process.stderr else ''}")
         return process
 
-    def forwarder(self, node: str, routes: Sequence[Route], name: str) -> subprocess.Popen[bytes]:
-        """Another relay, run inside ``node``'s namespace (an attacker's forwarder adds no delay of its own)."""
-        process = self._relay(self.nodes[node].namespace, routes, name)
+    def forwarder(self, node: str | None, routes: Sequence[Route], name: str) -> subprocess.Popen[bytes]:
+        """Another relay, run inside ``node``'s namespace (None: the router's), e.g. an attacker's forwarder."""
+        process = self._relay(self.nodes[node].namespace if node else self.router, routes, name)
         self.processes.append(process)
         return process
 

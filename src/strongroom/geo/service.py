@@ -3,7 +3,9 @@
 One asyncio loop serves both transports. Time is taken with ``time.monotonic_ns``: just before a challenge
 is handed to the kernel, and when its answer is delivered to the protocol (``datagram_received`` or
 ``data_received``), before any parsing or signature check, so the landmark's own processing adds as little
-as possible and nothing is ever subtracted. Every session is bounded: at most ``2 * samples + 4``
+as possible and nothing is ever subtracted. An answer to the outstanding nonce under another key than the
+announced one moves on to the next challenge (three end the session); a replayed or stray answer is refused
+and the landmark keeps waiting for the real one. Every session is bounded: at most ``2 * samples + 4``
 challenges, ``answer_timeout`` seconds for each answer, ``session_seconds`` in all, ``max_sessions`` at
 once, messages of at most ``MAX_MESSAGE`` bytes; anything else is dropped or ends the session.
 """
@@ -20,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from strongroom.geo.errors import ProtocolError
+from strongroom.geo.errors import ForeignKeyError, ProtocolError
 from strongroom.geo.protocol import (
     EPOCH_SLACK,
     MAX_MESSAGE,
@@ -38,6 +40,7 @@ from strongroom.geo.protocol import (
 from strongroom.signing import SigningKey
 
 log = logging.getLogger("strongroom.geo.landmark")
+MAX_BAD_SIGNATURES = 3  # answers to the outstanding nonce under another key end the session after this many
 
 
 @dataclass(frozen=True)
@@ -90,9 +93,9 @@ class LandmarkService:
             raise ProtocolError(f"epoch {hello.epoch} is not current ({current})")
         deadline = time.monotonic() + self.settings.session_seconds
         samples: list[Sample] = []
-        refused = 0
+        refused = bad_signatures = 0
         for seq in range(2 * hello.samples + 4):
-            if len(samples) >= hello.samples or time.monotonic() >= deadline:
+            if len(samples) >= hello.samples or time.monotonic() >= deadline or bad_signatures >= MAX_BAD_SIGNATURES:
                 break
             nonce = secrets.token_bytes(32).hex()
             challenge = Challenge(self.landmark_id, hello.host, hello.verifier.key_id, hello.epoch, nonce, seq)
@@ -109,7 +112,12 @@ class LandmarkService:
                     signature = check_response(
                         decode(message), nonce, self.landmark_id, hello.host, hello.epoch, hello.verifier
                     )
-                except ProtocolError as exc:
+                except ForeignKeyError as exc:  # the outstanding nonce, signed by another key: next challenge
+                    refused += 1
+                    bad_signatures += 1
+                    log.info("landmark %s: refused an answer from %s: %s", self.landmark_id, hello.host, exc)
+                    break
+                except ProtocolError as exc:  # a replayed or stray answer: keep waiting for the real one
                     refused += 1
                     log.info("landmark %s: refused an answer from %s: %s", self.landmark_id, hello.host, exc)
                     continue
