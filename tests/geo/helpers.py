@@ -30,7 +30,8 @@ class World:
     def __post_init__(self) -> None:
         for name in self.names:
             self.signers.setdefault(name, Signer.generate("ed25519"))
-            self.positions.setdefault(name, PLACES[name])
+            if name not in self.positions:
+                self.positions[name] = PLACES[name]
 
     def landmarks(self) -> LandmarkSet:
         return LandmarkSet(Landmark(n, self.signers[n].verifier, *self.positions[n]) for n in self.names)
