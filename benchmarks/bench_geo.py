@@ -11,8 +11,9 @@
    random draw per count, the same for every host) it reports the region's
    area and the distance from the region's centroid to the true point, median over the hosts, and whether the
    verdict is IN(US). For comparison, published figures on real Internet paths (not the same setting):
-   CBG (Gueye, Ziviani, Crovella, Fdida, IEEE/ACM ToN 14(6), 2006) reports median errors below about 25 km in
-   the US and about 100 km in Western Europe; VerLoc (Kohls and Diaz, USENIX Security 2022) reports a median
+   CBG (Gueye, Ziviani, Crovella, Fdida, IEEE/ACM ToN 14(6), 2006) reports median errors of a few tens of km
+   on its US landmark set, larger in Western Europe (as recalled; not re-read offline here); VerLoc (Kohls and
+   Diaz, USENIX Security 2022) reports a median
    error of about 60 km on RIPE Atlas and stays accurate with 20% malicious nodes. Both calibrate a speed
    (CBG's "bestline", VerLoc's delay model) and estimate a point; this module bounds at the vacuum speed and
    returns a region, so its "error" (centroid to truth) is larger by design and its region is guaranteed to
