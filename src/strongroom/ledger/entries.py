@@ -43,6 +43,18 @@ SCHEMAS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "model.evaluated": {"model_id": str, "suite": str, "results": dict, "evaluator": str},
     "incident.changed": {"incident": str, "change": str, "authorisation": dict},
     "incident.step": {"incident": str, "step": str, "role": str, "statement": dict},
+    # location (strongroom.geo): a landmark's enrolment or state change (custody service, officers), and a
+    # verifier's verdict on a host (appenders allowed geo.verdict): the country, never the measurements
+    "geo.landmark": {"landmark": str, "change": str, "authorisation": dict},
+    "geo.verdict": {
+        "host": str,
+        "verdict": str,
+        "country": str,
+        "epoch": int,
+        "landmark_set": str,
+        "commitment": str,
+        "method": str,
+    },
 }
 ENTRY_FIELDS = {"type", "schema", "time", "body", "signer", "signature"}
 
