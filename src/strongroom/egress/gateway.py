@@ -144,7 +144,7 @@ class GatewayConfig:
 
 def _split(text: str) -> tuple[str, int]:
     address, _, port = text.rpartition(":")
-    if not address or not port.isdigit() or not 0 < int(port) < 65536:
+    if not address or not port.isdigit() or not 0 <= int(port) < 65536:
         raise GatewayConfigError(f"{text!r} is not ADDRESS:PORT")
     return address.strip("[]"), int(port)
 
@@ -189,6 +189,7 @@ class Gateway:
         self._logged: set[tuple[str, int]] = set()  # (meter, period) exhausted entries written
         self._closed_periods: list[dict[str, Any]] = []
         self._connections = 0
+        self._stopping = False
         self._base: tuple[int, int, int] | None = None  # gateway total, kernel bytes, kernel packets
         self._prev_total = 0
         self._digest: str | None = None
@@ -211,10 +212,13 @@ class Gateway:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def stop(self, final: bool = True) -> None:
+        self._stopping = True
+        self._wake.set()
         if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+            try:
+                await asyncio.wait_for(self._ticker, 30)
+            except (TimeoutError, asyncio.CancelledError):
+                self._ticker.cancel()
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
@@ -420,10 +424,12 @@ class Gateway:
     async def _tick_loop(self) -> None:
         interval = self.config.interval_seconds
         due = time.monotonic() + interval
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(0.0, due - time.monotonic()))
             self._wake.clear()
+            if self._stopping:
+                return
             try:
                 if time.monotonic() >= due:
                     due = time.monotonic() + interval
