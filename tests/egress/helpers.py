@@ -60,11 +60,11 @@ def fake_reply(path: str, body: dict[str, Any], mode: str) -> bytes:
 class FakeHost:
     """A host's inference server on ``host:port`` (in the calling namespace), answering by ``mode``."""
 
-    def __init__(self, loop: LoopThread, host: str = "127.0.0.1", mode: str = "honest") -> None:
+    def __init__(self, loop: LoopThread, host: str = "127.0.0.1", mode: str = "honest", port: int = 0) -> None:
         self.loop = loop
         self.mode = mode
         self.requests: list[tuple[str, bytes]] = []
-        self.server = loop.run(asyncio.start_server(self._client, host, 0))
+        self.server = loop.run(asyncio.start_server(self._client, host, port))
         self.port = int(self.server.sockets[0].getsockname()[1])
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -153,3 +153,21 @@ def generate(tokens: int = 4) -> bytes:
 
 def embed(n: int = 1) -> bytes:
     return json.dumps({"model": "emb", "input": ["a"] * n}).encode()
+
+
+def main() -> None:
+    """``python -m tests.egress.helpers ADDRESS PORT MODE``: a fake host until SIGTERM (at most an hour)."""
+    import signal
+    import sys
+
+    loop = LoopThread()
+    host = FakeHost(loop, sys.argv[1], sys.argv[3], int(sys.argv[2]))
+    print(f"READY {host.port}", flush=True)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    stopped.wait(3600)
+    host.close()
+
+
+if __name__ == "__main__":
+    main()
