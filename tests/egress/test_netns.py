@@ -148,9 +148,13 @@ def test_the_host_reaches_only_its_gateway(net: Lab, tmp_path: Path) -> None:
         )  # fmt: skip
         assert applied.returncode == 0, applied.stderr
         assert not can_connect(host.netns, SINK, sink.port, timeout=1.0)  # bypassing the gateway: dropped
-        with inside(host.netns), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            with pytest.raises(PermissionError):  # not only TCP: the drop policy answers a local sender EPERM
-                udp.sendto(b"x" * 100, (SINK, 53))
+        # not only TCP: the drop policy answers a local UDP sender EPERM
+        with (
+            inside(host.netns),
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
+            pytest.raises(PermissionError),
+        ):
+            udp.sendto(b"x" * 100, (SINK, 53))
         status = net.run(net.gateway_ns, "egress", "status", "--netns", host.netns, "--json")
         reading = json.loads(status.stdout)
         assert reading["installed"] and reading["output_policy"] == "drop"
