@@ -147,3 +147,17 @@ def test_keep_alive_reuses_connections(loop: LoopThread, host: FakeHost) -> None
             reply = client.post("/v1/generate", content=generate(2), headers={"Content-Type": "application/json"})
             assert reply.status_code == 200
         assert gw.snapshot()["requests"] == 20
+
+
+def test_an_anomaly_alarm_tightens_the_rate(loop: LoopThread, host: FakeHost) -> None:
+    settings = {"detector": {"warmup": 3, "floor_bytes": 100}, "rate_bytes_per_s": 1e6, "bucket_bytes": 10**6}
+    with running_gateway(loop, host.port, **settings) as gw:
+        for _ in range(6):  # a steady trickle, one interval at a time
+            assert raw_http(gw.port, post("/v1/generate", generate(2)))[0] == 200
+            assert loop.run(gw.tick()).alarms == []
+        for _ in range(40):  # then a burst
+            raw_http(gw.port, post("/v1/generate", generate(64)))
+        tick = loop.run(gw.tick())
+        assert tick.alarms == ["anomaly"] and gw.tightened
+        assert gw.bucket.rate == pytest.approx(1e5)
+        assert loop.run(gw.tick()).alarms == []  # a quiet interval after it raises nothing
