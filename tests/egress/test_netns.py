@@ -24,7 +24,6 @@ from strongroom.ledger.client import LedgerClient
 from strongroom.ledger.entries import Entry
 from strongroom.server.background import wait_until_serving
 from strongroom.signing import Signer
-from tests.custody.conftest import SERVER_ENV
 from tests.egress.helpers import MODELS, generate
 from tests.egress.netlab import GW_SINK_SIDE, SINK, Lab, Listener, blast, can_connect, inside, lab, stop, wait_for
 
@@ -33,6 +32,7 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("nft") is None, reason="nftables is not installed (.ci/apt-packages has it)"),
 ]
 LEDGER_PORT = 8731
+SERVER_ENV = {"STRONGROOM_SERVER_PASSPHRASE": "egress quota lantern harbour"}  # what `serve` encrypts its keys under
 GEN_ID = MODELS["gen"]["model_id"]
 
 
