@@ -55,6 +55,24 @@ SCHEMAS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "commitment": str,
         "method": str,
     },
+    # egress (strongroom.egress.records): written by a weight host's gateway, an appender allowed these types
+    "egress.checkpoint": {
+        "host": str,
+        "period_start": str,
+        "bytes_used": int,
+        "quota_bytes": int,
+        "rules_digest": str,
+        "meters": dict,
+    },
+    "egress.alarm": {"host": str, "model_id": str, "alarm_id": str, "kind": str, "detail": dict},
+    "egress.exhausted": {
+        "host": str,
+        "model_id": str,
+        "period_start": str,
+        "meter": str,
+        "used_bytes": int,
+        "budget_bytes": int,
+    },
 }
 ENTRY_FIELDS = {"type", "schema", "time", "body", "signer", "signature"}
 
