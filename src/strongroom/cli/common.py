@@ -21,8 +21,9 @@ from strongroom.keys.errors import KeyProviderError, KeySettingsError
 from strongroom.keys.provider import KeyProvider
 from strongroom.keys.settings import KeySettings
 
-console = Console()
-err_console = Console(stderr=True)
+# No automatic highlighting: ids, digests and byte counts are data, and rich would colour parts of them.
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
 
 PASSPHRASE_ENV = "STRONGROOM_PASSPHRASE"
 
@@ -59,6 +60,51 @@ KeyConfigOption = Annotated[
         help="Key-provider settings file (TOML or JSON); STRONGROOM_* variables override it.",
     ),
 ]
+
+
+class LazyProgress:
+    """A rich progress display that appears only on a terminal, and only once work has begun: a command that
+    refuses its input (validation, an existing destination, a bad header) refuses before any bar is drawn, and
+    piped output never gets the blank line a stopped display leaves."""
+
+    def __init__(self, description: str, total: int | None, *columns: Any, transient: bool, enabled: bool) -> None:
+        from rich.progress import Progress
+
+        self.enabled = enabled and console.is_terminal
+        self._bar = Progress(*columns, console=console, transient=transient)
+        self._task = self._bar.add_task(description, total=total)
+        self._started = False
+
+    def _start(self) -> None:
+        if self.enabled and not self._started:
+            self._started = True
+            self._bar.start()
+
+    def advance(self, n: int) -> None:
+        if n > 0:
+            self._start()
+        if self._started:
+            self._bar.advance(self._task, n)
+
+    def describe(self, name: str) -> None:
+        if self._started:
+            self._bar.update(self._task, description=name)
+
+    def stop(self) -> None:
+        if self._started:
+            self._bar.stop()
+
+
+@contextlib.contextmanager
+def lazy_progress(
+    description: str, total: int | None, *columns: Any, transient: bool, enabled: bool
+) -> Iterator[LazyProgress]:
+    """``LazyProgress`` as a context manager that stops the display however the block ends."""
+    bar = LazyProgress(description, total, *columns, transient=transient, enabled=enabled)
+    try:
+        yield bar
+    finally:
+        bar.stop()
 
 
 def print_json(value: Any) -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
+from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 from rich.table import Table
 
-from strongroom.cli.common import JsonOption, KekFileOption, console, open_provider, print_json
+from strongroom.cli.common import JsonOption, KekFileOption, console, lazy_progress, open_provider, print_json
 from strongroom.keys.provider import KeyProvider
 from strongroom.manifest.build import build_manifest, is_sealed_dir
 from strongroom.manifest.diff import diff_models
@@ -32,17 +32,10 @@ def _provider(path: Path, keys: Path | None, kek_file: Path | None) -> KeyProvid
 
 @contextlib.contextmanager
 def _progress(label: str, enabled: bool) -> Iterator[Any]:
-    """A byte-counting progress display (silent for --json)."""
-    if not enabled:
-        yield None
-        return
-    bar = Progress(
-        TextColumn(f"[bold]{label}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeElapsedColumn(),
-        console=console, transient=True,
-    )  # fmt: skip
-    with bar:
-        task = bar.add_task(label, total=None)
-        yield lambda n: bar.advance(task, n)
+    """A byte-counting progress display on a terminal, drawn from the first byte hashed (silent for --json)."""
+    columns = (TextColumn(f"[bold]{label}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeElapsedColumn())
+    with lazy_progress(label, None, *columns, transient=True, enabled=enabled) as bar:
+        yield bar.advance if bar.enabled else None
 
 
 def manifest(

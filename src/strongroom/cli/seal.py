@@ -11,7 +11,6 @@ import typer
 from rich.progress import (
     BarColumn,
     DownloadColumn,
-    Progress,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
@@ -26,6 +25,7 @@ from strongroom.cli.common import (
     KeyProviderOption,
     KeysOption,
     console,
+    lazy_progress,
     print_json,
     provider_from_options,
 )
@@ -37,22 +37,17 @@ from strongroom.seal.stream import DEFAULT_SEGMENT_SIZE
 
 @contextlib.contextmanager
 def _progress(total: int, enabled: bool) -> Iterator[tuple[Any, Any]]:
-    """A byte-counting rich progress bar (silent when JSON output is asked for)."""
-    if not enabled:
-        yield (lambda n: None), (lambda name, size: None)
-        return
-    bar = Progress(
+    """A byte-counting progress bar that appears once the first bytes are sealed (after every check passed);
+    silent for --json and when stdout is not a terminal."""
+    columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
-        console=console,
-        transient=False,
     )
-    with bar:
-        task = bar.add_task("sealing", total=total)
-        yield (lambda n: bar.advance(task, n)), (lambda name, size: bar.update(task, description=name))
+    with lazy_progress("sealing", total, *columns, transient=False, enabled=enabled) as bar:
+        yield bar.advance, (lambda name, size: bar.describe(name))
 
 
 def _total_size(src: Path) -> int:
