@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
+from rich.table import Table
 
 from strongroom import process
 from strongroom.keys import factory
@@ -105,6 +107,22 @@ def lazy_progress(
         yield bar
     finally:
         bar.stop()
+
+
+def data_table(*headers: str, fold: tuple[str, ...] = (), title: str | None = None) -> Table:
+    """A table that fits an 80-column terminal: a light frame, the columns named in ``fold`` wrap inside
+    themselves (ids, names, digests), the others (numbers, times, types) never break."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=title, title_justify="left")
+    for header in headers:
+        table.add_column(header, overflow="fold", no_wrap=header not in fold)
+    return table
+
+
+def short_id(value: str | None, width: int) -> str:
+    """An id cut to ``width`` characters for a table, its algorithm prefix (``blake3:``) dropped."""
+    if not value:
+        return ""
+    return value.partition(":")[2][:width] if ":" in value else value[:width]
 
 
 def print_json(value: Any) -> None:

@@ -9,9 +9,16 @@ from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeElapsedColumn, TransferSpeedColumn
-from rich.table import Table
 
-from strongroom.cli.common import JsonOption, KekFileOption, console, lazy_progress, open_provider, print_json
+from strongroom.cli.common import (
+    JsonOption,
+    KekFileOption,
+    console,
+    data_table,
+    lazy_progress,
+    open_provider,
+    print_json,
+)
 from strongroom.keys.provider import KeyProvider
 from strongroom.manifest.build import build_manifest, is_sealed_dir
 from strongroom.manifest.diff import diff_models
@@ -52,7 +59,8 @@ def manifest(
         print_json(found.to_json())
         return
     console.print(f"model id [bold]{found.model_id}[/]")
-    table = Table("file", "bytes", "digest (whole file, or raw safetensors header)")
+    table = data_table("file", "bytes", "digest", fold=("file",))
+    table.caption = "digest: of the whole file, or of a safetensors file's raw header"
     for record in sorted(found.files.values(), key=lambda r: r.name):
         digest = record.header_digest if record.safetensors else record.digest or ""
         table.add_row(record.name, f"{record.size:,}", digest[:32] + "…")
@@ -156,7 +164,7 @@ def diff(
         for pair in report["tensors"]["renamed"]:
             console.print(f"tensor renamed: {pair['from']} -> {pair['to']}")
         if report["tensors"]["changed"]:
-            table = Table("tensor", "elements changed", "relative L2")
+            table = data_table("tensor", "elements changed", "relative L2", fold=("tensor",))
             for c in report["tensors"]["changed"]:
                 changed = "?" if c["elements_changed"] is None else f"{c['elements_changed']:,}"
                 rel = f"{c['relative_l2']:.3e}" if c["relative_l2"] is not None else c["note"] or "?"

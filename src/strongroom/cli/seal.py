@@ -15,7 +15,6 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-from rich.table import Table
 
 from strongroom.atomic import atomic_directory, write_atomic
 from strongroom.cli.common import (
@@ -25,6 +24,7 @@ from strongroom.cli.common import (
     KeyProviderOption,
     KeysOption,
     console,
+    data_table,
     lazy_progress,
     print_json,
     provider_from_options,
@@ -116,7 +116,7 @@ def inspect(
         f"key bound to seal id {model.binding.seal_id}, model id {model.model_id or 'none (not a model)'} "
         "(authenticated when the key is unwrapped)"
     )
-    table = Table("file", "bytes", "type", "plaintext digest")
+    table = data_table("file", "bytes", "type", "plaintext digest", fold=("file", "plaintext digest"))
     for e in model.members():
         table.add_row(e.name, f"{e.plaintext_length:,}", e.content_type, e.plaintext_digest)
     console.print(table)
@@ -145,8 +145,10 @@ def ls(
     if json_out:
         print_json({"path": str(sealed), "files": listing})
         return
+    if not listing:
+        console.print(f"{sealed}: no safetensors file, so no tensors to list ('strongroom inspect' lists its files)")
     for file, tensors in listing.items():
-        table = Table("tensor", "dtype", "shape", "bytes", title=file)
+        table = data_table("tensor", "dtype", "shape", "bytes", fold=("tensor", "shape"), title=file)
         for t in tensors:
             table.add_row(t["name"], t["dtype"], "x".join(map(str, t["shape"])) or "scalar", f"{t['bytes']:,}")
         console.print(table)
