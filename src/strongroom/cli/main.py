@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Annotated, Any
 
@@ -73,8 +74,10 @@ custody_cli.register(app)
 meetings_cli.register(app)
 
 
+@functools.cache
 def command() -> Any:
-    """The click command the Typer app builds, its help in the usual style (every command, present and future)."""
+    """The click command the Typer app builds, its help in the usual style (every command, present and future);
+    built once per process."""
     return style.polish(typer.main.get_command(app))
 
 
