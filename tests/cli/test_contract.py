@@ -50,7 +50,8 @@ def walk_cases(scratch: Path) -> list[tuple[str, tuple[str, ...], int, dict[str,
         if path[-1] not in LONG_RUNNING:
             run_dir = scratch / ("run-" + "-".join(path))
             run_dir.mkdir()
-            cases.append(("library error", path, 1, {"args": [*path, *required_args(command, scratch)], "cwd": str(run_dir)}))  # fmt: skip
+            args = [*path, *required_args(command, scratch)]
+            cases.append(("library error", path, 1, {"args": args, "cwd": str(run_dir)}))
     for path in groups(cli_command()):
         cases.append(("group alone", path, 0, {"args": [*path]}))
         cases.append(("unknown command", path, 2, {"args": [*path, "no-such-command"]}))
