@@ -13,6 +13,8 @@ from strongroom import process
 from strongroom.cli import admin as admin_cli
 from strongroom.cli import custody as custody_cli
 from strongroom.cli import demo as demo_cli
+from strongroom.cli import geo as geo_cli
+from strongroom.cli import egress as egress_cli
 from strongroom.cli import hosts as hosts_cli
 from strongroom.cli import init as init_cli
 from strongroom.cli import keys as keys_cli
@@ -72,6 +74,8 @@ hosts_cli.register(app)
 admin_cli.register(app)
 custody_cli.register(app)
 meetings_cli.register(app)
+geo_cli.register(app)
+egress_cli.register(app)
 
 
 @functools.cache
