@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from strongroom import process
+from strongroom.errors import StrongroomError
 from strongroom.keys import factory
 from strongroom.keys.errors import KeyProviderError, KeySettingsError
 from strongroom.keys.provider import KeyProvider
@@ -28,6 +29,16 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 PASSPHRASE_ENV = "STRONGROOM_PASSPHRASE"
+
+
+class CommandError(StrongroomError):
+    """A command's answer is a failure (a status check that finds nothing, say): one ``error:`` line, exit 1,
+    and a ``hint:`` line when one helps."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
 KEY_CONFIG_ENV = "STRONGROOM_KEY_CONFIG"

