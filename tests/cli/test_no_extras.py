@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from strongroom.cli.extras import COMMAND_EXTRAS
 from tests.cli.base_venv import make_base_venv, venv_env
 from tests.cli.walk import FORKRUN, Result, cli_command, contract_problems, leaves, params
 
@@ -136,9 +137,11 @@ def test_geo_and_inference_name_their_extra(base_python: Path, tmp_path: Path) -
         "geo show": ["geo", "show", "h1", "--ledger", "http://127.0.0.1:9"],
         "egress inference serve": ["egress", "inference", "serve", "--listen", "127.0.0.1:0"],
     }
+    named = {tuple(name.split()) for name in cases} | {("demo",), ("meetings", "transcribe")}
+    assert named == set(COMMAND_EXTRAS), "every command that needs an extra is tried here"
     results = run_in_venv(base_python, [{"args": args, "cwd": str(tmp_path)} for args in cases.values()])
     for (name, _), result in zip(cases.items(), results, strict=True):
-        extra = "torch" if name.startswith("egress") else "geo"
+        extra = COMMAND_EXTRAS[tuple(name.split())]
         assert not contract_problems(result, 1), (name, result)
         assert result.lines[0].startswith(f"error: strongroom {name} needs the '{extra}' extra"), result.lines
         assert result.lines[1] == hint(extra)

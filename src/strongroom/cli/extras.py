@@ -21,6 +21,17 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "geo": ("shapely", "pyproj", "countryinfo"),
 }
 
+# command path -> the extra it needs (every other command runs on the base install); the README's command
+# table and tests/cli/test_no_extras.py are checked against this
+COMMAND_EXTRAS: dict[tuple[str, ...], str] = {
+    ("demo",): "torch",
+    ("egress", "inference", "serve"): "torch",
+    ("meetings", "transcribe"): "meetings",
+    ("geo", "verify"): "geo",
+    ("geo", "audit"): "geo",
+    ("geo", "show"): "geo",
+}
+
 
 class MissingExtraError(StrongroomError):
     """A command needs an optional extra that is not installed."""
