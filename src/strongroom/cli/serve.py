@@ -12,7 +12,9 @@ from strongroom.keys.provider import KeyProvider
 
 
 def serve(
-    data: Annotated[Path, typer.Option("--data", help="Data directory (log key, operator key, SQLite).")],
+    data: Annotated[
+        Path, typer.Option("--data", help="Data directory (server keys, officers, appenders, serve.toml, SQLite).")
+    ],
     host: Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port to listen on (default 8750).")] = None,
     database: Annotated[str | None, typer.Option(help="PostgreSQL URL instead of SQLite under --data.")] = None,
