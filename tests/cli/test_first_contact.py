@@ -169,3 +169,39 @@ def test_init_is_safe_to_run_again_and_refuses_what_it_cannot_do(tmp_path: Path)
     port = _init(tmp_path, "--port", "8799", "--json")
     assert port.returncode == 0 and json.loads(port.stdout)["changed"] == ["serve.toml"]
     assert "port = 8799" in (tmp_path / "data" / "serve.toml").read_text()
+
+
+def test_init_asks_on_a_terminal_for_what_the_flags_left_out(tmp_path: Path) -> None:
+    """At a terminal, init interviews: officers, database, key provider, witnesses (empty answers finish)."""
+    env = clean_env()
+    cases = [{"args": ["keys", "gen-signer", n, "--type", "ed25519"], "cwd": str(tmp_path), "env": env} for n in "ab"]
+    assert all(r.code == 0 for r in run_many(cases))
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "strongroom.cli.main", "init", "data", "--json"],
+        stdin=secondary,
+        stdout=subprocess.PIPE,
+        stderr=secondary,
+        cwd=tmp_path,
+        env={**env, "STRONGROOM_SERVER_PASSPHRASE": SERVER_PASSPHRASE, "TERM": "dumb"},
+    )
+    os.close(secondary)
+    answers = ["olga=a.pub", "oscar=b.pub", "", "", "", "https://w1.example:8751", ""]
+    os.write(primary, "".join(a + "\n" for a in answers).encode())
+    out, _ = process.communicate(timeout=300)
+    screen = b""
+    while select.select([primary], [], [], 0)[0]:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(primary)
+    assert process.returncode == 0, screen.decode(errors="replace")
+    for question in ("officer as NAME=PUBLIC_KEY.pem", "PostgreSQL URL", "key provider", "witness URL"):
+        assert question in screen.decode(errors="replace"), question
+    made = json.loads(out)
+    assert made["authority"]["officers"] == ["olga", "oscar"] and made["witnesses"] == ["https://w1.example:8751"]
+    assert made["settings"] == {} or "database" not in made["settings"]
