@@ -31,7 +31,8 @@ README = ROOT / "README.md"
 DEPLOY = ROOT / "docs" / "deploy.md"
 SRC = Path(__file__).parents[2] / "src"
 SKIP_KINDS = {"packages", "user", "systemctl", "readme-quickstart"}
-PG_BIN = Path("/usr/lib/postgresql") / "15" / "bin"
+# the newest PostgreSQL server the Debian package installed (15 on Debian 12)
+PG_BIN = max(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]), default=Path("/")).parent
 AUTH = ("--auth-local=trust", "--auth-host=scram-sha-256")  # the service and psql over TCP need the password
 
 
@@ -68,8 +69,9 @@ def test_readme_quickstart_is_what_ci_and_the_demo_do() -> None:
 
 
 def test_deploy_packages_are_what_ci_installs() -> None:
-    """Packages named in deploy.md: each Debian package is one .ci/apt-packages lists (so CI proves it installs)
-    or one installed here; the pip line is the base install, and no command the guide runs needs an extra."""
+    """Packages named in deploy.md: each Debian package is one .ci/apt-packages lists (so the machine that runs
+    this walk installed it the same way); the pip line is the base install, and no command the guide runs needs
+    an extra."""
     listed = set((ROOT / ".ci" / "apt-packages").read_text().split()) - {"#"}
     for block in shell_blocks(DEPLOY):
         if block.skip != "packages":
@@ -77,10 +79,7 @@ def test_deploy_packages_are_what_ci_installs() -> None:
         for command in block.commands():
             if command[:2] == ["apt-get", "install"]:
                 for package in [w for w in command[2:] if not w.startswith("-")]:
-                    state = subprocess.run(
-                        ["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True
-                    ).stdout
-                    assert package in listed or "install ok installed" in state, package
+                    assert package in listed, f"{package}: not in .ci/apt-packages"
             else:
                 assert command == ["python3", "-m", "pip", "install", "-e", "."], command
     used = set()
@@ -220,7 +219,7 @@ def postgres_cluster() -> Iterator[tuple[Path, int]]:
     """A private PostgreSQL cluster (the system's binaries, run as the postgres user) on a free loopback port:
     the guide creates its role and database in it, and password authentication over TCP is required."""
     if not (PG_BIN / "initdb").exists():
-        pytest.fail(f"PostgreSQL 15 binaries are missing from {PG_BIN} (Debian package postgresql)")
+        pytest.fail("PostgreSQL's server binaries are missing from /usr/lib/postgresql (Debian package postgresql)")
     base = Path(tempfile.mkdtemp(prefix="sr-docs-pg-"))
     base.chmod(0o755)
     shutil.chown(base, "postgres", "postgres")
