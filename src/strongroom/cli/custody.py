@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from strongroom import process
 from strongroom.cli.admin import DEFAULT_SERVER, HoursOption, OfficerKeys, OutOption, ServerOption, send_or_save
-from strongroom.cli.common import JsonOption, console, print_json
+from strongroom.cli.common import JsonOption, console, data_table, print_json, short_id
 from strongroom.cli.keys import CUSTODIAN_PASSPHRASE_ENV
 from strongroom.custody.admin import register_model
 from strongroom.custody.approver import Approver
@@ -73,11 +72,14 @@ def approvals(
             }
         )
         return
-    table = Table("request", "model", "requester", "host", "host key", "purpose", "expires")
+    table = data_table(
+        "request", "model id", "requester", "host", "host key", "purpose", "expires",
+        fold=("model id", "requester", "host", "host key", "purpose"),
+    )  # fmt: skip
     for p in pending:
         table.add_row(
             p.request_id[:16],
-            p.request.model_id[:23],
+            short_id(p.request.model_id, 16),
             p.request.requester,
             f"{p.host['name']} ({p.host['site']})",
             p.host["fingerprint"],

@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from strongroom.cli.common import JsonOption, console, print_json
+from strongroom.cli.common import JsonOption, console, data_table, print_json, short_id
 from strongroom.custody.audit import audit_custody
 from strongroom.errors import StrongroomError
 from strongroom.ledger import merkle
@@ -85,9 +84,14 @@ def show(
     if json_out:
         print_json([{"index": i, "type": e.type, "time": e.time, "signer": e.signer, "body": e.body} for i, e in found])
         return
-    table = Table("index", "time", "type", "model", "person", "signer")
+    if not found:
+        console.print("no entries match")
+        return
+    wide = console.width >= 110
+    table = data_table("index", "time", "type", "model id", "person", "signer", fold=("model id", "person"))
     for i, e in found:
-        table.add_row(str(i), e.time, e.type, (e.model_id or "")[:23], e.person or "", e.signer[:12])
+        model = (e.model_id or "")[:23] if wide else short_id(e.model_id, 12)
+        table.add_row(str(i), e.time, e.type, model, e.person or "", e.signer[: 12 if wide else 8])
     console.print(table)
 
 
