@@ -26,13 +26,15 @@ def refused(env: CustodyEnv, request_id: str, match: str) -> None:
         env.client.release(request_id, host.fetch(request_id))
 
 
-def restarted_state_is_clean(env: CustodyEnv) -> None:
+def restarted_state_is_clean(env: CustodyEnv) -> list[str]:
+    """Restart and audit: no problems, every release verified; returns why the auditor ignored entries."""
     custody = env.services.custody
     again = CustodyService(custody.store, env.services.ledger, custody.service_key, custody.providers)
     assert not again.state.problems
     audit = audit_custody(env.services.ledger.scan())
     assert audit.ok, audit.problems
     assert all(r["verified"] for r in audit.releases)
+    return [i["reason"] for i in audit.ignored]
 
 
 def test_policy_rules_round_trip_and_refuse_nonsense() -> None:
@@ -112,7 +114,9 @@ def test_egress_policy_counts_only_the_hosts_own_enrolled_gateway(env: CustodyEn
     fresh.append(CHECKPOINT, checkpoint("gpu-01"), when=time.time() + 3600)  # a gateway dating ahead
     _, _, again = env.approved()
     refused(env, again, "last checkpoint is dated .* in the future")
-    restarted_state_is_clean(env)
+    ignored = restarted_state_is_clean(env)
+    assert len(ignored) == 2
+    assert "gateway of host gpu-02, not gpu-01" in ignored[0] and "retired at entry" in ignored[1]
 
 
 def _renamed(proposal: admin.Proposal, name: str) -> admin.Proposal:
