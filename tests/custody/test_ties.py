@@ -5,6 +5,7 @@ count; landmarks are enrolled by the officers' quorum; replay and the auditor de
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -12,9 +13,11 @@ from strongroom.custody import admin
 from strongroom.custody.audit import audit_custody
 from strongroom.custody.errors import MessageError, NotAuthorisedError, PolicyError
 from strongroom.custody.policy import EgressRule, LocationRule, ModelPolicy
+from strongroom.custody.projection import EGRESS_TYPES, MAX_LAG, AppenderRecord, Projection
 from strongroom.custody.service import CustodyService
-from strongroom.egress.records import CHECKPOINT
+from strongroom.egress.records import CHECKPOINT, time_text
 from strongroom.geo.landmarks import Landmark
+from strongroom.ledger.entries import build_entry
 from strongroom.signing import Signer
 from tests.custody.conftest import CustodyEnv
 from tests.custody.ties import checkpoint, enrol_gateway, enrol_landmarks, enrol_verifier, verdict
@@ -121,3 +124,23 @@ def test_egress_policy_counts_only_the_hosts_own_enrolled_gateway(env: CustodyEn
 
 def _renamed(proposal: admin.Proposal, name: str) -> admin.Proposal:
     return admin.Proposal(proposal.action, {**proposal.change, "appender": name})
+
+
+def test_the_projection_keeps_a_bounded_window_and_answers_as_of_any_point_in_it() -> None:
+    """Thousands of checkpoints: memory stays within MAX_LAG entries, and a release that read the log a
+    moment earlier than another one still gets the answer as of its own read."""
+    gateway = Signer.generate("ed25519")
+    projection = Projection()
+    projection.appenders["gw"] = AppenderRecord("gw", gateway.verifier, tuple(sorted(EGRESS_TYPES)), "h1", 0)
+    start = time.time() - 10_000
+    for index in range(1, 3001):
+        body = checkpoint("h1", used=index, now=start + index)
+        projection.add(index, build_entry(CHECKPOINT, body, gateway, time_text(start + index)))
+        if index % 500 == 0:
+            seen = index + 1
+            assert projection.egress("h1", datetime.now(UTC), seen).bytes_used == index
+            earlier = seen - 400  # a concurrent release that read 400 entries before
+            assert projection.egress("h1", datetime.now(UTC), earlier).bytes_used == earlier - 1
+            assert len(projection.window) <= MAX_LAG + 1
+    with pytest.raises(MessageError, match="more than 1000 entries behind"):
+        projection.egress("h1", datetime.now(UTC), 3001 - MAX_LAG - 10)

@@ -15,6 +15,7 @@ had. Entries between that point and the release are for the auditor to read, nev
 
 from __future__ import annotations
 
+import copy
 import re
 import threading
 from collections.abc import Iterator
@@ -38,6 +39,7 @@ EGRESS_TYPES = frozenset({CHECKPOINT, ALARM, EXHAUSTED})
 VERDICT = "geo.verdict"
 PROJECTED_TYPES = EGRESS_TYPES | {VERDICT}
 OUTCOMES = ("IN", "INCONCLUSIVE", "INCONSISTENT")
+MAX_LAG = 1000  # entries a release's ledger_seen may trail it by (an honest gate trails by a few)
 _COUNTRY = re.compile(r"[A-Z]{2}")
 
 
@@ -182,32 +184,58 @@ class Ignored:
 
 
 @dataclass
+class _Fold:
+    """The accepted entries with index below ``upto``, folded: egress status and each host's latest verdict."""
+
+    egress: EgressState = field(default_factory=EgressState)
+    verdicts: dict[str, VerdictRecord] = field(default_factory=dict)
+    upto: int = 0
+
+    def apply(self, index: int, entry: Entry) -> None:
+        if entry.type == VERDICT:
+            verdict = parse_verdict(index, entry.body)
+            current = self.verdicts.get(verdict.host_id)
+            if current is None or verdict.epoch >= current.epoch:
+                self.verdicts[verdict.host_id] = verdict
+        else:
+            self.egress.apply(entry, index)
+
+    def copy(self) -> _Fold:
+        return _Fold(copy.deepcopy(self.egress), dict(self.verdicts), self.upto)
+
+
+@dataclass
 class Projection:
-    """Appenders, landmarks, alarm clearances (from officers' changes) and the appenders' accepted entries."""
+    """Appenders, landmarks, alarm clearances (from officers' changes) and the appenders' accepted entries.
+
+    Memory stays bounded: a release's ``ledger_seen`` is at most ``MAX_LAG`` entries behind the release
+    (replay refuses one further behind), so every entry more than ``MAX_LAG`` before the log's end is
+    folded for good into ``_base`` and dropped; only the window after it is kept, to answer a release
+    that read the log a moment before another one (``_work`` is then rebuilt from ``_base``).
+    """
 
     appenders: dict[str, AppenderRecord] = field(default_factory=dict)
     landmarks: LandmarkSet = field(default_factory=LandmarkSet)
     cleared: dict[str, int] = field(default_factory=dict)  # alarm id -> index of its clearance
-    accepted: list[tuple[int, Entry]] = field(default_factory=list)
+    window: list[tuple[int, Entry]] = field(default_factory=list)  # accepted entries at or after _base.upto
     ignored: list[Ignored] = field(default_factory=list)
     frontier: int = 0  # every projected entry before this index has been added
-    _egress: EgressState = field(default_factory=EgressState)
-    _egress_upto: int = 0  # _egress folds the accepted entries with index < this
-    _folded: int = 0  # how many of ``accepted`` _egress has folded
-    _verdicts: dict[str, VerdictRecord] = field(default_factory=dict)
+    _base: _Fold = field(default_factory=_Fold)
+    _work: _Fold = field(default_factory=_Fold)
+    _cursor: int = 0  # how many of ``window`` _work has folded
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def add(self, index: int, entry: Entry) -> bool:
         """Count ``entry`` if its writer was an enrolled appender allowed to write it; else list it ignored."""
         with self._lock:
             self.frontier = max(self.frontier, index + 1)
-            if any(i == index for i, _ in self.accepted[-1:]):
-                return True
+            if self.window and self.window[-1][0] >= index:
+                return True  # already added (a catch-up overlapping the start-up replay)
             reason = self._refusal(index, entry)
             if reason is not None:
                 self.ignored.append(Ignored(index, entry.type, reason))
                 return False
-            self.accepted.append((index, entry))
+            self.window.append((index, entry))
             return True
 
     def _refusal(self, index: int, entry: Entry) -> str | None:
@@ -237,29 +265,32 @@ class Projection:
             self.frontier = max(self.frontier, end)
             return end
 
-    def _fold_to(self, seen: int) -> None:
-        if seen < self._egress_upto:  # a release read an earlier point than we have folded: start again
-            self._egress, self._egress_upto, self._folded, self._verdicts = EgressState(), 0, 0, {}
-        while self._folded < len(self.accepted) and self.accepted[self._folded][0] < seen:
-            index, entry = self.accepted[self._folded]
-            if entry.type == VERDICT:
-                verdict = parse_verdict(index, entry.body)
-                current = self._verdicts.get(verdict.host_id)
-                if current is None or verdict.epoch >= current.epoch:
-                    self._verdicts[verdict.host_id] = verdict
-            else:
-                self._egress.apply(entry, index)
-            self._folded += 1
-        self._egress_upto = seen
+    def _fold_to(self, seen: int) -> _Fold:
+        floor = max(self._base.upto, self.frontier - MAX_LAG)  # no later query reads the log before this
+        moved = 0
+        while moved < len(self.window) and self.window[moved][0] < floor:
+            self._base.apply(*self.window[moved])
+            moved += 1
+        if moved:
+            del self.window[:moved]
+            self._cursor -= moved
+        self._base.upto = floor
+        if seen < self._base.upto:
+            raise MessageError(f"ledger_seen {seen} is more than {MAX_LAG} entries behind the log")
+        if seen < self._work.upto or self._cursor < 0:  # an earlier point than folded: start from the base
+            self._work, self._cursor = self._base.copy(), 0
+        while self._cursor < len(self.window) and self.window[self._cursor][0] < seen:
+            self._work.apply(*self.window[self._cursor])
+            self._cursor += 1
+        self._work.upto = seen
+        return self._work
 
     def egress(self, host_id: str, now: datetime, seen: int) -> HostEgress:
         """The host's egress as the accepted entries before ``seen`` state it, at ``now``."""
         with self._lock:
-            self._fold_to(seen)
-            return self._egress.status(host_id, now.timestamp())
+            return self._fold_to(seen).egress.status(host_id, now.timestamp())
 
     def verdict(self, host_id: str, seen: int) -> VerdictRecord | None:
         """The host's latest verdict (highest epoch) among the accepted entries before ``seen``."""
         with self._lock:
-            self._fold_to(seen)
-            return self._verdicts.get(host_id)
+            return self._fold_to(seen).verdicts.get(host_id)

@@ -38,6 +38,7 @@ from strongroom.custody.errors import (
 )
 from strongroom.custody.policy import ModelPolicy
 from strongroom.custody.projection import (
+    MAX_LAG,
     PROJECTED_TYPES,
     AlarmClearance,
     AppenderChange,
@@ -495,10 +496,11 @@ class CustodyState:
         seen, conditions = None, []
         if conditional(model.policy):
             seen = body.get("ledger_seen")
-            if isinstance(seen, bool) or not isinstance(seen, int) or not self.last_exclusive < seen <= self.last_index:
+            low = max(self.last_exclusive, self.last_index - MAX_LAG - 1)
+            if isinstance(seen, bool) or not isinstance(seen, int) or not low < seen <= self.last_index:
                 raise MessageError(
                     "the release's ledger_seen must name the log size the service read before deciding "
-                    f"(after entry {self.last_exclusive}, at most {self.last_index})"
+                    f"(after entry {low}, at most {self.last_index})"
                 )
             conditions = self.host_reasons(model.policy, request.host_id, at, seen)
         decision = evaluate(
