@@ -348,8 +348,9 @@ class CustodyService:
         request, state_name, received_at = self._request(request_id)
         approvals = self._approvals(request_id)
         model = self.state.model(request.model_id)
-        seen = self.state.projection.catch_up(self.log) if conditional(model.policy) else None
-        decision = self._decide(model, request, received_at, approvals, whole_seconds(self.clock()), seen)
+        with self._lock.shared():  # officers' changes (appenders enrolled or retired) wait for the catch-up
+            seen = self.state.projection.catch_up(self.log) if conditional(model.policy) else None
+            decision = self._decide(model, request, received_at, approvals, whole_seconds(self.clock()), seen)
         return {
             "request_id": request_id,
             "state": state_name,
