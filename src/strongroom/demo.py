@@ -17,6 +17,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from strongroom import demo_ties
 from strongroom.custody import admin
 from strongroom.custody.approver import Approver
 from strongroom.custody.audit import audit_custody
@@ -98,7 +99,7 @@ def run_demo(workdir: Path, say: Say) -> dict[str, Any]:
         def two_officers(proposal: admin.Proposal) -> dict[str, Any]:
             return client.admin(admin.propose(proposal, list(officers.values())))
 
-        policy = ModelPolicy(model_id, required_tier=3, approvals=2)
+        policy = ModelPolicy(model_id, required_tier=3, approvals=2, location=demo_ties.location_rule())
         with SealedModel.inspect(sealed_dir) as model:
             key = model.key
         provenance = {
@@ -112,6 +113,8 @@ def run_demo(workdir: Path, say: Say) -> dict[str, Any]:
             f"{' and '.join(registered['officers'])} registered the model: SenL-{policy.required_tier} to request, "
             f"{policy.approvals} approvals incl. a SenL-5 custodian (ledger entry {registered['ledger']['index']})"
         )
+        if policy.location is not None:
+            say(f"the policy requires the host's fresh IN({', '.join(policy.location.countries)}) location verdict")
 
         people = _enrol(two_officers, agreement, workdir, say)
         host = HostSession("gpu-node-01", Signer.generate("ed25519"))
@@ -125,6 +128,11 @@ def run_demo(workdir: Path, say: Say) -> dict[str, Any]:
             )
         )
         say(f"enrolled host gpu-node-01 with its Ed25519 identity key (ledger entry {enrolled['ledger']['index']})")
+        data = workdir / "server"
+        ties = {"egress": demo_ties.guard_egress(two_officers, data, url, host.host_id, model_id,
+                                                 sealed["plaintext_bytes"], services.custody, say)}  # fmt: skip
+        if policy.location is not None:
+            ties["location"] = demo_ties.guard_location(two_officers, data, url, host, say)
         request = SignedMessage.sign(host.request_payload(model_id, "embedding evaluation", "alice"), people["alice"])
         request_id = client.submit_request(request)
         say(
@@ -194,6 +202,7 @@ def run_demo(workdir: Path, say: Say) -> dict[str, Any]:
         "audit": audit.to_json(),
         "embedding": embedding,
         "tensors_loaded": summary["tensors"],
+        **ties,
     }
 
 

@@ -74,7 +74,7 @@ def landmark_enrol(
         print_json(body)
     else:
         console.print(f"landmark {landmark_id} at {latitude:.5f}, {longitude:.5f}; key {key} (0600), {key}.pub")
-        console.print("give the geo.landmark enrolment body (--json) to two officers to co-sign")
+        console.print("officers enrol it with 'strongroom admin landmark enrol BODY.json' (the --json output)")
 
 
 @landmark_app.command("serve")

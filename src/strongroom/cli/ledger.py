@@ -152,6 +152,8 @@ def verify(
                 )
             for problem in audit.problems:
                 console.print(f"  [bold red]entry {problem.index} ({problem.type})[/]: {problem.reason}")
+            for ignored in audit.ignored:  # egress or location entries by keys the officers did not enrol
+                console.print(f"  entry {ignored['index']} ({ignored['type']}) not counted: {ignored['reason']}")
     if audit is not None and not audit.ok:
         raise CustodyAuditError(f"custody audit: {len(audit.problems)} ledger entries would not have been accepted")
 

@@ -149,3 +149,32 @@ def lift_incident(incident: str, reason: str = "") -> Proposal:
 
 def change_authority(authority: Authority) -> Proposal:
     return Proposal("authority.change", authority.to_json())
+
+
+def enrol_appender(appender: str, public_key: str, types: Sequence[str], host: str | None = None) -> Proposal:
+    """A key whose egress entries (for ``host``: its gateway) or location verdicts custody will count."""
+    change: dict[str, Any] = {"change": "enrol", "appender": appender, "public_key": public_key,
+                              "types": sorted(set(types))}  # fmt: skip
+    if host is not None:
+        change["host"] = host
+    return Proposal("appender.enrol", change)
+
+
+def retire_appender(appender: str, reason: str = "") -> Proposal:
+    """One officer stops custody counting an appender's entries from here on."""
+    return Proposal("appender.retire", {"change": "retire", "appender": appender, "reason": reason})
+
+
+def clear_egress_alarm(host: str, alarm_id: str, reason: str) -> Proposal:
+    """Threshold officers clear an open egress alarm so releases to the host can resume."""
+    return Proposal("egress.clear", {"change": "clear", "host": host, "alarm_id": alarm_id, "reason": reason})
+
+
+def enrol_landmark(body: dict[str, Any]) -> Proposal:
+    """A landmark's enrolment body (``strongroom geo landmark enrol --json``), for threshold officers."""
+    return Proposal("landmark.enrol", {**body, "change": "enrol"})
+
+
+def change_landmark(landmark: str, change: str, reason: str = "") -> Proposal:
+    """``retire`` or ``flag`` (one officer), ``clear`` (threshold officers)."""
+    return Proposal(f"landmark.{change}", {"change": change, "landmark": landmark, "reason": reason})

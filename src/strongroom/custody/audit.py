@@ -5,6 +5,8 @@ live service runs (``strongroom.custody.state``): the writer of each entry, the 
 their number for every administrative change, people, hosts and models as they stood, key bindings, and
 for each ``key.released`` the decision function again, at the logged time, on the signed request and
 approvals the entry carries. Any entry that would not have been accepted is named, with the reason.
+Egress and location entries by keys the officers did not enroll for them are listed as ``ignored``: they
+count for nothing, so they are not failures.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class CustodyAudit:
     threshold: int = 0
     releases: list[dict[str, Any]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    ignored: list[dict[str, Any]] = field(default_factory=list)  # appenders' entries custody does not count
 
     @property
     def ok(self) -> bool:
@@ -42,6 +45,7 @@ class CustodyAudit:
             "threshold": self.threshold,
             "releases": self.releases,
             "problems": [p.to_json() for p in self.problems],
+            "ignored": self.ignored,
             "ok": self.ok,
         }
 
@@ -65,6 +69,7 @@ def audit_custody(entries: Iterable[tuple[int, Entry]]) -> CustodyAudit:
             loads.setdefault(str(entry.body["request_id"]), []).append(
                 {"index": index, "host": entry.body.get("host"), "time": entry.time}
             )
+    audit.ignored = [i.to_json() for i in state.projection.ignored]
     if state.authority is not None:
         audit.officers = [{"name": o.name, "key_id": o.verifier.key_id} for o in state.authority.officers]
         audit.threshold = state.authority.threshold

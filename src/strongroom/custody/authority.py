@@ -12,6 +12,11 @@ replays (``strongroom.custody.state`` enforces it for both). docs/architecture.m
   offboarding, retiring a host) needs one, so removing access is never blocked by a missing colleague.
 - Appenders (``DATA/appenders/NAME.pub``) write only the types their allow-list names (``NAME.types``,
   default ``model.evaluated``), and never a custody or people type.
+- Custody counts an appender's egress or location entry only if the officers enrolled that appender on the
+  ledger (``appender.enrol``, threshold officers; an egress gateway is bound to its one host) before the
+  entry and did not retire it (one officer) before it; any other is ignored (``strongroom.custody.projection``).
+  Clearing a host's egress alarm (``egress.clear``) and enrolling or clearing a landmark need threshold
+  officers; retiring or flagging a landmark needs one.
 """
 
 from __future__ import annotations
@@ -23,7 +28,10 @@ from strongroom.custody.errors import NotAuthorisedError
 from strongroom.custody.protocol import ACTIONS
 from strongroom.ledger.entries import SCHEMAS
 
-TAKE_AWAY_ACTIONS = frozenset({"person.signal", "person.offboard", "host.retire", "incident.declare"})
+TAKE_AWAY_ACTIONS = frozenset(
+    {"person.signal", "person.offboard", "host.retire", "incident.declare", "appender.retire"}
+    | {"landmark.retire", "landmark.flag"}
+)
 CUSTODIAN_COSIGNED_ACTIONS = frozenset({"incident.lift"})  # threshold officers and an active custodian
 GRANT_ACTIONS = frozenset(ACTIONS - TAKE_AWAY_ACTIONS)
 DEFAULT_THRESHOLD = 2
@@ -75,6 +83,31 @@ WRITERS: dict[str, Writer] = {
         "person), for an incident on the ledger",
     ),
     "model.evaluated": Writer("an appender whose allow-list names it", "the appender's own signature"),
+    "appender.changed": Writer(
+        "custody service",
+        "appender.enrol (a key allowed egress or location types; an egress gateway names its host) co-signed by "
+        "threshold officers; appender.retire by one",
+    ),
+    "egress.cleared": Writer(
+        "custody service", "egress.clear co-signed by threshold officers, naming an open alarm of that host"
+    ),
+    "geo.landmark": Writer(
+        "custody service",
+        "landmark.enrol and landmark.clear co-signed by threshold officers; landmark.retire and landmark.flag by one",
+    ),
+    **{
+        entry_type: Writer(
+            "the host's egress gateway (an appender whose allow-list names it)",
+            "counted by custody only if signed by an appender the officers enrolled (appender.enrol) for this "
+            "host and type before the entry, and not retired before it; otherwise ignored",
+        )
+        for entry_type in ("egress.checkpoint", "egress.alarm", "egress.exhausted")
+    },
+    "geo.verdict": Writer(
+        "a location verifier (an appender whose allow-list names it)",
+        "counted by custody only if signed by an appender the officers enrolled for geo.verdict before the entry, "
+        "and not retired before it; otherwise ignored",
+    ),
 }
 
 SERVICE_TYPES = frozenset(t for t, w in WRITERS.items() if w.writer == "custody service")
@@ -87,6 +120,10 @@ ENTRY_FOR_ACTION = {
     "authority.change": "authority.changed",
     "incident.declare": "incident.changed",
     "incident.lift": "incident.changed",
+    "appender.enrol": "appender.changed",
+    "appender.retire": "appender.changed",
+    "egress.clear": "egress.cleared",
+    **{f"landmark.{kind}": "geo.landmark" for kind in ("enrol", "retire", "flag", "clear")},
 }
 
 

@@ -491,7 +491,11 @@ PERSON_ACTIONS = {
 HOST_ACTIONS = {"host.enrol", "host.retire"}
 MODEL_ACTIONS = {"model.register", "model.policy"}
 INCIDENT_ACTIONS = {"incident.declare", "incident.lift"}
-ACTIONS = PERSON_ACTIONS | HOST_ACTIONS | MODEL_ACTIONS | INCIDENT_ACTIONS | {"authority.change"}
+APPENDER_ACTIONS = {"appender.enrol", "appender.retire"}  # keys that write egress and location entries
+EGRESS_ACTIONS = {"egress.clear"}  # clearing a host's egress alarm
+LANDMARK_ACTIONS = {f"landmark.{kind}" for kind in ("enrol", "retire", "flag", "clear")}
+TIE_ACTIONS = APPENDER_ACTIONS | EGRESS_ACTIONS | LANDMARK_ACTIONS
+ACTIONS = PERSON_ACTIONS | HOST_ACTIONS | MODEL_ACTIONS | INCIDENT_ACTIONS | TIE_ACTIONS | {"authority.change"}
 SCOPE_KINDS = ("model", "host", "person")
 SEVERITIES = ("suspected", "confirmed")
 
@@ -646,7 +650,7 @@ class AdminChange:
         if not isinstance(change, dict):
             raise MessageError(f"{what}: change must be an object")
         if (
-            action in PERSON_ACTIONS | HOST_ACTIONS | INCIDENT_ACTIONS
+            action in PERSON_ACTIONS | HOST_ACTIONS | INCIDENT_ACTIONS | TIE_ACTIONS
             and change.get("change") != action.split(".", 1)[1]
         ):
             raise MessageError(f"{what}: change.change must be {action.split('.', 1)[1]!r} for {action}")
@@ -659,6 +663,10 @@ class AdminChange:
             parsed.authority()
         elif action in INCIDENT_ACTIONS:
             parsed.incident()
+        elif action in TIE_ACTIONS:
+            from strongroom.custody.projection import parse_tie_change
+
+            parse_tie_change(action, change)
         return parsed
 
     @property
@@ -668,6 +676,12 @@ class AdminChange:
             return "authority"
         if self.action in INCIDENT_ACTIONS:
             return f"incident:{self.change.get('incident')}"
+        if self.action in APPENDER_ACTIONS:
+            return f"appender:{self.change.get('appender')}"
+        if self.action in LANDMARK_ACTIONS:
+            return f"landmark:{self.change.get('landmark')}"
+        if self.action in EGRESS_ACTIONS:
+            return f"egress:{self.change.get('host')}:{self.change.get('alarm_id')}"
         return str(self.change.get("person") or self.change.get("host") or self.change.get("model_id"))
 
     def registration(self) -> ModelRegistration:

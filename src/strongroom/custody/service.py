@@ -38,7 +38,9 @@ from strongroom.custody.errors import (
     UnverifiableLedgerError,
 )
 from strongroom.custody.ports import EventLog
+from strongroom.custody.projection import PROJECTED_TYPES
 from strongroom.custody.protocol import (
+    EGRESS_ACTIONS,
     OFFICER_READER,
     AdminChange,
     AdminSubmission,
@@ -58,6 +60,7 @@ from strongroom.custody.state import (
     Prepared,
     RegisteredModel,
     ReleaseRecord,
+    conditional,
     release_body,
     replay,
 )
@@ -94,7 +97,7 @@ class CustodyService:
         self.clock = clock
         self._lock = StateLock()
         self._loads = threading.Lock()
-        self.state = replay(log.scan(SERVICE_TYPES))
+        self.state = replay(log.scan(SERVICE_TYPES | PROJECTED_TYPES))
         if self.state.service_key not in (None, service_key.key_id):
             raise CustodyError(
                 f"this server's service key {service_key.key_id[:16]} did not write the ledger's custody entries "
@@ -115,6 +118,8 @@ class CustodyService:
         openings = check_openings(change.action, change.change, submission.openings)
         now = whole_seconds(self.clock())
         with self._lock.exclusive():
+            if change.action in EGRESS_ACTIONS:
+                self.state.projection.catch_up(self.log)  # the alarm to clear may have just been logged
             prepared = self.state.prepare(change, now)
             if change.action == "model.register":
                 self._check_binding(change.registration().key)
@@ -206,7 +211,7 @@ class CustodyService:
             receipt = self.log.append_event(prepared.entry_type, prepared.body, self.service_key, format_time(now))
         except StrongroomError as exc:
             raise UnavailableError(f"ledger append failed, nothing changed: {exc}") from None
-        self.state.last_index = int(receipt["index"])
+        self.state.last_index = self.state.last_exclusive = int(receipt["index"])
         prepared.commit()
         return receipt
 
@@ -343,7 +348,9 @@ class CustodyService:
         request, state_name, received_at = self._request(request_id)
         approvals = self._approvals(request_id)
         model = self.state.model(request.model_id)
-        decision = self._decide(model, request, received_at, approvals, whole_seconds(self.clock()))
+        with self._lock.shared():  # officers' changes (appenders enrolled or retired) wait for the catch-up
+            seen = self.state.projection.catch_up(self.log) if conditional(model.policy) else None
+            decision = self._decide(model, request, received_at, approvals, whole_seconds(self.clock()), seen)
         return {
             "request_id": request_id,
             "state": state_name,
@@ -380,19 +387,21 @@ class CustodyService:
         if model.key.provider != SHAMIR:
             self._provider_for(model.key)  # fail closed before anything is claimed or logged
         with self._lock.shared():
+            # the appenders' egress and location entries so far: the decision's inputs, named in the entry
+            seen = self.state.projection.catch_up(self.log) if conditional(model.policy) else None
 
             def claim(tx: Tx) -> tuple[list[Approval], Decision]:
                 """In one commit: claim the request (one racer wins), decide, spend the fetch nonce."""
                 tx.claim(request_id)
                 approvals = _parse_approvals(tx.approvals(request_id))
-                decision = self._decide(model, request, received_at, approvals, now)
+                decision = self._decide(model, request, received_at, approvals, now, seen)
                 if not decision.allowed:
                     raise PolicyError(list(decision.reasons))
                 tx.spend_nonce(fetch.window.nonce, format_time(now), "release fetch")
                 return approvals, decision
 
             approvals, decision = self.store.write(claim, urgent=True)
-            body = release_body(request, approvals, decision, model, received_at, secrets.token_hex(16))
+            body = release_body(request, approvals, decision, model, received_at, secrets.token_hex(16), seen)
             try:
                 receipt = self.log.append_event("key.released", body, self.service_key, format_time(now))
             except BaseException as exc:
@@ -557,6 +566,7 @@ class CustodyService:
                 receipt = self.log.append_event("incident.step", body, self.service_key, format_time(now))
             except StrongroomError as exc:
                 raise UnavailableError(f"ledger append failed: {exc}") from None
+            self.state.last_exclusive = int(receipt["index"])
             self.state.record_step(ack, int(receipt["index"]), now)
         return receipt
 
@@ -573,6 +583,7 @@ class CustodyService:
                 receipt = self.log.append_event("model.loaded", body, self.service_key)
             except StrongroomError as exc:
                 raise UnavailableError(f"ledger append failed: {exc}") from None
+            self.state.last_exclusive = int(receipt["index"])
             self.state.loaded.add(request_id)
         return receipt
 
@@ -613,10 +624,14 @@ class CustodyService:
         received_at: datetime,
         approvals: list[Approval],
         now: datetime,
+        seen: int | None = None,
     ) -> Decision:
         state = self.state
         frozen = state.freezes(request.model_id, request.host_id, (request.requester, *(a.approver for a in approvals)))
-        return evaluate(model.policy, request, received_at, approvals, state.people, state.hosts, now, frozen)
+        conditions = state.host_reasons(model.policy, request.host_id, now, seen) if seen is not None else []
+        return evaluate(
+            model.policy, request, received_at, approvals, state.people, state.hosts, now, frozen, conditions
+        )
 
     def _request(self, request_id: str) -> tuple[ReleaseRequest, str, datetime]:
         with self.store.transaction(write=False) as tx:

@@ -25,6 +25,7 @@ from strongroom.custody.authority import (
     SERVICE_TYPES,
     officers_needed,
 )
+from strongroom.custody.conditions import egress_reasons, location_reasons
 from strongroom.custody.decision import Decision, evaluate
 from strongroom.custody.envelope import CLOCK_SKEW, CoSigned, SignedMessage, format_time, parse_time
 from strongroom.custody.errors import (
@@ -36,8 +37,18 @@ from strongroom.custody.errors import (
     UnverifiableEntryError,
 )
 from strongroom.custody.policy import ModelPolicy
+from strongroom.custody.projection import (
+    MAX_LAG,
+    PROJECTED_TYPES,
+    AlarmClearance,
+    AppenderChange,
+    AppenderRecord,
+    Projection,
+    parse_tie_change,
+)
 from strongroom.custody.protocol import (
     OFFICER_READER,
+    TIE_ACTIONS,
     AdminChange,
     Approval,
     Authority,
@@ -46,6 +57,8 @@ from strongroom.custody.protocol import (
     StepAck,
 )
 from strongroom.errors import StrongroomError
+from strongroom.geo.errors import LandmarkError
+from strongroom.geo.landmarks import LandmarkSet
 from strongroom.hosts import Host, HostError, HostRegistry
 from strongroom.keys.provider import WrappedKey
 from strongroom.ledger.entries import Entry
@@ -148,7 +161,9 @@ class CustodyState:
     used: set[str] = field(default_factory=set)  # administrative nonces and change ids
     incidents: dict[str, Incident] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    projection: Projection = field(default_factory=Projection)  # appenders' egress and location entries
     last_index: int = -1  # the entry being applied (replay) or just logged (the live service)
+    last_exclusive: int = -1  # the last custody entry other than a release (written under the exclusive lock)
 
     # -- administration: the live service and replay both go through prepare ------------------------
 
@@ -195,6 +210,8 @@ class CustodyState:
             prepared = self._policy(change, auth)
         elif action.startswith("incident."):
             prepared = self._incident(change, auth, at)
+        elif action in TIE_ACTIONS:
+            prepared = self._tie(change, auth, at)
         else:
             prepared = self._authority(change.authority(), auth)
         inner = prepared.commit
@@ -302,6 +319,90 @@ class CustodyState:
 
         return Prepared("incident.changed", body, lift)
 
+    def _tie(self, change: AdminChange, auth: dict[str, Any], at: datetime) -> Prepared:
+        """An appender enrolled or retired, an egress alarm cleared, or a landmark changed."""
+        parsed = parse_tie_change(change.action, change.change)
+        projection = self.projection
+        if isinstance(parsed, AppenderChange):
+            return self._appender(parsed, auth)
+        if isinstance(parsed, AlarmClearance):
+            status = projection.egress(parsed.host, at, projection.frontier)
+            if parsed.alarm_id in projection.cleared:
+                raise AlreadyExistsError(f"egress alarm {parsed.alarm_id[:12]} was already cleared")
+            if parsed.alarm_id not in {a.alarm_id for a in status.open_alarms}:
+                raise NotFoundError(f"host {parsed.host} has no egress alarm {parsed.alarm_id[:12]} on the ledger")
+
+            def clear() -> None:
+                projection.cleared[parsed.alarm_id] = self.last_index
+
+            body = {"host": parsed.host, "alarm_id": parsed.alarm_id, "authorisation": auth}
+            return Prepared("egress.cleared", body, clear)
+        landmarks = LandmarkSet()
+        landmarks.landmarks = dict(projection.landmarks.landmarks)
+        try:
+            landmark = landmarks.apply(parsed)
+        except LandmarkError as exc:
+            raise MessageError(f"{change.action}: {exc}") from None
+        if parsed["change"] == "enrol" and self._key_taken(landmark.key_id):
+            raise AlreadyExistsError(f"landmark {landmark.landmark_id}: its key is already an officer's, a person's, "
+                                     "a host's or an appender's")  # fmt: skip
+
+        def commit() -> None:
+            projection.landmarks = landmarks
+
+        return Prepared("geo.landmark", {**parsed, "authorisation": auth}, commit)
+
+    def _appender(self, parsed: AppenderChange, auth: dict[str, Any]) -> Prepared:
+        appenders = self.projection.appenders
+        body = {"appender": parsed.appender, "change": parsed.change, "authorisation": auth}
+        if parsed.change == "enrol":
+            assert parsed.verifier is not None
+            verifier = parsed.verifier
+            if parsed.appender in appenders:
+                raise AlreadyExistsError(f"appender {parsed.appender} was already enrolled (ids are never reused)")
+            if self._key_taken(verifier.key_id):
+                raise AlreadyExistsError(f"appender {parsed.appender}: its key is already another identity's")
+            if parsed.host is not None:
+                self.host(parsed.host)  # the gateway of an enrolled host only
+
+            def enrol() -> None:
+                appenders[parsed.appender] = AppenderRecord(
+                    parsed.appender, verifier, parsed.types, parsed.host, self.last_index
+                )
+
+            return Prepared("appender.changed", body, enrol)
+        found = appenders.get(parsed.appender)
+        if found is None:
+            raise NotFoundError(f"no appender {parsed.appender} is enrolled")
+        if found.retired is not None:
+            raise AlreadyExistsError(f"appender {parsed.appender} was already retired")
+
+        def retire() -> None:
+            found.retired = self.last_index
+
+        return Prepared("appender.changed", body, retire)
+
+    def _key_taken(self, key_id: str) -> bool:
+        return (
+            key_id == self.service_key
+            or (self.authority is not None and key_id in self.authority.keys)
+            or self.people.by_key(key_id) is not None
+            or self.hosts.by_key(key_id) is not None
+            or any(a.verifier.key_id == key_id for a in self.projection.appenders.values())
+            or self.projection.landmarks.by_key(key_id) is not None
+        )
+
+    def host_reasons(self, policy: ModelPolicy, host_id: str, at: datetime, seen: int) -> list[str]:
+        """The policy's host conditions (egress, location) that fail at ``at``, on the entries before ``seen``."""
+        reasons: list[str] = []
+        projection = self.projection
+        if policy.egress is not None:
+            reasons += egress_reasons(policy.egress, projection.egress(host_id, at, seen), projection.cleared)
+        if policy.location is not None:
+            verdict = projection.verdict(host_id, seen)
+            reasons += location_reasons(policy.location, host_id, verdict, at, projection.landmarks.digest)
+        return reasons
+
     def freezes(self, model_id: str, host_id: str, people: tuple[str, ...]) -> list[str]:
         """The open incidents whose scope covers this model, host or any of these people."""
         return [
@@ -392,7 +493,19 @@ class CustodyState:
         if received_at + CLOCK_SKEW < request.window.issued_at or received_at > at:
             raise MessageError("the request's logged arrival time is outside its validity window")
         frozen = self.freezes(request.model_id, request.host_id, (request.requester, *(a.approver for a in approvals)))
-        decision = evaluate(model.policy, request, received_at, approvals, self.people, self.hosts, at, frozen)
+        seen, conditions = None, []
+        if conditional(model.policy):
+            seen = body.get("ledger_seen")
+            low = max(self.last_exclusive, self.last_index - MAX_LAG - 1)
+            if isinstance(seen, bool) or not isinstance(seen, int) or not low < seen <= self.last_index:
+                raise MessageError(
+                    "the release's ledger_seen must name the log size the service read before deciding "
+                    f"(after entry {low}, at most {self.last_index})"
+                )
+            conditions = self.host_reasons(model.policy, request.host_id, at, seen)
+        decision = evaluate(
+            model.policy, request, received_at, approvals, self.people, self.hosts, at, frozen, conditions
+        )
         if not decision.allowed:
             raise NotAuthorisedError("the release would not have been allowed: " + "; ".join(decision.reasons))
         if request.request_id in self.releases:
@@ -400,7 +513,7 @@ class CustodyState:
                 f"request {request.request_id[:16]} was already released "
                 f"at entry {self.releases[request.request_id].index}"
             )
-        expected = release_body(request, approvals, decision, model, received_at, str(body.get("release_nonce")))
+        expected = release_body(request, approvals, decision, model, received_at, str(body.get("release_nonce")), seen)
         if body != expected:
             raise MessageError("the entry's body is not what the release decision produces (edited fields)")
         return ReleaseRecord(request.request_id, request.model_id, request.host_id, expected["release_nonce"], -1)
@@ -454,6 +567,10 @@ class CustodyState:
     def apply(self, index: int, entry: Entry) -> None:
         """Apply one ledger entry; UnverifiableEntryError (nothing applied) if it breaks the authority model."""
         self.last_index = index
+        self.projection.frontier = max(self.projection.frontier, index)
+        if entry.type in PROJECTED_TYPES:
+            self.projection.add(index, entry)
+            return
         if entry.type not in SERVICE_TYPES:
             return
         try:
@@ -465,6 +582,8 @@ class CustodyState:
 
     def _apply(self, index: int, entry: Entry) -> None:
         body, at = entry.body, parse_time(entry.time, "time")
+        if entry.type != "key.released":
+            self.last_exclusive = index
         if entry.type == "authority.changed" and self.authority is None:
             if "authorisation" in body:
                 raise NotAuthorisedError("the first authority entry must be the genesis (no authorisation)")
@@ -510,9 +629,11 @@ def release_body(
     model: RegisteredModel,
     received_at: datetime,
     release_nonce: str,
+    ledger_seen: int | None = None,
 ) -> dict[str, Any]:
-    """The ``key.released`` body: every signed input of the decision, and its outcome."""
-    return {
+    """The ``key.released`` body: every signed input of the decision, and its outcome; for a policy with host
+    conditions, also the log size the service had read when it decided (``ledger_seen``)."""
+    body: dict[str, Any] = {
         "model_id": request.model_id,
         "request_id": request.request_id,
         "request": request.signed.to_json(),
@@ -524,6 +645,14 @@ def release_body(
         "received_at": format_time(received_at),
         "release_nonce": release_nonce,
     }
+    if ledger_seen is not None:
+        body["ledger_seen"] = ledger_seen
+    return body
+
+
+def conditional(policy: ModelPolicy) -> bool:
+    """Whether the policy has host conditions (egress control or location), decided on appenders' entries."""
+    return policy.egress is not None or policy.location is not None
 
 
 def replay(entries: Iterable[tuple[int, Entry]], state: CustodyState | None = None) -> CustodyState:
