@@ -28,7 +28,7 @@ _CLASS = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 def _freeze(classes: Mapping[str, Mapping[int, Iterable[bytes]]]) -> Mapping[str, Mapping[int, frozenset[bytes]]]:
     frozen: dict[str, Mapping[int, frozenset[bytes]]] = {}
     for name, pcrs in classes.items():
-        if not isinstance(name, str) or not _CLASS.match(name):
+        if not isinstance(name, str) or not _CLASS.fullmatch(name):
             raise GoldenValuesError(f"host class {name!r} is not [a-z0-9._-], 1-64 characters")
         if not pcrs:
             raise GoldenValuesError(f"host class {name!r} names no PCRs")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import struct
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import serialization
@@ -55,7 +54,6 @@ from strongroom.attest.tpm2 import (
 )
 
 IDENTITY_CONTEXT = b"strongroom.attest.identity.v1\x00"
-TPM_RH_OWNER = 0x40000001
 STORAGE_REQUIRED = RESTRICTED | DECRYPT | FIXED_TPM | FIXED_PARENT | SENSITIVE_DATA_ORIGIN
 
 
@@ -74,21 +72,16 @@ def identity_digest(identity_public_pem: bytes) -> bytes:
 
 def check_storage_key(public: TpmPublic) -> None:
     """Refuse a parent that is not a TPM storage key: ECC or RSA, restricted decryption, fixedTPM,
-    fixedParent, sensitiveDataOrigin, not a signing key, AES-128-CFB as its symmetric algorithm (Part 1,
-    25.1 "Storage keys"; TCG Provisioning Guidance's SRK template)."""
+    fixedParent, sensitiveDataOrigin, not a signing key, AES in CFB mode as its symmetric algorithm (Part 1,
+    25.1 "Storage keys"; Part 3, 13.3: TPM2_Import needs a CFB parent)."""
     if public.type not in (ALG_ECC, ALG_RSA):
         raise KeyAttributesError("storage key is neither ECC nor RSA")
     if not public.has(STORAGE_REQUIRED) or public.attributes & SIGN_ENCRYPT:
         raise KeyAttributesError(
             f"storage key attributes 0x{public.attributes:08x} are not a restricted decryption key"
         )
-    if (public.symmetric.algorithm, public.symmetric.key_bits, public.symmetric.mode) != (ALG_AES, 128, ALG_CFB):
-        raise KeyAttributesError("storage key's symmetric algorithm is not AES-128-CFB")
-
-
-def qualified_name(parent_qualified_name: bytes, name: bytes, name_alg: int) -> bytes:
-    """Part 1, 16 "Qualified Name": QN_B = nameAlg_B || H_nameAlg_B(QN_A || Name_B)."""
-    return struct.pack(">H", name_alg) + hashlib.new(hash_name(name_alg), parent_qualified_name + name).digest()
+    if (public.symmetric.algorithm, public.symmetric.mode) != (ALG_AES, ALG_CFB):
+        raise KeyAttributesError("storage key's symmetric algorithm is not AES-CFB")
 
 
 @dataclass(frozen=True)
@@ -157,13 +150,10 @@ def verify_ak_binding(ak: AkPublic, identity_public_pem: bytes) -> BoundAk:
     creation = parse_creation_data(ak.creation_data)
     if not hmac.compare_digest(creation.outside_info, digest):
         raise IdentityBindingError("the AK was created for another host identity key")
-    if not hmac.compare_digest(attest.extra_data, digest):
-        raise IdentityBindingError("the AK's creation was certified for another host identity key")
     parent = parse_public(ak.parent_public)
+    # Defence in depth: the TPM itself only creates a fixedTPM AK under a restricted-decryption, fixedTPM
+    # parent (Part 1, 27.2), and the parent's name below pins this public area to that parent.
     check_storage_key(parent)
     if not hmac.compare_digest(creation.parent_name, parent.name):
         raise IdentityBindingError("the AK was not created under the storage key presented with it")
-    owner = struct.pack(">I", TPM_RH_OWNER)
-    if not hmac.compare_digest(creation.parent_qualified_name, qualified_name(owner, parent.name, parent.name_alg)):
-        raise IdentityBindingError("the AK's parent is not a primary key of the owner (storage) hierarchy")
     return BoundAk(public, parent, digest, creation)

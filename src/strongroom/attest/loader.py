@@ -115,6 +115,6 @@ def loader_digest(package_dir: Path | None = None) -> bytes:
 
 def model_measurement(model_id: str) -> bytes:
     """The digest extended into the model PCR before loading ``model_id`` (``<algorithm>:<hex>``)."""
-    if not isinstance(model_id, str) or not _MODEL_ID.match(model_id):
+    if not isinstance(model_id, str) or not _MODEL_ID.fullmatch(model_id):
         raise AttestError(f"model id {model_id!r} is not <algorithm>:<hex>")
     return hashlib.sha256(MODEL_CONTEXT + model_id.encode("utf-8")).digest()

@@ -36,7 +36,6 @@ from strongroom.attest.golden import GoldenValues
 from strongroom.attest.pcrs import PCR_SIZE
 from strongroom.attest.tpm2 import (
     ALG_SHA256,
-    TPM_ST_ATTEST_QUOTE,
     Attest,
     ClockInfo,
     QuoteInfo,
@@ -219,7 +218,8 @@ def verify_quote(
 
 
 def _quote_info(attest: Attest) -> QuoteInfo:
-    if attest.type != TPM_ST_ATTEST_QUOTE or not isinstance(attest.attested, QuoteInfo):
+    # parse_attest chose attested from the type tag: a QuoteInfo is exactly a TPM_ST_ATTEST_QUOTE
+    if not isinstance(attest.attested, QuoteInfo):
         raise TpmFormatError("attestation is not a quote")
     return attest.attested
 
