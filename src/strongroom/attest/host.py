@@ -89,6 +89,7 @@ class HostTpm:
         self._utils = _tss.utils()
         self._srk_handle = srk_handle
         self._ak_handle = ak_handle
+        self._ak_tr: Any = None
         try:
             self._esys: Any = self._tss.ESAPI(tcti)
         except Exception as exc:
@@ -207,10 +208,11 @@ class HostTpm:
                 self.esys.flush_context(session)
 
     def _ak(self) -> Any:
-        ak = self._persistent(self._ak_handle)
-        if ak is None:
-            raise TpmError("this TPM has no attestation key yet (create_ak)")
-        return ak
+        if self._ak_tr is None:
+            self._ak_tr = self._persistent(self._ak_handle)
+            if self._ak_tr is None:
+                raise TpmError("this TPM has no attestation key yet (create_ak)")
+        return self._ak_tr
 
     # --- the API ----------------------------------------------------------------------------------------
 
@@ -255,6 +257,7 @@ class HostTpm:
                 old = self._persistent(self._ak_handle)
                 if old is not None:
                     esys.evict_control(tss.ESYS_TR.OWNER, old, self._ak_handle)
+                self._ak_tr = None
                 esys.evict_control(tss.ESYS_TR.OWNER, handle, self._ak_handle)
             finally:
                 esys.flush_context(handle)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -26,8 +27,10 @@ from types import TracebackType
 
 from strongroom.attest.ca import TestManufacturerCa, write_file
 from strongroom.attest.errors import SoftwareTpmError
+from strongroom.memory import libc
 
 _LOCALHOST = "127.0.0.1"
+_PR_SET_PDEATHSIG = 1
 
 
 def _tool(name: str) -> str:
@@ -35,6 +38,14 @@ def _tool(name: str) -> str:
     if path is None:
         raise SoftwareTpmError(f"{name} is not installed (Debian packages swtpm and swtpm-tools)")
     return path
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask the kernel to SIGTERM swtpm when the process that started it dies
+    (prctl PR_SET_PDEATHSIG), so a crashed test run leaves no TPM behind."""
+    c = libc()
+    if c is not None:
+        c.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def _free_port_pair() -> int:
@@ -129,8 +140,10 @@ class SoftwareTpm:
         if self._process is not None:
             return self
         self.provision()
+        log_path = self.state_dir / "swtpm.log"
         for _attempt in range(5):
             port = _free_port_pair()
+            log = log_path.open("wb")
             process = subprocess.Popen(
                 [
                     _tool("swtpm"), "socket", "--tpm2",
@@ -139,17 +152,19 @@ class SoftwareTpm:
                     "--ctrl", f"type=tcp,port={port + 1},bindaddr={_LOCALHOST}",
                     "--flags", "not-need-init,startup-clear",
                 ],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, preexec_fn=_die_with_parent,
             )  # fmt: skip
+            log.close()
             if self._wait_listening(process, port):
                 self._process, self.port = process, port
                 return self
             # lost a race for the port, or swtpm failed: try again on other ports
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
-            stderr = process.communicate(timeout=5)[1].decode(errors="replace")
-            if "Address already in use" not in stderr and process.returncode not in (None, -9):
-                raise SoftwareTpmError(f"swtpm exited with {process.returncode}: {stderr[-500:]}")
+            process.wait(timeout=5)
+            output = log_path.read_text(errors="replace")
+            if "Address already in use" not in output and process.returncode != -9:
+                raise SoftwareTpmError(f"swtpm exited with {process.returncode}: {output[-500:]}")
         raise SoftwareTpmError("swtpm did not start listening")
 
     def _wait_listening(self, process: subprocess.Popen[bytes], port: int) -> bool:
@@ -175,8 +190,6 @@ class SoftwareTpm:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=5)
-            if process.stderr is not None:
-                process.stderr.close()
         if remove_state and self._owned_dir is not None:
             shutil.rmtree(self._owned_dir, ignore_errors=True)
             self._owned_dir = None
