@@ -124,7 +124,9 @@ class TpmSealedKey:
         return sealed
 
 
-def seal_to_tpm(secret: bytes, parent_public: TpmPublic | bytes, pcr_policy: Mapping[int, bytes]) -> TpmSealedKey:
+def seal_to_tpm(
+    secret: bytes | bytearray, parent_public: TpmPublic | bytes, pcr_policy: Mapping[int, bytes]
+) -> TpmSealedKey:
     """Seal ``secret`` (1-128 bytes) so that only the TPM holding ``parent_public`` (a verified storage key,
     see ``identity.verify_ak_binding``) can unseal it, and only while every PCR in ``pcr_policy`` has the
     given SHA-256 value."""
@@ -163,10 +165,15 @@ def release_pcr_policy(verdict: Verdict, model_id: str, layout: PcrLayout = PcrL
     quote covered keeps its quoted value, except the model PCR, which must have been extended with
     ``model_measurement(model_id)`` once more: the host can unseal only after declaring, in its TPM, that it
     is loading this model, and only while its loader PCR still holds the golden value it was quoted with."""
+    return pcr_policy_for(verdict.pcrs, model_id, layout)
+
+
+def pcr_policy_for(quoted: Mapping[int, bytes], model_id: str, layout: PcrLayout = PcrLayout()) -> dict[int, bytes]:
+    """``release_pcr_policy`` from the quoted PCR values alone (as a ledger entry records them)."""
     from strongroom.attest.loader import model_measurement
 
-    if layout.model not in verdict.pcrs or layout.loader not in verdict.pcrs:
+    if layout.model not in quoted or layout.loader not in quoted:
         raise SealError("the release quote must cover the loader and model PCRs")
-    policy = dict(verdict.pcrs)
-    policy[layout.model] = extend_value(verdict.pcrs[layout.model], model_measurement(model_id))
+    policy = dict(quoted)
+    policy[layout.model] = extend_value(quoted[layout.model], model_measurement(model_id))
     return policy

@@ -22,7 +22,7 @@ from strongroom.attest.credential import Challenge, check_activation, make_chall
 from strongroom.attest.ek import EkInfo, check_ek_public, verify_ek_certificate
 from strongroom.attest.errors import TpmFormatError
 from strongroom.attest.identity import AkPublic, verify_ak_binding
-from strongroom.attest.tpm2 import parse_public
+from strongroom.attest.tpm2 import TpmPublic, parse_public
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,36 @@ class EnrolledTpm:
         return enrolled
 
 
+def verify_evidence(
+    evidence: EnrolmentEvidence,
+    identity_public_pem: bytes,
+    trusted_ca_pems: Iterable[bytes],
+    *,
+    intermediate_pems: Iterable[bytes] = (),
+    at: datetime.datetime | None = None,
+) -> tuple[EnrolledTpm, TpmPublic]:
+    """Everything about the evidence that can be checked offline, at any later time (an auditor replaying an
+    enrolment): the EK certificate chains to a trusted manufacturer CA and certifies that EK, and the AK is a
+    restricted fixedTPM signing key created for this identity key under a storage key. Returns the record
+    and the EK's public area (what a credential challenge is encrypted to). Pure software."""
+    info: EkInfo = verify_ek_certificate(
+        evidence.ek_certificate, trusted_ca_pems, intermediate_pems=intermediate_pems, at=at
+    )
+    ek_public = parse_public(evidence.ek_public)
+    check_ek_public(info, ek_public)
+    bound = verify_ak_binding(evidence.ak, identity_public_pem)
+    enrolled = EnrolledTpm(
+        ek_fingerprint=info.fingerprint,
+        ek_manufacturer=info.manufacturer,
+        ek_model=info.model,
+        ak_public=bound.ak.raw,
+        ak_name=bound.ak.name,
+        storage_public=bound.storage_key.raw,
+        identity_digest=bound.identity_digest,
+    )
+    return enrolled, ek_public
+
+
 def begin_enrolment(
     evidence: EnrolmentEvidence,
     identity_public_pem: bytes,
@@ -113,22 +143,10 @@ def begin_enrolment(
 ) -> tuple[EnrolledTpm, Challenge, bytes]:
     """Verify the evidence (EK chain, EK public, AK birth certificate) and make the activation challenge.
     Returns the record to keep once activation succeeds, the challenge for the host, and the secret."""
-    info: EkInfo = verify_ek_certificate(
-        evidence.ek_certificate, trusted_ca_pems, intermediate_pems=intermediate_pems, at=at
+    enrolled, ek_public = verify_evidence(
+        evidence, identity_public_pem, trusted_ca_pems, intermediate_pems=intermediate_pems, at=at
     )
-    ek_public = parse_public(evidence.ek_public)
-    check_ek_public(info, ek_public)
-    bound = verify_ak_binding(evidence.ak, identity_public_pem)
-    challenge, secret = make_challenge(ek_public, bound.ak.name)
-    enrolled = EnrolledTpm(
-        ek_fingerprint=info.fingerprint,
-        ek_manufacturer=info.manufacturer,
-        ek_model=info.model,
-        ak_public=bound.ak.raw,
-        ak_name=bound.ak.name,
-        storage_public=bound.storage_key.raw,
-        identity_digest=bound.identity_digest,
-    )
+    challenge, secret = make_challenge(ek_public, enrolled.ak_name)
     return enrolled, challenge, secret
 
 

@@ -1,4 +1,5 @@
-"""A model's release policy: the tier needed to ask for it, how many approvals, and an optional delay."""
+"""A model's release policy: the tier needed to ask for it, how many approvals, an optional delay, and
+whether a release needs the host's TPM attestation (docs/attestation.md)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from strongroom.custody.errors import MessageError
 from strongroom.people.tiers import check_tier
 
-POLICY_FIELDS = {"required_tier", "approvals", "delay_seconds"}
+POLICY_FIELDS = {"required_tier", "approvals", "delay_seconds", "attestation"}
 
 
 @dataclass(frozen=True)
@@ -19,8 +20,11 @@ class ModelPolicy:
     required_tier: int
     approvals: int = 2
     delay_seconds: int = 0
+    attestation: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.attestation, bool):
+            raise MessageError("policy: attestation must be true or false")
         try:
             check_tier(self.required_tier, "required_tier")
         except ValueError as exc:
@@ -31,7 +35,14 @@ class ModelPolicy:
                 raise MessageError(f"policy: {name} must be an integer from {low} to {high}")
 
     def rules(self) -> dict[str, Any]:
-        return {"required_tier": self.required_tier, "approvals": self.approvals, "delay_seconds": self.delay_seconds}
+        rules: dict[str, Any] = {
+            "required_tier": self.required_tier,
+            "approvals": self.approvals,
+            "delay_seconds": self.delay_seconds,
+        }
+        if self.attestation:  # only when set: policies logged before attestation existed replay unchanged
+            rules["attestation"] = True
+        return rules
 
     def to_json(self) -> dict[str, Any]:
         return {"model_id": self.model_id, **self.rules()}

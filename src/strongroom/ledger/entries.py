@@ -43,6 +43,9 @@ SCHEMAS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "model.evaluated": {"model_id": str, "suite": str, "results": dict, "evaluator": str},
     "incident.changed": {"incident": str, "change": str, "authorisation": dict},
     "incident.step": {"incident": str, "step": str, "role": str, "statement": dict},
+    # attestation (strongroom.custody.attestation): golden values / manufacturer CAs, and refused attestations
+    "attest.policy": {"policy": str, "change": dict, "authorisation": dict},
+    "attest.refused": {"model_id": str, "request_id": str, "host": str, "reasons": list},
     # location (strongroom.geo): a landmark's enrolment or state change (custody service, officers), and a
     # verifier's verdict on a host (appenders allowed geo.verdict): the country, never the measurements
     "geo.landmark": {"landmark": str, "change": str, "authorisation": dict},
