@@ -23,6 +23,7 @@ from strongroom.attest.quote import release_qualifying_data
 from strongroom.attest.swtpm import SoftwareTpm
 from strongroom.custody import admin
 from strongroom.custody.attestation import LAYOUT, FetchEvidence
+from strongroom.custody.audit import audit_custody
 from strongroom.custody.authority import SERVICE_TYPES
 from strongroom.custody.envelope import SignedMessage
 from strongroom.custody.errors import CustodyError, NotAuthorisedError, PolicyError
@@ -129,8 +130,8 @@ def attested(
 
 
 def audit(env: CustodyEnv) -> list[str]:
-    state = replay(env.services.ledger.scan(SERVICE_TYPES))
-    return [p.reason for p in state.problems]
+    """The offline auditor over the whole log (``strongroom ledger verify --custody``'s code)."""
+    return [p.reason for p in audit_custody(env.services.ledger.scan()).problems]
 
 
 def test_golden_path_attested_release_and_load(attested: Attested) -> None:
@@ -148,7 +149,10 @@ def test_golden_path_attested_release_and_load(attested: Attested) -> None:
     assert record["verdict"]["ak_name"] == enrolled.ak_name.hex()
     (loaded,) = attested.entries("model.loaded")
     assert loaded["attestation"]["result"] == "trusted"  # type: ignore[index]
-    assert audit(env) == []
+    report = audit_custody(env.services.ledger.scan())
+    assert report.ok, report.problems
+    assert report.releases[0]["attestation"]["result"] == "trusted"
+    assert report.releases[0]["loads"][0]["attestation"]["host_class"] == HOST_CLASS
 
 
 def test_enrolment_lands_with_evidence_and_replays(attested: Attested) -> None:
@@ -300,7 +304,8 @@ def test_auditor_catches_a_release_whose_quote_is_off_golden(attested: Attested)
     session = attested.session()
     request_id = attested.approved(session)
     load_released(env.client, session, request_id, env.sealed)
-    entries = list(env.services.ledger.scan(SERVICE_TYPES))
+    assert audit(env) == []
+    entries = list(env.services.ledger.scan())
     position, (index, released) = next((n, e) for n, e in enumerate(entries) if e[1].type == "key.released")
     body = json.loads(json.dumps(released.body))
     record = body["attestation"]
@@ -312,9 +317,10 @@ def test_auditor_catches_a_release_whose_quote_is_off_golden(attested: Attested)
     record["quote"] = json.loads(attested.tpm.quote([LAYOUT.loader, LAYOUT.model], qualifying).to_json())
     forged = build_entry("key.released", body, env.services.custody.service_key, released.time)
     entries[position] = (index, forged)
-    state = replay(entries[: position + 1])
-    assert [p.index for p in state.problems] == [index]
-    assert "not a golden value" in state.problems[0].reason
+    report = audit_custody(entries[: position + 1])
+    assert [p.index for p in report.problems] == [index]
+    assert "not a golden value" in report.problems[0].reason
+    assert report.releases[0]["verified"] is False
 
 
 def captured_evidence(signed: SignedMessage) -> FetchEvidence:

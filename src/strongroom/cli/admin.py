@@ -125,6 +125,9 @@ def policy(
     officer_key: OfficerKeys,
     approvals: Annotated[int, typer.Option(min=1, max=16, help="Distinct approvals needed.")] = 2,
     delay: Annotated[int, typer.Option(min=0, help="Seconds between request and release.")] = 0,
+    attestation: Annotated[
+        bool, typer.Option("--attestation/--no-attestation", help="Release only to TPM-attested hosts.")
+    ] = False,
     out: OutOption = None,
     hours: HoursOption = 1.0,
     server: ServerOption = DEFAULT_SERVER,
@@ -132,7 +135,12 @@ def policy(
 ) -> None:
     """Change a registered model's release policy."""
     send_or_save(
-        change_policy(ModelPolicy(model_id, required_tier, approvals, delay)), officer_key, out, server, json_out, hours
+        change_policy(ModelPolicy(model_id, required_tier, approvals, delay, attestation)),
+        officer_key,
+        out,
+        server,
+        json_out,
+        hours,
     )
 
 

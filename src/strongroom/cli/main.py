@@ -9,6 +9,7 @@ from rich.markup import escape
 
 from strongroom import process
 from strongroom.cli import admin as admin_cli
+from strongroom.cli import attest as attest_cli
 from strongroom.cli import custody as custody_cli
 from strongroom.cli import demo as demo_cli
 from strongroom.cli import egress as egress_cli
@@ -41,6 +42,7 @@ witness_cli.register(app)
 ledger_cli.register(app)
 people_cli.register(app)
 hosts_cli.register(app)
+attest_cli.register(app)
 admin_cli.register(app)
 custody_cli.register(app)
 meetings_cli.register(app)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -139,7 +139,7 @@ def enrol_attested_host(
     return proposal
 
 
-def golden_values(host_class: str, pcrs: dict[int, Sequence[bytes]]) -> Proposal:
+def golden_values(host_class: str, pcrs: Mapping[int, Sequence[bytes]]) -> Proposal:
     """Golden values of one host class (replacing the class's current ones): PCR -> allowed SHA-256 values."""
     change = {
         "host_class": host_class,

@@ -184,7 +184,18 @@ class CustodyService:
         if query.kind == "host":
             if not officer and tier == 0:
                 raise denied
-            return state.host(query.subject).to_json()
+            record = state.host(query.subject).to_json()
+            attested = state.tpm_hosts.get(query.subject)
+            if attested is not None:
+                record["tpm"] = {
+                    "host_class": attested.host_class,
+                    "ek_manufacturer": attested.enrolled.ek_manufacturer,
+                    "ek_model": attested.enrolled.ek_model,
+                    "ek_fingerprint": attested.enrolled.ek_fingerprint.hex(),
+                    "ak_name": attested.enrolled.ak_name.hex(),
+                    "enrolled_at": attested.index,
+                }
+            return record
         request, _, _ = self._request(query.subject)
         if (
             not officer
