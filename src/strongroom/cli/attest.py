@@ -45,15 +45,11 @@ def attest(
             tpm.reset(LAYOUT.loader)
             tpm.reset(LAYOUT.model)
             tpm.extend(LAYOUT.loader, digest)
-    result = {
-        "evidence": str(out),
-        "ak_name": evidence.ak.name.hex(),
-        "loader_digest": digest.hex() if digest else None,
-    }
+    ak_name = evidence.ak.name.hex()
     if json_out:
-        print_json(result)
+        print_json({"evidence": str(out), "ak_name": ak_name, "loader_digest": digest.hex() if digest else None})
         return
-    console.print(f"enrolment evidence {out} (AK {result['ak_name'][:20]}...)")
+    console.print(f"enrolment evidence {out} (AK {ak_name[:20]}...)")
     if digest is not None:
         console.print(f"loader measured into PCR {LAYOUT.loader}: {digest.hex()}")
 
