@@ -234,7 +234,7 @@ def release_step(count: int) -> None:
         print(f"  {name:20} client-seen p50 {_p(seen[model], 50):6.2f} ms p99 {_p(seen[model], 99):6.2f} ms; "
               f"inside the server p50 {_p(inside[model], 50):6.2f} ms p99 {_p(inside[model], 99):6.2f} ms")  # fmt: skip
     added = _p(inside[attested], 50) - _p(inside[plain], 50)
-    print(f"  attestation adds {added:.2f} ms at p50 inside the server (verify + head check + TPM-bound seal + "
+    print(f"  with minus without: {added:+.2f} ms at p50 inside the server (verify + head check + TPM-bound seal + "
           f"attest entry); the host's fetch with a quote (head + TPM2_Quote) p50 {_p(quotes, 50):.2f} ms "
           f"p99 {_p(quotes, 99):.2f} ms")  # fmt: skip
 
