@@ -26,7 +26,7 @@ from strongroom.custody.attestation import LAYOUT, FetchEvidence
 from strongroom.custody.audit import audit_custody
 from strongroom.custody.authority import SERVICE_TYPES
 from strongroom.custody.envelope import SignedMessage
-from strongroom.custody.errors import CustodyError, NotAuthorisedError, PolicyError
+from strongroom.custody.errors import CustodyError, MessageError, NotAuthorisedError, PolicyError
 from strongroom.custody.host import HostSession
 from strongroom.custody.loading import load_released
 from strongroom.custody.policy import ModelPolicy
@@ -331,3 +331,37 @@ def captured_evidence(signed: SignedMessage) -> FetchEvidence:
 def env_ca_pem(env: CustodyEnv) -> bytes:
     (pem,) = env.services.custody.state.attest_policy.manufacturer_cas
     return pem
+
+
+def test_load_report_must_carry_a_quote_showing_the_model(attested: Attested) -> None:
+    """model.loaded for an attested release: without a quote, or with a quote taken before the model was
+    measured (model PCR still at the release's value), it is refused; the right one lands with its verdict."""
+    env = attested.env
+    session = attested.session()
+    request_id = attested.approved(session)
+    bundle = env.client.release(request_id, session.fetch(request_id, env.client.head()))
+    early = session.loaded(bundle)  # the model PCR has not been extended yet: not this model's load
+    bare = HostSession(session.host_id, session.identity, session.ephemeral).loaded(bundle)
+    with pytest.raises(NotAuthorisedError, match="must carry a TPM quote"):
+        env.client.loaded(request_id, bare)
+    with pytest.raises(NotAuthorisedError, match="model PCR"):
+        env.client.loaded(request_id, early)
+    session.open_release(bundle).close()  # declares the model in the TPM, then unseals
+    env.client.loaded(request_id, session.loaded(bundle))
+    (loaded,) = attested.entries("model.loaded")
+    assert loaded["attestation"]["result"] == "trusted"  # type: ignore[index]
+
+
+def test_malformed_attestation_is_a_400_not_a_500(attested: Attested) -> None:
+    env = attested.env
+    session = attested.session()
+    request_id = attested.approved(session)
+    payload = dict(session.fetch(request_id).payload)
+    for bad in ({"quote": "x", "ledger_head": {"index": 1, "leaf_hash": "00" * 32}}, {"quote": {}}, []):
+        payload["attestation"] = bad
+        payload["nonce"] = fetch_window()["nonce"]
+        with pytest.raises(MessageError):
+            env.client.release(request_id, SignedMessage.sign(payload, session.identity))
+    with pytest.raises(MessageError, match="policy.golden"):
+        env.admin(admin.Proposal("policy.golden", {"host_class": HOST_CLASS, "pcrs": {"23": ["zz"]}}))
+    assert attested.entries("key.released") == []
