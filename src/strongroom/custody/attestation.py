@@ -31,6 +31,7 @@ from cryptography import x509
 from strongroom.attest.binding import pcr_policy_for
 from strongroom.attest.enrol import EnrolledTpm, EnrolmentEvidence, verify_evidence
 from strongroom.attest.errors import AttestError
+from strongroom.attest.evidence import EvidenceVerifiers, Expectations, TpmQuoteVerifier
 from strongroom.attest.golden import GoldenValues
 from strongroom.attest.pcrs import PcrLayout
 from strongroom.attest.quote import (
@@ -39,7 +40,6 @@ from strongroom.attest.quote import (
     Verdict,
     load_qualifying_data,
     release_qualifying_data,
-    verify_quote,
 )
 from strongroom.canonical_json import canonical_json
 from strongroom.custody.envelope import check_fields
@@ -68,6 +68,11 @@ class AttestPolicy:
     golden: GoldenValues = field(default_factory=GoldenValues)
     changed_at: dict[str, int] = field(default_factory=dict)
     manufacturer_cas: tuple[bytes, ...] = ()
+
+    def verifiers(self) -> EvidenceVerifiers:
+        """The evidence verifiers releases are judged by (``attest.evidence``): TPM quotes against these golden
+        values. A GPU confidential-computing verifier would join here (docs/attestation.md)."""
+        return EvidenceVerifiers([TpmQuoteVerifier(self.golden)])
 
 
 def _obj(value: Any, what: str) -> bytes:
@@ -247,10 +252,10 @@ def attest_release(
             )
     try:
         qualifying = release_qualifying_data(request_id, bytes.fromhex(fetch_nonce), ephemeral, evidence.head_hash)
-        verdict = verify_quote(
-            evidence.quote, host.enrolled.ak_public, qualifying, policy.golden, host.host_class,
-            required_pcrs=(LAYOUT.loader, LAYOUT.model),
-        )  # fmt: skip
+        verdict = policy.verifiers().verify(
+            evidence.quote,
+            Expectations(qualifying, host.host_class, host.enrolled.ak_public, (LAYOUT.loader, LAYOUT.model)),
+        )
     except (AttestError, ValueError) as exc:
         return AttestationOutcome((f"attestation: {exc}",), None, digest)
     record = {**evidence.to_json(), "fetch_nonce": fetch_nonce, "verdict": verdict_json(verdict)}
@@ -283,10 +288,10 @@ def attest_load(
     if quote is None:
         raise NotAuthorisedError("model.loaded: the release was attested; the report must carry a TPM quote")
     try:
-        verdict = verify_quote(
-            quote, host.enrolled.ak_public, load_qualifying_data(bytes.fromhex(release_nonce), model_id),
-            policy.golden, host.host_class, required_pcrs=(LAYOUT.model,),
-        )  # fmt: skip
+        qualifying = load_qualifying_data(bytes.fromhex(release_nonce), model_id)
+        verdict = policy.verifiers().verify(
+            quote, Expectations(qualifying, host.host_class, host.enrolled.ak_public, (LAYOUT.model,))
+        )
     except (AttestError, ValueError) as exc:
         raise NotAuthorisedError(f"model.loaded: attestation: {exc}") from None
     expected = pcr_policy_for(release_pcrs, model_id, LAYOUT)[LAYOUT.model]
