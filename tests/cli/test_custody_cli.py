@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -78,6 +79,8 @@ def test_demo_main_job_json(tmp_path: Path) -> None:
     assert story["ledger_size"] >= 10 and story["model_id"].startswith("blake3:")
     assert story["audit"]["ok"] and [r["verified"] for r in story["audit"]["releases"]] == [True]
     assert story["embedding"]["equal_to_original"]
+    if shutil.which("swtpm"):  # gpu-node-01 on a software TPM: the release's verdict is on the ledger
+        assert story["attestation"]["result"] == "trusted" and story["attestation"]["host_class"] == "inference"
 
 
 def test_request_approve_load_by_command_line(tmp_path: Path, model_dir: Path) -> None:

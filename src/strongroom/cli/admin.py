@@ -142,6 +142,9 @@ def policy(
         list[str] | None, typer.Option("--country", help="Require a fresh IN verdict for one of these; repeat.")
     ] = None,
     location_max_age: Annotated[int, typer.Option(help="How old (seconds) a location verdict may be.")] = 86_400,
+    attestation: Annotated[
+        bool, typer.Option("--attestation/--no-attestation", help="Release only to TPM-attested hosts.")
+    ] = False,
     out: OutOption = None,
     hours: HoursOption = 1.0,
     server: ServerOption = DEFAULT_SERVER,
@@ -150,7 +153,7 @@ def policy(
     """Change a registered model's release policy."""
     egress = EgressRule(egress_max_age) if egress_max_age is not None else None
     location = LocationRule(tuple(sorted(set(country))), location_max_age) if country else None
-    rules = ModelPolicy(model_id, required_tier, approvals, delay, egress, location)
+    rules = ModelPolicy(model_id, required_tier, approvals, delay, egress, location, attestation)
     send_or_save(change_policy(rules), officer_key, out, server, json_out, hours)
 
 

@@ -173,14 +173,25 @@ def load(
     wait: Annotated[
         float, typer.Option(help="Seconds to wait for custodians' shares of a split key (delivered after logging).")
     ] = 0.0,
+    tcti: Annotated[
+        str | None, typer.Option("--tcti", help="This host's TPM (an attested host: quotes, TPM-bound key).")
+    ] = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Fetch the released key, load the sealed model into memory with verification, and report the load."""
+    """Fetch the released key, load the sealed model into memory with verification, and report the load.
+    With --tcti the fetch and the load report carry TPM quotes and a TPM-bound key is unsealed in the TPM."""
+    import contextlib
+
     from strongroom.custody.loading import load_released
 
     host, header = load_session(session, load_signer(host_key))
     client = CustodyClient(header["server"])
-    _, summary = load_released(client, host, header["request_id"], sealed, wait=wait)
+    with contextlib.ExitStack() as stack:
+        if tcti is not None:
+            from strongroom.attest.host import HostTpm
+
+            host.tpm = stack.enter_context(HostTpm(tcti))
+        _, summary = load_released(client, host, header["request_id"], sealed, wait=wait)
     if json_out:
         print_json(summary)
     else:

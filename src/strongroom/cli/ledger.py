@@ -146,9 +146,11 @@ def verify(
             console.print(f"custody: officers {officers}, {audit.threshold} to co-sign; {len(audit.releases)} releases")
             for release in audit.releases:
                 mark = "ok" if release["verified"] else "[bold red]NOT ALLOWED[/]"
+                verdict = release.get("attestation")
+                attested = f", TPM quote {verdict['result']} (class {verdict['host_class']})" if verdict else ""
                 console.print(
                     f"  entry {release['index']}: {release['model_id'][:23]}… to {release.get('host', '?')} for "
-                    f"{release.get('requester', '?')}: {mark}"
+                    f"{release.get('requester', '?')}{attested}: {mark}"
                 )
             for problem in audit.problems:
                 console.print(f"  [bold red]entry {problem.index} ({problem.type})[/]: {problem.reason}")

@@ -11,6 +11,7 @@ import typer
 
 from strongroom import process
 from strongroom.cli import admin as admin_cli
+from strongroom.cli import attest as attest_cli
 from strongroom.cli import custody as custody_cli
 from strongroom.cli import demo as demo_cli
 from strongroom.cli import egress as egress_cli
@@ -71,6 +72,7 @@ witness_cli.register(app)
 ledger_cli.register(app)
 people_cli.register(app)
 hosts_cli.register(app)
+attest_cli.register(app)
 admin_cli.register(app)
 custody_cli.register(app)
 meetings_cli.register(app)

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import base64
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+from strongroom.attest.credential import Challenge
+from strongroom.attest.enrol import EnrolmentEvidence, begin_enrolment, finish_enrolment
+from strongroom.attest.errors import AttestError
+from strongroom.custody.attestation import tpm_enrolment
 from strongroom.custody.details import conceal
 from strongroom.custody.errors import CustodyError
 from strongroom.custody.policy import ModelPolicy
@@ -107,6 +111,46 @@ def offboard(person: str, reason: str = "") -> Proposal:
 def enrol_host(host: str, *, name: str, site: str, owner: str, public_key: str) -> Proposal:
     change = {"change": "enrol", "host": host, "name": name, "site": site, "owner": owner, "public_key": public_key}
     return Proposal("host.enrol", change)
+
+
+def enrol_attested_host(
+    host: str,
+    *,
+    name: str,
+    site: str,
+    owner: str,
+    public_key: str,
+    host_class: str,
+    evidence: EnrolmentEvidence,
+    trusted_cas: Sequence[bytes],
+    activate: Callable[[Challenge], bytes],
+) -> Proposal:
+    """A host enrolment with TPM evidence, after running credential activation against the host: the
+    evidence is verified (EK chain to ``trusted_cas``, the AK's binding to ``public_key``), a challenge for the
+    AK is encrypted to the EK, ``activate`` has the host's TPM answer it (``HostTpm.activate_credential``),
+    and only a correct answer yields the proposal. The officers who co-sign vouch for that activation."""
+    try:
+        pending, challenge, secret = begin_enrolment(evidence, public_key.encode(), trusted_cas)
+        enrolled = finish_enrolment(pending, secret, activate(challenge))
+    except AttestError as exc:
+        raise CustodyError(f"host {host}: TPM enrolment refused: {exc}") from None
+    proposal = enrol_host(host, name=name, site=site, owner=owner, public_key=public_key)
+    proposal.change["tpm"] = tpm_enrolment(host_class, evidence, enrolled.ak_name, challenge.to_json())
+    return proposal
+
+
+def golden_values(host_class: str, pcrs: Mapping[int, Sequence[bytes]]) -> Proposal:
+    """Golden values of one host class (replacing the class's current ones): PCR -> allowed SHA-256 values."""
+    change = {
+        "host_class": host_class,
+        "pcrs": {str(pcr): sorted(v.hex() for v in values) for pcr, values in pcrs.items()},
+    }
+    return Proposal("policy.golden", change)
+
+
+def trust_manufacturer_ca(certificate_pem: bytes) -> Proposal:
+    """A TPM manufacturer CA whose EK certificates hosts may enrol with."""
+    return Proposal("policy.tpm-ca", {"certificate": certificate_pem.decode()})
 
 
 def retire_host(host: str, reason: str = "") -> Proposal:

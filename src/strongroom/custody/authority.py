@@ -57,7 +57,12 @@ WRITERS: dict[str, Writer] = {
         "a person.* change co-signed by threshold officers (signal and offboard: one officer); "
         "an agreement also carries the person's own signature",
     ),
-    "host.changed": Writer("custody service", "host.enrol co-signed by threshold officers; host.retire by one"),
+    "host.changed": Writer(
+        "custody service",
+        "host.enrol co-signed by threshold officers (with TPM evidence: the EK chain to a manufacturer CA on the "
+        "ledger and the AK's binding to the identity key are re-verified; the AK's activation is the officers' "
+        "word); host.retire by one",
+    ),
     "model.registered": Writer(
         "custody service",
         "model.register co-signed by threshold officers; the wrapped key is bound to this model id and "
@@ -67,10 +72,13 @@ WRITERS: dict[str, Writer] = {
     "key.released": Writer(
         "custody service",
         "the requester's signed request (with the enrolled host's signature over its ephemeral key) and the "
-        "signed approvals; replay re-decides the release with the same decision function as the live gate",
+        "signed approvals, and for a model requiring attestation the host's TPM quote and its verdict; replay "
+        "re-decides the release (and re-verifies the quote) with the same decision function as the live gate",
     ),
     "model.loaded": Writer(
-        "custody service", "the enrolled host's signed load report carrying the release's nonce; once per release"
+        "custody service",
+        "the enrolled host's signed load report carrying the release's nonce (for an attested release, a TPM "
+        "quote showing the model PCR extended with this model); once per release",
     ),
     "incident.changed": Writer(
         "custody service",
@@ -81,6 +89,16 @@ WRITERS: dict[str, Writer] = {
         "custody service",
         "the acknowledgement signed by whoever holds the step's role (an officer, a custodian, or another active "
         "person), for an incident on the ledger",
+    ),
+    "attest.policy": Writer(
+        "custody service",
+        "policy.golden (a host class's golden PCR values) or policy.tpm-ca (a TPM manufacturer CA) co-signed by "
+        "threshold officers",
+    ),
+    "attest.refused": Writer(
+        "custody service",
+        "none beyond the service's signature: a record that a fetch's attestation failed and nothing was "
+        "released (it grants nothing, so replay only checks its form)",
     ),
     "model.evaluated": Writer("an appender whose allow-list names it", "the appender's own signature"),
     "appender.changed": Writer(
@@ -124,6 +142,8 @@ ENTRY_FOR_ACTION = {
     "appender.retire": "appender.changed",
     "egress.clear": "egress.cleared",
     **{f"landmark.{kind}": "geo.landmark" for kind in ("enrol", "retire", "flag", "clear")},
+    "policy.golden": "attest.policy",
+    "policy.tpm-ca": "attest.policy",
 }
 
 

@@ -1,9 +1,11 @@
 """A model's release policy: the tier needed to ask for it, how many approvals, an optional delay, and
 optional conditions on the host: egress control (a fresh gateway checkpoint, rules in, budget left, no open
-alarm) and location (a fresh ``IN`` verdict for one of the allowed countries).
+alarm), location (a fresh ``IN`` verdict for one of the allowed countries) and TPM attestation
+(docs/attestation.md).
 
-Both conditions are opt-in per model (``egress: {max_checkpoint_age_s}``, ``location: {countries,
-max_age_s}``): a policy without them is decided exactly as before. docs/custody.md says why.
+Each condition is opt-in per model (``egress: {max_checkpoint_age_s}``, ``location: {countries,
+max_age_s}``, ``attestation: true``): a policy without them is decided exactly as before, and is logged
+exactly as before. docs/custody.md says why.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 from strongroom.custody.errors import MessageError
 from strongroom.people.tiers import check_tier
 
-POLICY_FIELDS = {"required_tier", "approvals", "delay_seconds", "egress", "location"}
+POLICY_FIELDS = {"required_tier", "approvals", "delay_seconds", "egress", "location", "attestation"}
 DEFAULT_CHECKPOINT_AGE = 300  # seconds: the gateway checkpoints every 60 s by default
 DEFAULT_VERDICT_AGE = 86_400  # seconds: hosts move; a verdict older than a day says nothing about today
 _COUNTRY = re.compile(r"[A-Z]{2}")
@@ -86,8 +88,11 @@ class ModelPolicy:
     delay_seconds: int = 0
     egress: EgressRule | None = None
     location: LocationRule | None = None
+    attestation: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.attestation, bool):
+            raise MessageError("policy: attestation must be true or false")
         try:
             check_tier(self.required_tier, "required_tier")
         except ValueError as exc:
@@ -107,6 +112,8 @@ class ModelPolicy:
             rules["egress"] = self.egress.to_json()
         if self.location is not None:
             rules["location"] = self.location.to_json()
+        if self.attestation:  # only when set: policies logged before attestation existed replay unchanged
+            rules["attestation"] = True
         return rules
 
     def to_json(self) -> dict[str, Any]:

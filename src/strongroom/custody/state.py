@@ -19,6 +19,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from strongroom.custody.attestation import (
+    AttestationOutcome,
+    AttestedHost,
+    AttestPolicy,
+    FetchEvidence,
+    attest_load,
+    attest_release,
+    parse_golden,
+    parse_manufacturer_ca,
+    parse_tpm_enrolment,
+    quoted_pcrs,
+)
 from strongroom.custody.authority import (
     CUSTODIAN_COSIGNED_ACTIONS,
     ENTRY_FOR_ACTION,
@@ -96,6 +108,7 @@ class ReleaseRecord:
     host_id: str
     release_nonce: str
     index: int
+    quoted: dict[int, bytes] | None = None  # the PCR values an attested release's quote showed
 
 
 @dataclass(frozen=True)
@@ -160,6 +173,9 @@ class CustodyState:
     loaded: set[str] = field(default_factory=set)
     used: set[str] = field(default_factory=set)  # administrative nonces and change ids
     incidents: dict[str, Incident] = field(default_factory=dict)
+    tpm_hosts: dict[str, AttestedHost] = field(default_factory=dict)  # hosts enrolled with TPM evidence
+    attest_policy: AttestPolicy = field(default_factory=AttestPolicy)
+    leaf_hash_of: Callable[[int], bytes | None] | None = None  # set by whoever holds the log's leaves
     problems: list[Problem] = field(default_factory=list)
     projection: Projection = field(default_factory=Projection)  # appenders' egress and location entries
     last_index: int = -1  # the entry being applied (replay) or just logged (the live service)
@@ -203,7 +219,7 @@ class CustodyState:
         if action.startswith("person."):
             prepared = self._person(change, auth)
         elif action.startswith("host."):
-            prepared = self._host(change, auth)
+            prepared = self._host(change, auth, at)
         elif action == "model.register":
             prepared = self._register(change, auth)
         elif action == "model.policy":
@@ -212,6 +228,8 @@ class CustodyState:
             prepared = self._incident(change, auth, at)
         elif action in TIE_ACTIONS:
             prepared = self._tie(change, auth, at)
+        elif action in ("policy.golden", "policy.tpm-ca"):
+            prepared = self._attest_policy(change, auth)
         else:
             prepared = self._authority(change.authority(), auth)
         inner = prepared.commit
@@ -241,18 +259,50 @@ class CustodyState:
         body = {"person": person.person_id, "change": change.change["change"], "authorisation": auth}
         return Prepared("person.changed", body, commit)
 
-    def _host(self, change: AdminChange, auth: dict[str, Any]) -> Prepared:
+    def _host(self, change: AdminChange, auth: dict[str, Any], at: datetime | None = None) -> Prepared:
         hosts = copy.deepcopy(self.hosts)
         host = hosts.apply(change.change)
         if change.action == "host.enrol" and self.people.by_key(host.key_id) is not None:
             raise HostError(f"{host.host_id}: this identity key is a person's key")
+        attested: tuple[Any, str] | None = None
+        if change.action == "host.enrol" and "tpm" in change.change:
+            attested = parse_tpm_enrolment(
+                change.change["tpm"], host.verifier.pem(), self.attest_policy, at or change.window.issued_at
+            )
+            for other_id, other in self.tpm_hosts.items():
+                if hmac.compare_digest(other.enrolled.ek_fingerprint, attested[0].ek_fingerprint):
+                    raise HostError(f"{host.host_id}: this TPM (EK) is already enrolled for host {other_id}")
 
         def commit() -> None:
             self.hosts = hosts
+            if attested is not None:
+                self.tpm_hosts[host.host_id] = AttestedHost(attested[0], attested[1], self.last_index)
 
         return Prepared(
             "host.changed", {"host": host.host_id, "change": change.change["change"], "authorisation": auth}, commit
         )
+
+    def _attest_policy(self, change: AdminChange, auth: dict[str, Any]) -> Prepared:
+        """Golden values of one host class, or a TPM manufacturer CA (both granting: threshold officers)."""
+        body = {"policy": change.action, "change": change.change, "authorisation": auth}
+        if change.action == "policy.golden":
+            golden = parse_golden(change.change)
+
+            def set_golden() -> None:
+                policy = self.attest_policy
+                policy.golden = policy.golden.merged(golden)
+                for host_class in golden.classes:
+                    policy.changed_at[host_class] = self.last_index
+
+            return Prepared("attest.policy", body, set_golden)
+        pem = parse_manufacturer_ca(change.change)
+        if pem in self.attest_policy.manufacturer_cas:
+            raise AlreadyExistsError("policy.tpm-ca: this manufacturer CA is already trusted")
+
+        def add_ca() -> None:
+            self.attest_policy.manufacturer_cas = (*self.attest_policy.manufacturer_cas, pem)
+
+        return Prepared("attest.policy", body, add_ca)
 
     def _register(self, change: AdminChange, auth: dict[str, Any]) -> Prepared:
         registration = change.registration()
@@ -503,8 +553,28 @@ class CustodyState:
                     f"(after entry {low}, at most {self.last_index})"
                 )
             conditions = self.host_reasons(model.policy, request.host_id, at, seen)
+        logged = body.get("attestation")
+        outcome = None
+        if model.policy.attestation:
+            evidence, nonce = None, ""
+            if isinstance(logged, dict):
+                evidence = FetchEvidence.parse(
+                    {k: v for k, v in logged.items() if k in ("quote", "ledger_head")}, "logged attestation"
+                )
+                nonce = str(logged.get("fetch_nonce"))
+            outcome = self.attest_release(request, nonce, evidence)
+        attestation = outcome.reasons if outcome is not None else ()
         decision = evaluate(
-            model.policy, request, received_at, approvals, self.people, self.hosts, at, frozen, conditions
+            model.policy,
+            request,
+            received_at,
+            approvals,
+            self.people,
+            self.hosts,
+            at,
+            frozen,
+            conditions=conditions,
+            attestation=attestation,
         )
         if not decision.allowed:
             raise NotAuthorisedError("the release would not have been allowed: " + "; ".join(decision.reasons))
@@ -513,10 +583,33 @@ class CustodyState:
                 f"request {request.request_id[:16]} was already released "
                 f"at entry {self.releases[request.request_id].index}"
             )
-        expected = release_body(request, approvals, decision, model, received_at, str(body.get("release_nonce")), seen)
+        record = outcome.record if outcome is not None else None
+        expected = release_body(
+            request, approvals, decision, model, received_at, str(body.get("release_nonce")), seen, record
+        )
         if body != expected:
             raise MessageError("the entry's body is not what the release decision produces (edited fields)")
-        return ReleaseRecord(request.request_id, request.model_id, request.host_id, expected["release_nonce"], -1)
+        return ReleaseRecord(
+            request.request_id, request.model_id, request.host_id, expected["release_nonce"], -1,
+            quoted_pcrs(record) if record is not None else None,
+        )  # fmt: skip
+
+    def attest_release(
+        self, request: ReleaseRequest, fetch_nonce: str, evidence: FetchEvidence | None, *, live: bool = False
+    ) -> AttestationOutcome:
+        """The attestation rules of a release (``strongroom.custody.attestation.attest_release``) against the
+        enrolment and golden values as they stand; ``live``: also the head's age against the last entry."""
+        return attest_release(
+            request_id=request.request_id,
+            ephemeral=request.ephemeral,
+            fetch_nonce=fetch_nonce,
+            evidence=evidence,
+            host_id=request.host_id,
+            host=self.tpm_hosts.get(request.host_id),
+            policy=self.attest_policy,
+            newest_index=self.last_index if live else None,
+            leaf_hash_of=self.leaf_hash_of,
+        )
 
     def verify_request(self, request: ReleaseRequest) -> None:
         """Signed by the enrolled requester, naming an enrolled host that vouched for the ephemeral key."""
@@ -554,13 +647,23 @@ class CustodyState:
             raise MessageError(f"model.loaded: host reports {report.model_id} on {report.host_id}, not the release's")
         if report.request_id in self.loaded:
             raise AlreadyExistsError(f"model.loaded: already reported for request {report.request_id[:16]}")
-        return {
+        body = {
             "model_id": report.model_id,
             "request_id": report.request_id,
             "host": report.host_id,
             "loaded_at": format_time(report.loaded_at),
             "statement": report.signed.to_json(),
         }
+        if release.quoted is not None:
+            host = self.tpm_hosts.get(release.host_id)
+            if host is None:
+                raise NotAuthorisedError(f"model.loaded: host {release.host_id} has no enrolled TPM")
+            verdict = attest_load(
+                report.quote, release_nonce=release.release_nonce, model_id=release.model_id,
+                release_pcrs=release.quoted, host=host, policy=self.attest_policy,
+            )  # fmt: skip
+            body["attestation"] = verdict["verdict"]
+        return body
 
     # -- replay ------------------------------------------------------------------------------------
 
@@ -595,8 +698,13 @@ class CustodyState:
             if entry.type == "key.released":
                 record = self.check_release(body, at)
                 self.record_release(
-                    ReleaseRecord(record.request_id, record.model_id, record.host_id, record.release_nonce, index)
+                    ReleaseRecord(
+                        record.request_id, record.model_id, record.host_id, record.release_nonce, index, record.quoted
+                    )
                 )
+                return
+            if entry.type == "attest.refused":
+                check_refusal(body)  # a record of a refused fetch: it changes nothing
                 return
             if entry.type == "incident.step":
                 ack = StepAck.parse(SignedMessage.from_json(body.get("statement"), "incident step"))
@@ -630,9 +738,11 @@ def release_body(
     received_at: datetime,
     release_nonce: str,
     ledger_seen: int | None = None,
+    attestation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``key.released`` body: every signed input of the decision, and its outcome; for a policy with host
-    conditions, also the log size the service had read when it decided (``ledger_seen``)."""
+    conditions, also the log size the service had read when it decided (``ledger_seen``), and for one that
+    requires attestation the attestation record (quote, ledger head, fetch nonce and verdict)."""
     body: dict[str, Any] = {
         "model_id": request.model_id,
         "request_id": request.request_id,
@@ -647,12 +757,33 @@ def release_body(
     }
     if ledger_seen is not None:
         body["ledger_seen"] = ledger_seen
+    if attestation is not None:
+        body["attestation"] = attestation
     return body
 
 
 def conditional(policy: ModelPolicy) -> bool:
     """Whether the policy has host conditions (egress control or location), decided on appenders' entries."""
     return policy.egress is not None or policy.location is not None
+
+
+def refusal_body(request: ReleaseRequest, outcome: AttestationOutcome) -> dict[str, Any]:
+    """The ``attest.refused`` body: which release a failed attestation stopped, why, and the evidence's digest."""
+    return {
+        "model_id": request.model_id,
+        "request_id": request.request_id,
+        "host": request.host_id,
+        "reasons": list(outcome.reasons),
+        "evidence_digest": outcome.evidence_digest,
+    }
+
+
+def check_refusal(body: dict[str, Any]) -> None:
+    reasons = body.get("reasons")
+    if set(body) != {"model_id", "request_id", "host", "reasons", "evidence_digest"} or not (
+        isinstance(reasons, list) and reasons and all(isinstance(r, str) for r in reasons)
+    ):
+        raise MessageError("attest.refused: not a refusal record")
 
 
 def replay(entries: Iterable[tuple[int, Entry]], state: CustodyState | None = None) -> CustodyState:
