@@ -119,7 +119,8 @@ def hint(extra: str) -> str:
 
 
 def test_geo_and_inference_name_their_extra(base_python: Path, tmp_path: Path) -> None:
-    """geo verify/audit/show need the geo extra, egress inference serve the torch extra: said before any work."""
+    """geo verify/audit/show need the geo extra, egress inference serve the torch extra, host attest the attest
+    extra: said before any work."""
     opening = tmp_path / "opening.json"
     cases = {
         "geo verify": [
@@ -136,6 +137,10 @@ def test_geo_and_inference_name_their_extra(base_python: Path, tmp_path: Path) -
         "geo audit": ["geo", "audit", "--statement", "s.json", "--opening", "o.json", "--landmarks", "l.json"],
         "geo show": ["geo", "show", "h1", "--ledger", "http://127.0.0.1:9"],
         "egress inference serve": ["egress", "inference", "serve", "--listen", "127.0.0.1:0"],
+        **{
+            f"{group} attest": [group, "attest", "--identity", "i.pub", "--out", "e.json", "--tcti", "swtpm:port=9"]
+            for group in ("host", "hosts")
+        },
     }
     named = {tuple(name.split()) for name in cases} | {("demo",), ("meetings", "transcribe")}
     assert named == set(COMMAND_EXTRAS), "every command that needs an extra is tried here"
@@ -143,7 +148,8 @@ def test_geo_and_inference_name_their_extra(base_python: Path, tmp_path: Path) -
     for (name, _), result in zip(cases.items(), results, strict=True):
         extra = COMMAND_EXTRAS[tuple(name.split())]
         assert not contract_problems(result, 1), (name, result)
-        assert result.lines[0].startswith(f"error: strongroom {name} needs the '{extra}' extra"), result.lines
+        said = "host attest" if name == "hosts attest" else name  # `hosts` is `host` under its plural name
+        assert result.lines[0].startswith(f"error: strongroom {said} needs the '{extra}' extra"), result.lines
         assert result.lines[1] == hint(extra)
     assert not opening.exists()
 

@@ -50,12 +50,16 @@ def test_readme_quickstart_is_what_ci_and_the_demo_do() -> None:
     the pip line installs the extra the demo asks for, and .ci/run is the script that lints and runs pytest.
     (tests/cli/test_custody_cli.py runs the demo itself.)"""
     (quickstart,) = shell_blocks(README)
+    debian = ["swtpm", "swtpm-tools", "libtss2-dev", "pkg-config", "gcc"]  # the demo's software TPM, tpm2-pytss
+    install = ["python3", "-m", "pip", "install", "-e", ".[torch,attest]", "&&", "strongroom", "demo"]
     assert quickstart.commands() == [
-        ["python3", "-m", "pip", "install", "-e", ".[torch]", "&&", "strongroom", "demo"],
+        ["apt-get", "update", "&&", "apt-get", "install", "-y", *debian, "&&", *install],
         ["bash", ".ci/run"],
     ]
+    listed = (ROOT / ".ci" / "apt-packages").read_text().split()
+    assert set(debian) <= set(listed), "CI installs what the README's first command does"
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    assert COMMAND_EXTRAS[("demo",)] == "torch" and "torch" in extras
+    assert COMMAND_EXTRAS[("demo",)] == "torch" and "torch" in extras and "attest" in extras
     script = (ROOT / ".ci" / "run").read_text()
     for step in ("apt-packages", "pip install", ".ci/services/", "ruff check", "mypy", "pytest"):
         assert step in script

@@ -15,7 +15,9 @@ from strongroom.custody import admin
 from strongroom.custody.attestation import LAYOUT
 from strongroom.custody.errors import CustodyError
 
-policy_app = typer.Typer(help="Attestation policy: golden values per host class, TPM manufacturer CAs.")
+policy_app = typer.Typer(
+    help="Attestation policy: golden values per host class, TPM manufacturer CAs.", no_args_is_help=True
+)
 TctiOption = Annotated[str, typer.Option("--tcti", help="The host TPM's TCTI, e.g. swtpm:host=127.0.0.1,port=2321.")]
 
 
