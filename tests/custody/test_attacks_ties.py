@@ -26,7 +26,7 @@ from strongroom.custody.policy import EgressRule, LocationRule, ModelPolicy
 from strongroom.custody.protocol import Approval, new_approval
 from strongroom.custody.state import RegisteredModel, release_body
 from strongroom.egress.records import ALARM, CHECKPOINT, EXHAUSTED, EgressLedger, time_text
-from strongroom.ledger.entries import make_entry
+from strongroom.ledger.entries import build_entry, make_entry
 from strongroom.seal import SealedModel
 from strongroom.signing import Signer
 from tests.custody.conftest import PEOPLE, make_officers
@@ -166,3 +166,39 @@ def test_the_auditor_names_a_release_logged_without_the_checkpoint_or_verdict(
     assert "location: host gpu-01 has no location verdict on the ledger" in reason
     with pytest.raises(UnverifiableLedgerError, match="releases are stopped"):
         fetch(deployment, request_id)  # the restarted service found the same problem, and stops
+
+
+def test_the_auditor_lists_an_alarm_a_release_stepped_around_with_an_old_ledger_seen(
+    guarded: tuple[Deployment, EgressLedger],
+) -> None:
+    """An insider with the service key names a ``ledger_seen`` from before the host's alarm: replay accepts
+    it (it is inside the lag an honest race needs), but the auditor lists the alarm it stepped around."""
+    deployment, gateway = guarded
+    gateway.append(CHECKPOINT, checkpoint("gpu-01"))
+    _, request, request_id = deployment.request()
+    approvals = [
+        SignedMessage.sign(new_approval(request=request, approver=who), deployment.people[who])
+        for who in ("bob", "carol")
+    ]
+    for signed in approvals:
+        deployment.client.approve(request_id, signed)
+    service_key = deployment.service_key()
+    with SealedModel.inspect(deployment.sealed) as model:
+        registered = RegisteredModel(ModelPolicy(deployment.model_id, 3, 2, egress=EgressRule(300)), model.key, 0)
+    decision = Decision(True, (), ("bob", "carol"), ("carol",))
+    received = parse_time(request.signed.payload["issued_at"], "issued_at")
+    parsed = [Approval.parse(a) for a in approvals]
+    alarm_id = "5e" * 16
+    raised = build_entry(ALARM, alarm("gpu-01", deployment.model_id, alarm_id, "anomaly"), gateway.signer)
+    before_alarm = int(gateway.client.append(raised.raw)["index"])  # the log's size just before the alarm
+    with pytest.raises(PolicyError, match="open egress alarm"):
+        fetch(deployment, request_id)  # the gate itself reads the alarm
+    with deployment.behind_its_back() as ledger:
+        forged = ledger.size
+        body = release_body(request, parsed, decision, registered, received, "ef" * 16, before_alarm)
+        ledger.append(make_entry("key.released", body, service_key))
+    audit = deployment.verify_custody()
+    report = json.loads(audit.stdout)["custody"]
+    assert report["late_conditions"] == [forged], audit.stdout
+    (release,) = [r for r in report["releases"] if r["index"] == forged]
+    assert any(f"open egress alarm {alarm_id[:12]}" in late for late in release["late_conditions"])

@@ -152,6 +152,8 @@ def verify(
                     f"  entry {release['index']}: {release['model_id'][:23]}… to {release.get('host', '?')} for "
                     f"{release.get('requester', '?')}{attested}: {mark}"
                 )
+                for late in release.get("late_conditions", []):  # arrived between ledger_seen and the release
+                    console.print(f"    [yellow]on the entries just before it: {late}[/]")
             for problem in audit.problems:
                 console.print(f"  [bold red]entry {problem.index} ({problem.type})[/]: {problem.reason}")
             for ignored in audit.ignored:  # egress or location entries by keys the officers did not enrol

@@ -9,6 +9,12 @@ enrolled AK and the golden values then on the ledger, and the ledger head it bin
 log's own entry). Any entry that would not have been accepted is named, with the reason.
 Egress and location entries by keys the officers did not enroll for them are listed as ``ignored``: they
 count for nothing, so they are not failures.
+
+A release under host conditions is decided on the log as the service had read it (``ledger_seen``), which
+may trail the release by up to ``MAX_LAG`` entries. The auditor also decides the conditions on every entry
+before the release and lists what arrived in between and would have refused it (``late_conditions``): an
+honest race shows one such alarm at most once in a while; a service that kept choosing an old
+``ledger_seen`` to step around alarms shows a pattern.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from strongroom.custody.envelope import SignedMessage
+from strongroom.custody.envelope import SignedMessage, parse_time
 from strongroom.custody.errors import UnverifiableEntryError
 from strongroom.custody.protocol import Approval, ReleaseRequest
 from strongroom.custody.state import CustodyState, Problem
@@ -36,6 +42,7 @@ class CustodyAudit:
     releases: list[dict[str, Any]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     ignored: list[dict[str, Any]] = field(default_factory=list)  # appenders' entries custody does not count
+    late: list[int] = field(default_factory=list)  # releases whose conditions failed on the entries before them
 
     @property
     def ok(self) -> bool:
@@ -49,6 +56,7 @@ class CustodyAudit:
             "releases": self.releases,
             "problems": [p.to_json() for p in self.problems],
             "ignored": self.ignored,
+            "late_conditions": self.late,
             "ok": self.ok,
         }
 
@@ -69,7 +77,12 @@ def audit_custody(entries: Iterable[tuple[int, Entry]]) -> CustodyAudit:
             verified, reason = False, str(exc)
             audit.problems.append(Problem(index, entry.type, str(exc)))
         if entry.type == "key.released":
-            audit.releases.append(_release(index, entry, verified, reason, loads))
+            finding = _release(index, entry, verified, reason, loads)
+            late = _late_conditions(state, index, entry) if verified else []
+            if late:
+                finding["late_conditions"] = late
+                audit.late.append(index)
+            audit.releases.append(finding)
         elif entry.type == "model.loaded" and verified:
             load = {"index": index, "host": entry.body.get("host"), "time": entry.time}
             if "attestation" in entry.body:
@@ -80,6 +93,21 @@ def audit_custody(entries: Iterable[tuple[int, Entry]]) -> CustodyAudit:
         audit.officers = [{"name": o.name, "key_id": o.verifier.key_id} for o in state.authority.officers]
         audit.threshold = state.authority.threshold
     return audit
+
+
+def _late_conditions(state: CustodyState, index: int, entry: Entry) -> list[str]:
+    """The host conditions of a release decided on every entry before it rather than before its
+    ``ledger_seen``: what arrived while the service decided (or what it chose not to read)."""
+    body = entry.body
+    seen = body.get("ledger_seen")
+    if not isinstance(seen, int) or isinstance(seen, bool) or seen >= index:
+        return []
+    try:
+        policy = state.model(str(body.get("model_id"))).policy
+        request = ReleaseRequest.parse(SignedMessage.from_json(body.get("request"), "request"))
+        return state.host_reasons(policy, request.host_id, parse_time(entry.time, "time"), index)
+    except (StrongroomError, TypeError):
+        return []
 
 
 def _release(
