@@ -11,6 +11,8 @@ from strongroom import process
 from strongroom.cli import admin as admin_cli
 from strongroom.cli import custody as custody_cli
 from strongroom.cli import demo as demo_cli
+from strongroom.cli import egress as egress_cli
+from strongroom.cli import geo as geo_cli
 from strongroom.cli import hosts as hosts_cli
 from strongroom.cli import keys as keys_cli
 from strongroom.cli import ledger as ledger_cli
@@ -42,6 +44,8 @@ hosts_cli.register(app)
 admin_cli.register(app)
 custody_cli.register(app)
 meetings_cli.register(app)
+geo_cli.register(app)
+egress_cli.register(app)
 
 
 def main() -> None:

@@ -127,5 +127,25 @@ def change_policy(policy: ModelPolicy) -> Proposal:
     return Proposal("model.policy", {"model_id": policy.model_id, "policy": policy.rules()})
 
 
+def declare_incident(scope: str, severity: str = "suspected", summary: str = "", playbook: str = "") -> Proposal:
+    """One officer freezes every release in ``scope`` (all, model:ID, host:ID, person:ID) at once."""
+    change: dict[str, Any] = {
+        "change": "declare",
+        "incident": secrets.token_hex(8),
+        "scope": scope,
+        "severity": severity,
+    }
+    if summary:
+        change["summary"] = summary
+    if playbook:
+        change["playbook"] = playbook
+    return Proposal("incident.declare", change)
+
+
+def lift_incident(incident: str, reason: str = "") -> Proposal:
+    """Lifting needs threshold officers and an active custodian (``propose`` with all their keys)."""
+    return Proposal("incident.lift", {"change": "lift", "incident": incident, "reason": reason})
+
+
 def change_authority(authority: Authority) -> Proposal:
     return Proposal("authority.change", authority.to_json())

@@ -23,7 +23,8 @@ from strongroom.custody.errors import NotAuthorisedError
 from strongroom.custody.protocol import ACTIONS
 from strongroom.ledger.entries import SCHEMAS
 
-TAKE_AWAY_ACTIONS = frozenset({"person.signal", "person.offboard", "host.retire"})
+TAKE_AWAY_ACTIONS = frozenset({"person.signal", "person.offboard", "host.retire", "incident.declare"})
+CUSTODIAN_COSIGNED_ACTIONS = frozenset({"incident.lift"})  # threshold officers and an active custodian
 GRANT_ACTIONS = frozenset(ACTIONS - TAKE_AWAY_ACTIONS)
 DEFAULT_THRESHOLD = 2
 DEFAULT_APPENDER_TYPES = frozenset({"model.evaluated"})
@@ -63,6 +64,16 @@ WRITERS: dict[str, Writer] = {
     "model.loaded": Writer(
         "custody service", "the enrolled host's signed load report carrying the release's nonce; once per release"
     ),
+    "incident.changed": Writer(
+        "custody service",
+        "incident.declare by one officer (it only stops releases); incident.lift co-signed by threshold officers "
+        "and an active SenL-5 custodian",
+    ),
+    "incident.step": Writer(
+        "custody service",
+        "the acknowledgement signed by whoever holds the step's role (an officer, a custodian, or another active "
+        "person), for an incident on the ledger",
+    ),
     "model.evaluated": Writer("an appender whose allow-list names it", "the appender's own signature"),
 }
 
@@ -74,6 +85,8 @@ ENTRY_FOR_ACTION = {
     "model.register": "model.registered",
     "model.policy": "policy.changed",
     "authority.change": "authority.changed",
+    "incident.declare": "incident.changed",
+    "incident.lift": "incident.changed",
 }
 
 

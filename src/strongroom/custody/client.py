@@ -87,6 +87,10 @@ class CustodyClient:
     def submit_request(self, message: SignedMessage) -> str:
         return str(self._post("/v1/custody/requests", message)["request_id"])
 
+    def acknowledge(self, step: SignedMessage) -> dict[str, Any]:
+        """Send a signed incident-step acknowledgement (``strongroom.custody.protocol.new_step_ack``)."""
+        return self._post("/v1/incidents/steps", step)
+
     def read(self, query: SignedMessage) -> dict[str, Any]:
         """A signed read (``strongroom.custody.protocol.new_read_query``): standing, details, status, host."""
         return self._post("/v1/read", query)

@@ -4,7 +4,8 @@ The live gate calls it before logging ``key.released``; the offline auditor call
 entry carries, with the registries rebuilt from the log up to it, at the logged time. Same inputs, same
 code, same answer: "would this release have been allowed?" is always answerable.
 
-Rules (SL5 AC-3(2), PS-3): the request is unexpired; the requester is active and their effective SenL tier
+Rules (SL5 AC-3(2), PS-3): no open incident covers the model, host, requester or an approver; the request
+is unexpired; the requester is active and their effective SenL tier
 covers the model's; the host is enrolled, not retired, and the key named is its identity key; at least k
 distinct approvers other than the requester, each active, unexpired and at the model's tier or above, at
 least one a SenL-5 custodian; no denial by an active person; and the release delay has passed.
@@ -40,9 +41,11 @@ def evaluate(
     people: Registry,
     hosts: HostRegistry,
     now: datetime,
+    frozen: Sequence[str] = (),
 ) -> Decision:
-    """Evaluate every rule at ``now`` against the registries as they stand."""
-    reasons: list[str] = []
+    """Evaluate every rule at ``now`` against the registries as they stand; ``frozen`` names the open
+    incidents whose scope covers this release (each refuses it)."""
+    reasons: list[str] = list(frozen)
     requester = request.requester
     if now >= request.window.expires_at:
         reasons.append("the request has expired")

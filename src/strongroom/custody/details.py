@@ -29,6 +29,8 @@ PRIVATE_FIELDS: dict[str, tuple[str, ...]] = {
     "person.signal": ("kind", "detail"),
     "person.clear": ("finding",),
     "person.offboard": ("reason",),
+    "incident.declare": ("summary",),
+    "incident.lift": ("reason",),
 }
 COMMITMENT = re.compile(r"commit:sha256:[0-9a-f]{64}")
 

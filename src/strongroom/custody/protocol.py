@@ -397,6 +397,55 @@ def new_pending_query(person: str, signer: SigningKey) -> SignedMessage:
     return SignedMessage.sign({"type": PENDING_QUERY_TYPE, "person": person, **_window(SHORT_LIFETIME)}, signer)
 
 
+# -- an incident step, acknowledged by whoever holds its role --------------------------------------------
+
+ACK_TYPE = "strongroom.incident-step/v1"
+
+
+@dataclass(frozen=True)
+class StepAck:
+    """The holder of a playbook role saying they did one step of an incident's playbook, at this time. The
+    ``actor`` is a person id (signed with their key) or ``officer`` (signed with an officer's key)."""
+
+    signed: SignedMessage
+    incident: str
+    step: str
+    role: str
+    actor: str
+    window: Window
+
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"type", "incident", "step", "role", "actor", "note", *WINDOW})
+
+    @classmethod
+    def parse(cls, signed: SignedMessage) -> StepAck:
+        what, payload = "incident step", signed.payload
+        _typed(payload, ACK_TYPE, cls.FIELDS, cls.FIELDS - {"note"}, what)
+        if "note" in payload:
+            text(payload, "note", what, 1000)
+        return cls(
+            signed,
+            hex_text(payload, "incident", what, exact=16),
+            text(payload, "step", what, 128),
+            text(payload, "role", what, 64),
+            text(payload, "actor", what, 128),
+            Window.parse(payload, what),
+        )
+
+
+def new_step_ack(incident: str, step: str, role: str, actor: str, signer: SigningKey, note: str = "") -> SignedMessage:
+    payload = {
+        "type": ACK_TYPE,
+        "incident": incident,
+        "step": step,
+        "role": role,
+        "actor": actor,
+        **_window(SHORT_LIFETIME),
+    }
+    if note:
+        payload["note"] = note
+    return SignedMessage.sign(payload, signer)
+
+
 # -- authenticated reads ----------------------------------------------------------------------------
 
 READ_TYPE = "strongroom.read/v1"
@@ -441,7 +490,47 @@ PERSON_ACTIONS = {
 }
 HOST_ACTIONS = {"host.enrol", "host.retire"}
 MODEL_ACTIONS = {"model.register", "model.policy"}
-ACTIONS = PERSON_ACTIONS | HOST_ACTIONS | MODEL_ACTIONS | {"authority.change"}
+INCIDENT_ACTIONS = {"incident.declare", "incident.lift"}
+ACTIONS = PERSON_ACTIONS | HOST_ACTIONS | MODEL_ACTIONS | INCIDENT_ACTIONS | {"authority.change"}
+SCOPE_KINDS = ("model", "host", "person")
+SEVERITIES = ("suspected", "confirmed")
+
+
+@dataclass(frozen=True)
+class IncidentChange:
+    """A declaration (one officer: it only takes access away) or a lift (the quorum) of an incident. Its
+    scope is ``all``, or ``model:ID``, ``host:ID`` or ``person:ID``: while it is open, no release in scope."""
+
+    incident: str
+    change: Literal["declare", "lift"]
+    scope: str
+    severity: str
+
+    @property
+    def scope_kind(self) -> str:
+        return self.scope.partition(":")[0]
+
+    @property
+    def scope_id(self) -> str:
+        return self.scope.partition(":")[2]
+
+    @classmethod
+    def parse(cls, action: str, change: dict[str, Any]) -> IncidentChange:
+        what = action
+        if action == "incident.declare":
+            check_fields(change, {"change", "incident", "scope", "severity", "summary", "playbook"},
+                         {"change", "incident", "scope", "severity"}, what)  # fmt: skip
+            scope = text(change, "scope", what, 200)
+            kind, sep, subject = scope.partition(":")
+            if scope != "all" and (not sep or kind not in SCOPE_KINDS or not subject):
+                raise MessageError(f"{what}: scope must be all, or model:ID, host:ID or person:ID")
+            if change["severity"] not in SEVERITIES:
+                raise MessageError(f"{what}: severity must be one of {', '.join(SEVERITIES)}")
+            if "playbook" in change:
+                text(change, "playbook", what, 200)
+            return cls(hex_text(change, "incident", what, exact=16), "declare", scope, change["severity"])
+        check_fields(change, {"change", "incident", "reason"}, {"change", "incident"}, what)
+        return cls(hex_text(change, "incident", what, exact=16), "lift", "", "")
 
 
 @dataclass(frozen=True)
@@ -556,7 +645,10 @@ class AdminChange:
             raise MessageError(f"{what}: unknown action {action!r} (one of {', '.join(sorted(ACTIONS))})")
         if not isinstance(change, dict):
             raise MessageError(f"{what}: change must be an object")
-        if action in PERSON_ACTIONS | HOST_ACTIONS and change.get("change") != action.split(".", 1)[1]:
+        if (
+            action in PERSON_ACTIONS | HOST_ACTIONS | INCIDENT_ACTIONS
+            and change.get("change") != action.split(".", 1)[1]
+        ):
             raise MessageError(f"{what}: change.change must be {action.split('.', 1)[1]!r} for {action}")
         parsed = cls(cosigned, action, change, Window.parse(payload, what))
         if action == "model.register":
@@ -565,6 +657,8 @@ class AdminChange:
             parsed.policy()
         elif action == "authority.change":
             parsed.authority()
+        elif action in INCIDENT_ACTIONS:
+            parsed.incident()
         return parsed
 
     @property
@@ -572,6 +666,8 @@ class AdminChange:
         """The person, host or model the change is about."""
         if self.action == "authority.change":
             return "authority"
+        if self.action in INCIDENT_ACTIONS:
+            return f"incident:{self.change.get('incident')}"
         return str(self.change.get("person") or self.change.get("host") or self.change.get("model_id"))
 
     def registration(self) -> ModelRegistration:
@@ -592,6 +688,9 @@ class AdminChange:
 
     def authority(self) -> Authority:
         return Authority.parse(self.change, "authority change")
+
+    def incident(self) -> IncidentChange:
+        return IncidentChange.parse(self.action, self.change)
 
 
 @dataclass(frozen=True)

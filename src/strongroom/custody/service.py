@@ -50,6 +50,7 @@ from strongroom.custody.protocol import (
     ReadQuery,
     ReleaseRequest,
     ShareDelivery,
+    StepAck,
 )
 from strongroom.custody.release_crypto import release_info
 from strongroom.custody.state import (
@@ -237,6 +238,9 @@ class CustodyService:
             state.hosts.active(request.host_id)
         except HostError as exc:
             raise PolicyError([str(exc)]) from None
+        frozen = state.freezes(request.model_id, request.host_id, (request.requester,))
+        if frozen:
+            raise PolicyError(frozen)
         received = format_time(now)
         message = json.dumps(signed.to_json())
 
@@ -276,6 +280,9 @@ class CustodyService:
                     f"SenL-{model.policy.required_tier}"
                 ]
             )
+        frozen = state.freezes(request.model_id, request.host_id, (request.requester, approval.approver))
+        if frozen and approval.approves:  # pending requests are frozen; a denial still lands
+            raise PolicyError(frozen)
         received = format_time(now)
         message = json.dumps(signed.to_json())
 
@@ -538,6 +545,21 @@ class CustodyService:
         finally:
             wipe(data_key)
 
+    # -- incidents -------------------------------------------------------------------------------
+
+    def acknowledge(self, signed: SignedMessage) -> dict[str, Any]:
+        """Log one playbook step of an incident, acknowledged by whoever holds its role."""
+        ack = StepAck.parse(signed)
+        now = whole_seconds(self.clock())
+        with self._lock.exclusive():
+            body = self.state.check_step(ack, now)
+            try:
+                receipt = self.log.append_event("incident.step", body, self.service_key, format_time(now))
+            except StrongroomError as exc:
+                raise UnavailableError(f"ledger append failed: {exc}") from None
+            self.state.record_step(ack, int(receipt["index"]), now)
+        return receipt
+
     # -- loads -------------------------------------------------------------------------------------
 
     def record_load(self, request_id: str, signed: SignedMessage) -> dict[str, Any]:
@@ -593,7 +615,8 @@ class CustodyService:
         now: datetime,
     ) -> Decision:
         state = self.state
-        return evaluate(model.policy, request, received_at, approvals, state.people, state.hosts, now)
+        frozen = state.freezes(request.model_id, request.host_id, (request.requester, *(a.approver for a in approvals)))
+        return evaluate(model.policy, request, received_at, approvals, state.people, state.hosts, now, frozen)
 
     def _request(self, request_id: str) -> tuple[ReleaseRequest, str, datetime]:
         with self.store.transaction(write=False) as tx:

@@ -19,7 +19,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from strongroom.custody.authority import ENTRY_FOR_ACTION, SERVICE_TYPES, officers_needed
+from strongroom.custody.authority import (
+    CUSTODIAN_COSIGNED_ACTIONS,
+    ENTRY_FOR_ACTION,
+    SERVICE_TYPES,
+    officers_needed,
+)
 from strongroom.custody.decision import Decision, evaluate
 from strongroom.custody.envelope import CLOCK_SKEW, CoSigned, SignedMessage, format_time, parse_time
 from strongroom.custody.errors import (
@@ -31,7 +36,15 @@ from strongroom.custody.errors import (
     UnverifiableEntryError,
 )
 from strongroom.custody.policy import ModelPolicy
-from strongroom.custody.protocol import AdminChange, Approval, Authority, LoadReport, ReleaseRequest
+from strongroom.custody.protocol import (
+    OFFICER_READER,
+    AdminChange,
+    Approval,
+    Authority,
+    LoadReport,
+    ReleaseRequest,
+    StepAck,
+)
 from strongroom.errors import StrongroomError
 from strongroom.hosts import Host, HostError, HostRegistry
 from strongroom.keys.provider import WrappedKey
@@ -85,6 +98,32 @@ class Problem:
 
 
 @dataclass
+class Incident:
+    """A declared incident: while open, no release in its scope (all, or one model, host or person)."""
+
+    incident_id: str
+    scope: str
+    severity: str
+    declared_at: datetime
+    index: int
+    lifted_at: datetime | None = None
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def open(self) -> bool:
+        return self.lifted_at is None
+
+    def covers(self, model_id: str, host_id: str, people: tuple[str, ...]) -> bool:
+        kind, _, subject = self.scope.partition(":")
+        return (
+            self.scope == "all"
+            or (kind == "model" and subject == model_id)
+            or (kind == "host" and subject == host_id)
+            or (kind == "person" and subject in people)
+        )
+
+
+@dataclass
 class Prepared:
     """An authorised, validated change: the entry to log, and the update to make once it is durable."""
 
@@ -107,6 +146,7 @@ class CustodyState:
     releases: dict[str, ReleaseRecord] = field(default_factory=dict)
     loaded: set[str] = field(default_factory=set)
     used: set[str] = field(default_factory=set)  # administrative nonces and change ids
+    incidents: dict[str, Incident] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     last_index: int = -1  # the entry being applied (replay) or just logged (the live service)
 
@@ -118,9 +158,20 @@ class CustodyState:
         if self.authority is None:
             raise NotAuthorisedError(f"{what}: no officers are configured (the ledger has no authority entry)")
         change.window.check_fresh(at, what)
-        signers = change.cosigned.verified_signers(self.authority.keys, what)
+        officer_keys = self.authority.keys
+        custodian_keys: dict[str, Any] = {}
+        if change.action in CUSTODIAN_COSIGNED_ACTIONS:
+            custodian_keys = {
+                p.key_id: p.verifier
+                for p in self.people.people.values()
+                if self.people.standing(p.person_id, at).custodian
+            }
+        signers = change.cosigned.verified_signers({**custodian_keys, **officer_keys}, what)
         if change.window.nonce in self.used or change.change_id in self.used:
             raise MessageError(f"{what}: replayed (this change or its nonce was already used)")
+        if custodian_keys and not signers - set(officer_keys):
+            raise NotAuthorisedError(f"{what}: needs an active SenL-5 custodian's signature besides the officers'")
+        signers &= set(officer_keys)
         needed = officers_needed(change.action, self.authority.threshold)
         if len(signers) < needed:
             raise NotAuthorisedError(
@@ -142,6 +193,8 @@ class CustodyState:
             prepared = self._register(change, auth)
         elif action == "model.policy":
             prepared = self._policy(change, auth)
+        elif action.startswith("incident."):
+            prepared = self._incident(change, auth, at)
         else:
             prepared = self._authority(change.authority(), auth)
         inner = prepared.commit
@@ -225,6 +278,76 @@ class CustodyState:
             "policy.changed", {"model_id": policy.model_id, "policy": policy.rules(), "authorisation": auth}, commit
         )
 
+    def _incident(self, change: AdminChange, auth: dict[str, Any], at: datetime) -> Prepared:
+        parsed = change.incident()
+        body = {"incident": parsed.incident, "change": parsed.change, "authorisation": auth}
+        if parsed.change == "declare":
+            if parsed.incident in self.incidents:
+                raise AlreadyExistsError(f"incident {parsed.incident} was already declared")
+
+            def declare() -> None:
+                self.incidents[parsed.incident] = Incident(
+                    parsed.incident, parsed.scope, parsed.severity, at, self.last_index
+                )
+
+            return Prepared("incident.changed", body, declare)
+        found = self.incidents.get(parsed.incident)
+        if found is None:
+            raise NotFoundError(f"no incident {parsed.incident}")
+        if not found.open:
+            raise AlreadyExistsError(f"incident {parsed.incident} was already lifted")
+
+        def lift() -> None:
+            found.lifted_at = at
+
+        return Prepared("incident.changed", body, lift)
+
+    def freezes(self, model_id: str, host_id: str, people: tuple[str, ...]) -> list[str]:
+        """The open incidents whose scope covers this model, host or any of these people."""
+        return [
+            f"frozen by incident {i.incident_id} ({i.severity}, scope {i.scope})"
+            for i in self.incidents.values()
+            if i.open and i.covers(model_id, host_id, people)
+        ]
+
+    def check_step(self, ack: StepAck, at: datetime) -> dict[str, Any]:
+        """An acknowledgement by the holder of its role, for an incident on the ledger: the entry's body."""
+        ack.window.check_fresh(at, "incident step")
+        incident = self.incidents.get(ack.incident)
+        if incident is None:
+            raise NotFoundError(f"no incident {ack.incident}")
+        if ack.actor == OFFICER_READER:
+            verifier = self.authority.keys.get(ack.signed.signer) if self.authority is not None else None
+            if verifier is None:
+                raise NotAuthorisedError("incident step: signed by a key that is not an officer's")
+            ack.signed.verify(verifier, "incident step")
+            if ack.role != "security-officer":
+                raise NotAuthorisedError(
+                    f"incident step: an officer acknowledges security-officer steps, not {ack.role}"
+                )
+        else:
+            try:
+                person = self.people.get(ack.actor)
+            except PeopleError as exc:
+                raise MessageError(f"incident step: {exc}") from None
+            ack.signed.verify(person.verifier, "incident step")
+            standing = self.people.standing(ack.actor, at)
+            if ack.role == "security-officer":
+                raise NotAuthorisedError("incident step: security-officer steps are acknowledged with an officer's key")
+            if not standing.active:
+                raise NotAuthorisedError(f"incident step: {ack.actor} has no access: {', '.join(standing.reasons)}")
+            if ack.role == "custodian" and not standing.custodian:
+                raise NotAuthorisedError(f"incident step: {ack.actor} is not an active SenL-5 custodian")
+        if ack.window.nonce in self.used:
+            raise MessageError("incident step: replayed")
+        return {"incident": ack.incident, "step": ack.step, "role": ack.role, "statement": ack.signed.to_json()}
+
+    def record_step(self, ack: StepAck, index: int, at: datetime) -> None:
+        self.used.add(ack.window.nonce)
+        self.incidents[ack.incident].steps.append(
+            {"step": ack.step, "role": ack.role, "actor": ack.actor, "time": format_time(at), "index": index}
+        )
+
     def _authority(self, authority: Authority, auth: dict[str, Any] | None) -> Prepared:
         body = authority.to_json() | ({"authorisation": auth} if auth is not None else {})
 
@@ -268,7 +391,8 @@ class CustodyState:
         received_at = parse_time(body.get("received_at"), "received_at")
         if received_at + CLOCK_SKEW < request.window.issued_at or received_at > at:
             raise MessageError("the request's logged arrival time is outside its validity window")
-        decision = evaluate(model.policy, request, received_at, approvals, self.people, self.hosts, at)
+        frozen = self.freezes(request.model_id, request.host_id, (request.requester, *(a.approver for a in approvals)))
+        decision = evaluate(model.policy, request, received_at, approvals, self.people, self.hosts, at, frozen)
         if not decision.allowed:
             raise NotAuthorisedError("the release would not have been allowed: " + "; ".join(decision.reasons))
         if request.request_id in self.releases:
@@ -354,6 +478,12 @@ class CustodyState:
                 self.record_release(
                     ReleaseRecord(record.request_id, record.model_id, record.host_id, record.release_nonce, index)
                 )
+                return
+            if entry.type == "incident.step":
+                ack = StepAck.parse(SignedMessage.from_json(body.get("statement"), "incident step"))
+                if self.check_step(ack, at) != body:
+                    raise MessageError("the entry's body is not the acknowledgement")
+                self.record_step(ack, index, at)
                 return
             if entry.type == "model.loaded":
                 report = LoadReport.parse(SignedMessage.from_json(body.get("statement"), "load statement"))

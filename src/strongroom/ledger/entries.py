@@ -41,6 +41,38 @@ SCHEMAS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "key.released": {"model_id": str, "request_id": str, "approvers": list, "host": dict},
     "model.loaded": {"model_id": str, "request_id": str, "host": str, "statement": dict},
     "model.evaluated": {"model_id": str, "suite": str, "results": dict, "evaluator": str},
+    "incident.changed": {"incident": str, "change": str, "authorisation": dict},
+    "incident.step": {"incident": str, "step": str, "role": str, "statement": dict},
+    # location (strongroom.geo): a landmark's enrolment or state change (custody service, officers), and a
+    # verifier's verdict on a host (appenders allowed geo.verdict): the country, never the measurements
+    "geo.landmark": {"landmark": str, "change": str, "authorisation": dict},
+    "geo.verdict": {
+        "host": str,
+        "verdict": str,
+        "country": str,
+        "epoch": int,
+        "landmark_set": str,
+        "commitment": str,
+        "method": str,
+    },
+    # egress (strongroom.egress.records): written by a weight host's gateway, an appender allowed these types
+    "egress.checkpoint": {
+        "host": str,
+        "period_start": str,
+        "bytes_used": int,
+        "quota_bytes": int,
+        "rules_digest": str,
+        "meters": dict,
+    },
+    "egress.alarm": {"host": str, "model_id": str, "alarm_id": str, "kind": str, "detail": dict},
+    "egress.exhausted": {
+        "host": str,
+        "model_id": str,
+        "period_start": str,
+        "meter": str,
+        "used_bytes": int,
+        "budget_bytes": int,
+    },
 }
 ENTRY_FIELDS = {"type", "schema", "time", "body", "signer", "signature"}
 

@@ -103,6 +103,12 @@ def custody_router(service: CustodyService, clock: Callable[[], datetime]) -> AP
         query = await signed_body(request, "pending query")
         return {"pending": await bookkeeping(service.pending, query)}
 
+    @router.post("/v1/incidents/steps", status_code=201)
+    async def acknowledge(request: Request) -> Any:
+        """A playbook step of an incident, signed by whoever holds its role."""
+        message = await signed_body(request, "incident step")
+        return await bookkeeping(service.acknowledge, message)
+
     @router.post("/v1/read")
     async def read(request: Request) -> Any:
         """A person's standing or details, a request's status, a host's record: for a signed, entitled reader."""
