@@ -149,3 +149,16 @@ def lift_incident(incident: str, reason: str = "") -> Proposal:
 
 def change_authority(authority: Authority) -> Proposal:
     return Proposal("authority.change", authority.to_json())
+
+
+def rekey_model(model_id: str, key: WrappedKey, retires: str, reason: str = "") -> Proposal:
+    """Replace ``model_id``'s data key with ``key`` (a re-seal's), retiring the key whose digest is ``retires``."""
+    change: dict[str, Any] = {"model_id": model_id, "key": key.to_json(), "retires": retires}
+    if reason:
+        change["reason"] = reason
+    return Proposal("model.rekey", change)
+
+
+def adopt_playbook(name: str, document: dict[str, Any]) -> Proposal:
+    """Adopt an organisation's own playbook (CACAO 2.0 JSON) under ``name``: threshold officers co-sign."""
+    return Proposal("incident.playbook", {"name": name, "document": document})

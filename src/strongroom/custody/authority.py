@@ -74,6 +74,14 @@ WRITERS: dict[str, Writer] = {
         "the acknowledgement signed by whoever holds the step's role (an officer, a custodian, or another active "
         "person), for an incident on the ledger",
     ),
+    "model.rekeyed": Writer(
+        "custody service",
+        "model.rekey co-signed by threshold officers: the new wrapped key is bound to the same model id and "
+        "registered nowhere else, and it retires exactly the key registered until then (at the entry's time)",
+    ),
+    "playbook.changed": Writer(
+        "custody service", "incident.playbook co-signed by threshold officers: the organisation's playbook under a name"
+    ),
     "model.evaluated": Writer("an appender whose allow-list names it", "the appender's own signature"),
 }
 
@@ -87,6 +95,8 @@ ENTRY_FOR_ACTION = {
     "authority.change": "authority.changed",
     "incident.declare": "incident.changed",
     "incident.lift": "incident.changed",
+    "model.rekey": "model.rekeyed",
+    "incident.playbook": "playbook.changed",
 }
 
 

@@ -11,6 +11,7 @@ the ledger. Host, approver, CLI and server code build and read messages here, ne
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -489,9 +490,11 @@ PERSON_ACTIONS = {
     f"person.{kind}" for kind in ("enrol", "position", "vetted", "agreement", "signal", "clear", "offboard")
 }
 HOST_ACTIONS = {"host.enrol", "host.retire"}
-MODEL_ACTIONS = {"model.register", "model.policy"}
+MODEL_ACTIONS = {"model.register", "model.policy", "model.rekey"}
 INCIDENT_ACTIONS = {"incident.declare", "incident.lift"}
-ACTIONS = PERSON_ACTIONS | HOST_ACTIONS | MODEL_ACTIONS | INCIDENT_ACTIONS | {"authority.change"}
+PLAYBOOK_ACTION = "incident.playbook"
+ACTIONS = PERSON_ACTIONS | HOST_ACTIONS | MODEL_ACTIONS | INCIDENT_ACTIONS | {"authority.change", PLAYBOOK_ACTION}
+PLAYBOOK_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 SCOPE_KINDS = ("model", "host", "person")
 SEVERITIES = ("suspected", "confirmed")
 
@@ -531,6 +534,25 @@ class IncidentChange:
             return cls(hex_text(change, "incident", what, exact=16), "declare", scope, change["severity"])
         check_fields(change, {"change", "incident", "reason"}, {"change", "incident"}, what)
         return cls(hex_text(change, "incident", what, exact=16), "lift", "", "")
+
+
+@dataclass(frozen=True)
+class ModelRekey:
+    """A model's data key replaced after a re-seal (incident rotation): the new wrapped key, bound to the same
+    model id, and the digest of the key it retires (which must be the one registered now)."""
+
+    model_id: str
+    key: WrappedKey
+    retires: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class PlaybookChange:
+    """An organisation's own playbook (CACAO 2.0 JSON), adopted under a name by threshold officers."""
+
+    name: str
+    document: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -659,6 +681,10 @@ class AdminChange:
             parsed.authority()
         elif action in INCIDENT_ACTIONS:
             parsed.incident()
+        elif action == "model.rekey":
+            parsed.rekey()
+        elif action == PLAYBOOK_ACTION:
+            parsed.playbook()
         return parsed
 
     @property
@@ -668,6 +694,8 @@ class AdminChange:
             return "authority"
         if self.action in INCIDENT_ACTIONS:
             return f"incident:{self.change.get('incident')}"
+        if self.action == PLAYBOOK_ACTION:
+            return f"playbook:{self.change.get('name')}"
         return str(self.change.get("person") or self.change.get("host") or self.change.get("model_id"))
 
     def registration(self) -> ModelRegistration:
@@ -691,6 +719,30 @@ class AdminChange:
 
     def incident(self) -> IncidentChange:
         return IncidentChange.parse(self.action, self.change)
+
+    def rekey(self) -> ModelRekey:
+        what, change = "model rekey", self.change
+        check_fields(change, {"model_id", "key", "retires", "reason"}, {"model_id", "key", "retires"}, what)
+        try:
+            key = WrappedKey.from_json(change["key"])
+        except KeyProviderError as exc:
+            raise MessageError(f"{what}: {exc}") from None
+        retires = text(change, "retires", what, 71)
+        if not _agreement_digest(retires):
+            raise MessageError(f"{what}: retires must be the retired key's digest, sha256:<64 hex>")
+        reason = text(change, "reason", what, 1000) if "reason" in change else ""
+        return ModelRekey(model_id(change, what), key, retires, reason)
+
+    def playbook(self) -> PlaybookChange:
+        what, change = "playbook change", self.change
+        check_fields(change, {"name", "document"}, {"name", "document"}, what)
+        name = text(change, "name", what, 64)
+        if not PLAYBOOK_NAME.fullmatch(name):
+            raise MessageError(f"{what}: name must be lower-case letters, digits and hyphens")
+        document = change["document"]
+        if not isinstance(document, dict) or document.get("type") != "playbook":
+            raise MessageError(f"{what}: document must be a CACAO playbook object")
+        return PlaybookChange(name, document)
 
 
 @dataclass(frozen=True)

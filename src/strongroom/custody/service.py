@@ -118,6 +118,8 @@ class CustodyService:
             prepared = self.state.prepare(change, now)
             if change.action == "model.register":
                 self._check_binding(change.registration().key)
+            elif change.action == "model.rekey":
+                self._check_binding(change.rekey().key)
             receipt = self._log_change(prepared, now)
         if openings:
             index = int(receipt["index"])

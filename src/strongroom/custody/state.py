@@ -38,6 +38,7 @@ from strongroom.custody.errors import (
 from strongroom.custody.policy import ModelPolicy
 from strongroom.custody.protocol import (
     OFFICER_READER,
+    PLAYBOOK_ACTION,
     AdminChange,
     Approval,
     Authority,
@@ -123,6 +124,25 @@ class Incident:
         )
 
 
+@dataclass(frozen=True)
+class RetiredKey:
+    """A model's data key replaced by a rekey: releases logged before ``retired_at`` named it and still
+    verify (replay meets them while it was registered); nothing after may name it (CT's retired log)."""
+
+    model_id: str
+    reference: dict[str, str]
+    retired_at: datetime
+    index: int
+
+
+@dataclass(frozen=True)
+class AdoptedPlaybook:
+    name: str
+    digest: str
+    document: dict[str, Any]
+    index: int
+
+
 @dataclass
 class Prepared:
     """An authorised, validated change: the entry to log, and the update to make once it is durable."""
@@ -147,6 +167,8 @@ class CustodyState:
     loaded: set[str] = field(default_factory=set)
     used: set[str] = field(default_factory=set)  # administrative nonces and change ids
     incidents: dict[str, Incident] = field(default_factory=dict)
+    retired_keys: dict[str, RetiredKey] = field(default_factory=dict)  # key digest -> when and why retired
+    playbooks: dict[str, AdoptedPlaybook] = field(default_factory=dict)  # name -> the organisation's playbook
     problems: list[Problem] = field(default_factory=list)
     last_index: int = -1  # the entry being applied (replay) or just logged (the live service)
 
@@ -193,6 +215,10 @@ class CustodyState:
             prepared = self._register(change, auth)
         elif action == "model.policy":
             prepared = self._policy(change, auth)
+        elif action == "model.rekey":
+            prepared = self._rekey(change, auth, at)
+        elif action == PLAYBOOK_ACTION:
+            prepared = self._playbook(change, auth)
         elif action.startswith("incident."):
             prepared = self._incident(change, auth, at)
         else:
@@ -277,6 +303,56 @@ class CustodyState:
         return Prepared(
             "policy.changed", {"model_id": policy.model_id, "policy": policy.rules(), "authorisation": auth}, commit
         )
+
+    def _rekey(self, change: AdminChange, auth: dict[str, Any], at: datetime) -> Prepared:
+        rekey = change.rekey()
+        current = self.model(rekey.model_id)
+        old = key_reference(current.key)
+        if not hmac.compare_digest(rekey.retires, old["digest"]):
+            raise MessageError(
+                f"model rekey: retires {rekey.retires[:23]}, but {rekey.model_id}'s key is {old['digest'][:23]}"
+            )
+        if rekey.key.binding.model_id != rekey.model_id:
+            raise MessageError(
+                f"model rekey: the new key is bound to model {rekey.key.binding.model_id}, not {rekey.model_id}"
+            )
+        for mark in (key_digest(rekey.key), "seal:" + rekey.key.binding.seal_id):
+            if mark in self.registered_keys:
+                raise AlreadyExistsError(
+                    f"model rekey: the new key (or its seal) was registered before, for {self.registered_keys[mark]}"
+                )
+        body = {
+            "model_id": rekey.model_id,
+            "key": rekey.key.to_json(),
+            "retired": {**old, "retired_at": format_time(at)},
+            "authorisation": auth,
+        }
+
+        def commit() -> None:
+            self.models[rekey.model_id] = RegisteredModel(current.policy, rekey.key, self.last_index)
+            self.registered_keys[key_digest(rekey.key)] = rekey.model_id
+            self.registered_keys["seal:" + rekey.key.binding.seal_id] = rekey.model_id
+            self.retired_keys[old["digest"]] = RetiredKey(rekey.model_id, old, at, self.last_index)
+
+        return Prepared("model.rekeyed", body, commit)
+
+    def _playbook(self, change: AdminChange, auth: dict[str, Any]) -> Prepared:
+        from strongroom.incident.errors import PlaybookError
+        from strongroom.incident.playbook import Playbook
+
+        adopted = change.playbook()
+        try:
+            playbook = Playbook.parse(adopted.document)
+        except PlaybookError as exc:
+            raise MessageError(f"playbook change: {exc}") from None
+        body = {"name": adopted.name, "digest": playbook.digest, "document": adopted.document, "authorisation": auth}
+
+        def commit() -> None:
+            self.playbooks[adopted.name] = AdoptedPlaybook(
+                adopted.name, playbook.digest, adopted.document, self.last_index
+            )
+
+        return Prepared("playbook.changed", body, commit)
 
     def _incident(self, change: AdminChange, auth: dict[str, Any], at: datetime) -> Prepared:
         parsed = change.incident()
