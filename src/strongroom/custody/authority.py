@@ -79,6 +79,11 @@ WRITERS: dict[str, Writer] = {
         "model.rekey co-signed by threshold officers: the new wrapped key is bound to the same model id and "
         "registered nowhere else, and it retires exactly the key registered until then (at the entry's time)",
     ),
+    "fingerprint.changed": Writer(
+        "custody service",
+        "model.fingerprint co-signed by threshold officers: whether and how the model's releases are marked, "
+        "and the commitment to the fingerprint key (each later release then carries its mark's commitment)",
+    ),
     "playbook.changed": Writer(
         "custody service", "incident.playbook co-signed by threshold officers: the organisation's playbook under a name"
     ),
@@ -96,6 +101,7 @@ ENTRY_FOR_ACTION = {
     "incident.declare": "incident.changed",
     "incident.lift": "incident.changed",
     "model.rekey": "model.rekeyed",
+    "model.fingerprint": "fingerprint.changed",
     "incident.playbook": "playbook.changed",
 }
 

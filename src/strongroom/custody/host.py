@@ -81,6 +81,29 @@ class HostSession:
         finally:
             wipe(data_key)
 
+    def open_fingerprint(self, bundle: dict[str, Any]) -> tuple[Any, Any] | None:
+        """This release's mark (``ReleaseKey``, ``FingerprintPolicy``) if the model's releases are marked, checked
+        against the commitment the ledger carries for the release; None if the release is not marked."""
+        mark = bundle.get("fingerprint")
+        if mark is None:
+            return None
+        from strongroom.incident.errors import FingerprintError
+        from strongroom.incident.fingerprint import FingerprintPolicy, ReleaseKey, release_commitment
+
+        info = release_info(bundle["request_id"], bundle["model_id"], self.host_id) + b"/fingerprint"
+        try:
+            policy = FingerprintPolicy.from_json(mark["policy"])
+            expected = release_commitment(bundle["request_id"], mark["key_commitment"], policy)
+            if expected != mark["commitment"] or policy.model_id != bundle["model_id"]:
+                raise CustodyError("release bundle: the mark's policy is not the one its commitment names")
+            secret = open_as_host(self.ephemeral, base64.b64decode(mark["sealed"]), info)
+        except (FingerprintError, KeyProviderError, KeyError, TypeError, ValueError) as exc:
+            raise CustodyError(f"release bundle: the fingerprint does not open for this host: {exc}") from None
+        try:
+            return ReleaseKey(bundle["request_id"], bytes(secret), mark["key_commitment"]), policy
+        finally:
+            wipe(secret)
+
     def release_context(self, request_id: str, model_id: str) -> bytes:
         """What a custodian binds its re-encrypted share to: this request, model and host."""
         return release_info(request_id, model_id, self.host_id)

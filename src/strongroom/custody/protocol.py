@@ -490,7 +490,7 @@ PERSON_ACTIONS = {
     f"person.{kind}" for kind in ("enrol", "position", "vetted", "agreement", "signal", "clear", "offboard")
 }
 HOST_ACTIONS = {"host.enrol", "host.retire"}
-MODEL_ACTIONS = {"model.register", "model.policy", "model.rekey"}
+MODEL_ACTIONS = {"model.register", "model.policy", "model.rekey", "model.fingerprint"}
 INCIDENT_ACTIONS = {"incident.declare", "incident.lift"}
 PLAYBOOK_ACTION = "incident.playbook"
 ACTIONS = PERSON_ACTIONS | HOST_ACTIONS | MODEL_ACTIONS | INCIDENT_ACTIONS | {"authority.change", PLAYBOOK_ACTION}
@@ -545,6 +545,16 @@ class ModelRekey:
     key: WrappedKey
     retires: str
     reason: str
+
+
+@dataclass(frozen=True)
+class FingerprintChoice:
+    """A model's fingerprint policy (``strongroom.incident.fingerprint.FingerprintPolicy`` as JSON, without the
+    model id) and the commitment to the custody-held fingerprint key every release mark derives from."""
+
+    model_id: str
+    policy: dict[str, Any]
+    key_commitment: str
 
 
 @dataclass(frozen=True)
@@ -683,6 +693,8 @@ class AdminChange:
             parsed.incident()
         elif action == "model.rekey":
             parsed.rekey()
+        elif action == "model.fingerprint":
+            parsed.fingerprint()
         elif action == PLAYBOOK_ACTION:
             parsed.playbook()
         return parsed
@@ -732,6 +744,16 @@ class AdminChange:
             raise MessageError(f"{what}: retires must be the retired key's digest, sha256:<64 hex>")
         reason = text(change, "reason", what, 1000) if "reason" in change else ""
         return ModelRekey(model_id(change, what), key, retires, reason)
+
+    def fingerprint(self) -> FingerprintChoice:
+        what, change = "fingerprint policy", self.change
+        check_fields(change, {"model_id", "policy", "key_commitment"}, {"model_id", "policy", "key_commitment"}, what)
+        policy, commitment = change["policy"], text(change, "key_commitment", what, 71)
+        if not isinstance(policy, dict) or "model_id" in policy:
+            raise MessageError(f"{what}: policy must be an object (without model_id)")
+        if not _agreement_digest(commitment):
+            raise MessageError(f"{what}: key_commitment must be sha256:<64 hex>")
+        return FingerprintChoice(model_id(change, what), policy, commitment)
 
     def playbook(self) -> PlaybookChange:
         what, change = "playbook change", self.change

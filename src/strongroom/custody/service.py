@@ -92,6 +92,7 @@ class CustodyService:
         self.service_key = service_key
         self.providers = providers
         self.clock = clock
+        self.fingerprint_keys: dict[str, Any] = {}  # key commitment -> FingerprintKey (incident attribution)
         self._lock = StateLock()
         self._loads = threading.Lock()
         self.state = replay(log.scan(SERVICE_TYPES))
@@ -381,6 +382,7 @@ class CustodyService:
         model = self.state.model(request.model_id)
         if model.key.provider != SHAMIR:
             self._provider_for(model.key)  # fail closed before anything is claimed or logged
+        self._fingerprint_key(request.model_id)  # likewise: a marked model's release needs its mark
         with self._lock.shared():
 
             def claim(tx: Tx) -> tuple[list[Approval], Decision]:
@@ -394,7 +396,8 @@ class CustodyService:
                 return approvals, decision
 
             approvals, decision = self.store.write(claim, urgent=True)
-            body = release_body(request, approvals, decision, model, received_at, secrets.token_hex(16))
+            fingerprint = self.state.fingerprint_commitment(request.model_id, request_id)
+            body = release_body(request, approvals, decision, model, received_at, secrets.token_hex(16), fingerprint)
             try:
                 receipt = self.log.append_event("key.released", body, self.service_key, format_time(now))
             except BaseException as exc:
@@ -445,6 +448,9 @@ class CustodyService:
         else:
             info = release_info(request.request_id, request.model_id, request.host_id)
             delivery = {"wrapped_key": self._unwrap_and_seal(model.key, request.ephemeral, info)}
+        mark = self._fingerprint_key(request.model_id)
+        if mark is not None:
+            delivery["fingerprint"] = self._seal_mark(mark, request, body)
         return {
             "request_id": request.request_id,
             "model_id": request.model_id,
@@ -530,6 +536,42 @@ class CustodyService:
             return self.store.write(record_share)
         except DuplicateError:
             raise AlreadyExistsError("share delivery: this custodian or this share was already delivered") from None
+
+    def hold_fingerprint_key(self, key: Any) -> None:
+        """Keep a fingerprint key (``strongroom.incident.fingerprint.FingerprintKey``) for marking releases."""
+        self.fingerprint_keys[key.commitment] = key
+
+    def _fingerprint_key(self, model_id: str) -> Any | None:
+        """The key a release of ``model_id`` is marked with (None: not marked); unavailable fails closed."""
+        record = self.state.fingerprints.get(model_id)
+        if record is None or not record.enabled:
+            return None
+        key = self.fingerprint_keys.get(record.key_commitment)
+        if key is None:
+            raise UnavailableError(
+                f"model {model_id[:23]} is marked at release, but this server does not hold its fingerprint key "
+                f"({record.key_commitment[:23]}); nothing released"
+            )
+        return key
+
+    def _seal_mark(self, key: Any, request: ReleaseRequest, body: dict[str, Any]) -> dict[str, Any]:
+        """This release's mark secret sealed to the host's ephemeral key, with the policy to apply it by."""
+        release_key = key.release_key(request.request_id)
+        info = release_info(request.request_id, request.model_id, request.host_id) + b"/fingerprint"
+        secret = bytearray(release_key.secret)
+        try:
+            sealed = base64.b64encode(seal_to_host(public_from_bytes(request.ephemeral), secret, info)).decode()
+        except HpkeError as exc:
+            raise MessageError(f"the host's ephemeral key is unusable: {exc}") from None
+        finally:
+            wipe(secret)
+        record = self.state.fingerprints[request.model_id]
+        return {
+            "sealed": sealed,
+            "policy": record.policy,
+            "key_commitment": record.key_commitment,
+            "commitment": body["fingerprint"],
+        }
 
     def _unwrap_and_seal(self, key: WrappedKey, ephemeral: bytes, info: bytes) -> str:
         """Unwrap inside the provider and seal the data key to the host's ephemeral key (HPKE)."""

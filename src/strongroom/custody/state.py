@@ -136,6 +136,19 @@ class RetiredKey:
 
 
 @dataclass(frozen=True)
+class FingerprintRecord:
+    """A model's fingerprint policy as the ledger set it (``fingerprint.changed``)."""
+
+    policy: dict[str, Any]  # FingerprintPolicy.to_json()
+    key_commitment: str
+    index: int
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.policy.get("enabled"))
+
+
+@dataclass(frozen=True)
 class AdoptedPlaybook:
     name: str
     digest: str
@@ -169,6 +182,7 @@ class CustodyState:
     incidents: dict[str, Incident] = field(default_factory=dict)
     retired_keys: dict[str, RetiredKey] = field(default_factory=dict)  # key digest -> when and why retired
     playbooks: dict[str, AdoptedPlaybook] = field(default_factory=dict)  # name -> the organisation's playbook
+    fingerprints: dict[str, FingerprintRecord] = field(default_factory=dict)  # model id -> its mark policy
     problems: list[Problem] = field(default_factory=list)
     last_index: int = -1  # the entry being applied (replay) or just logged (the live service)
 
@@ -219,6 +233,8 @@ class CustodyState:
             prepared = self._rekey(change, auth, at)
         elif action == PLAYBOOK_ACTION:
             prepared = self._playbook(change, auth)
+        elif action == "model.fingerprint":
+            prepared = self._fingerprint(change, auth)
         elif action.startswith("incident."):
             prepared = self._incident(change, auth, at)
         else:
@@ -335,6 +351,39 @@ class CustodyState:
             self.retired_keys[old["digest"]] = RetiredKey(rekey.model_id, old, at, self.last_index)
 
         return Prepared("model.rekeyed", body, commit)
+
+    def _fingerprint(self, change: AdminChange, auth: dict[str, Any]) -> Prepared:
+        from strongroom.incident.errors import FingerprintError
+        from strongroom.incident.fingerprint import FingerprintPolicy
+
+        choice = change.fingerprint()
+        self.model(choice.model_id)
+        try:
+            policy = FingerprintPolicy.from_json({"model_id": choice.model_id, **choice.policy})
+        except FingerprintError as exc:
+            raise MessageError(str(exc)) from None
+        body = {
+            "model_id": choice.model_id,
+            "policy": policy.to_json(),
+            "key_commitment": choice.key_commitment,
+            "authorisation": auth,
+        }
+
+        def commit() -> None:
+            self.fingerprints[choice.model_id] = FingerprintRecord(
+                policy.to_json(), choice.key_commitment, self.last_index
+            )
+
+        return Prepared("fingerprint.changed", body, commit)
+
+    def fingerprint_commitment(self, model_id: str, request_id: str) -> str | None:
+        """The commitment a release of ``model_id`` carries for its mark (None: releases are not marked)."""
+        from strongroom.incident.fingerprint import FingerprintPolicy, release_commitment
+
+        record = self.fingerprints.get(model_id)
+        if record is None or not record.enabled:
+            return None
+        return release_commitment(request_id, record.key_commitment, FingerprintPolicy.from_json(record.policy))
 
     def _playbook(self, change: AdminChange, auth: dict[str, Any]) -> Prepared:
         from strongroom.incident.errors import PlaybookError
@@ -476,7 +525,15 @@ class CustodyState:
                 f"request {request.request_id[:16]} was already released "
                 f"at entry {self.releases[request.request_id].index}"
             )
-        expected = release_body(request, approvals, decision, model, received_at, str(body.get("release_nonce")))
+        expected = release_body(
+            request,
+            approvals,
+            decision,
+            model,
+            received_at,
+            str(body.get("release_nonce")),
+            self.fingerprint_commitment(request.model_id, request.request_id),
+        )
         if body != expected:
             raise MessageError("the entry's body is not what the release decision produces (edited fields)")
         return ReleaseRecord(request.request_id, request.model_id, request.host_id, expected["release_nonce"], -1)
@@ -586,9 +643,11 @@ def release_body(
     model: RegisteredModel,
     received_at: datetime,
     release_nonce: str,
+    fingerprint: str | None = None,
 ) -> dict[str, Any]:
-    """The ``key.released`` body: every signed input of the decision, and its outcome."""
-    return {
+    """The ``key.released`` body: every signed input of the decision, and its outcome (and, when the model's
+    releases are marked, the commitment to this release's mark)."""
+    body = {
         "model_id": request.model_id,
         "request_id": request.request_id,
         "request": request.signed.to_json(),
@@ -600,6 +659,9 @@ def release_body(
         "received_at": format_time(received_at),
         "release_nonce": release_nonce,
     }
+    if fingerprint is not None:
+        body["fingerprint"] = fingerprint
+    return body
 
 
 def replay(entries: Iterable[tuple[int, Entry]], state: CustodyState | None = None) -> CustodyState:

@@ -44,6 +44,7 @@ SCHEMAS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "incident.changed": {"incident": str, "change": str, "authorisation": dict},
     "incident.step": {"incident": str, "step": str, "role": str, "statement": dict},
     "model.rekeyed": {"model_id": str, "key": dict, "retired": dict, "authorisation": dict},
+    "fingerprint.changed": {"model_id": str, "policy": dict, "key_commitment": str, "authorisation": dict},
     "playbook.changed": {"name": str, "digest": str, "document": dict, "authorisation": dict},
     # location (strongroom.geo): a landmark's enrolment or state change (custody service, officers), and a
     # verifier's verdict on a host (appenders allowed geo.verdict): the country, never the measurements
