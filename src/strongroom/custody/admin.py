@@ -162,3 +162,10 @@ def rekey_model(model_id: str, key: WrappedKey, retires: str, reason: str = "") 
 def adopt_playbook(name: str, document: dict[str, Any]) -> Proposal:
     """Adopt an organisation's own playbook (CACAO 2.0 JSON) under ``name``: threshold officers co-sign."""
     return Proposal("incident.playbook", {"name": name, "document": document})
+
+
+def set_fingerprint(model_id: str, policy: dict[str, Any], key_commitment: str) -> Proposal:
+    """Mark (or stop marking) ``model_id``'s releases: ``policy`` is ``FingerprintPolicy.to_json()`` without the
+    model id; ``key_commitment`` names the fingerprint key the custody server holds. Threshold officers."""
+    change = {"model_id": model_id, "policy": {k: v for k, v in policy.items() if k != "model_id"}}
+    return Proposal("model.fingerprint", {**change, "key_commitment": key_commitment})

@@ -1,0 +1,54 @@
+"""Marked releases through the real custody server: the model's fingerprint policy is a two-officer choice;
+each release logs its mark's commitment; the host applies the mark after verifying the model id; a copy of
+what one host loaded is attributed to that release from the ledger's own records; the auditor agrees; a
+server that cannot mark refuses to release."""
+
+from __future__ import annotations
+
+import pytest
+
+from strongroom.custody import admin
+from strongroom.custody.audit import audit_custody
+from strongroom.custody.errors import NotAuthorisedError, UnavailableError
+from strongroom.custody.loading import load_released
+from strongroom.incident.fingerprint import Candidate, FingerprintKey, FingerprintPolicy, attribute
+from strongroom.seal import SealedModel
+from tests.custody.conftest import CustodyEnv
+
+
+def test_a_loaded_copy_is_attributed_to_its_release(env: CustodyEnv) -> None:
+    key = FingerprintKey.generate()
+    env.services.custody.hold_fingerprint_key(key)
+    policy = FingerprintPolicy(env.model_id)
+    proposal = admin.set_fingerprint(env.model_id, policy.to_json(), key.commitment)
+    with pytest.raises(NotAuthorisedError, match="needs 2 distinct officers"):
+        env.admin(proposal, "olga")
+    env.admin(proposal)
+    loads = {}
+    for who in ("alice", "erin"):
+        host, _, request_id = env.approved(who)
+        verified, summary = load_released(env.client, host, request_id, env.sealed)
+        loads[request_id] = (verified.tensors, summary)
+    released = [e for _, e in env.services.ledger.query(type="key.released")]
+    assert [e.body["fingerprint"] for e in released] == [s["fingerprint"]["commitment"] for _, s in loads.values()]
+    candidates = [Candidate(e.body["request_id"], e.body["fingerprint"]) for e in released]
+    with SealedModel.open(env.sealed, env.keyring) as model:
+        original = model.load_tensors("numpy")
+    leaked_id = released[1].body["request_id"]
+    result = attribute(loads[leaked_id][0], original, candidates, key=key, policy=policy)
+    assert result.verdict == "attributed" and result.release_id == leaked_id
+    audit = audit_custody(env.services.ledger.scan())
+    assert audit.ok, audit.problems
+
+
+def test_a_server_without_the_fingerprint_key_releases_nothing(env: CustodyEnv) -> None:
+    key = FingerprintKey.generate()
+    env.admin(admin.set_fingerprint(env.model_id, FingerprintPolicy(env.model_id).to_json(), key.commitment))
+    host, _, request_id = env.approved()
+    with pytest.raises(UnavailableError, match="fingerprint key"):
+        env.client.release(request_id, host.fetch(request_id))
+    assert env.released_entries() == 0
+    env.admin(
+        admin.set_fingerprint(env.model_id, FingerprintPolicy(env.model_id, enabled=False).to_json(), key.commitment)
+    )
+    assert "fingerprint" not in env.client.release(request_id, host.fetch(request_id))
