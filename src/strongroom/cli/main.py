@@ -14,6 +14,7 @@ from strongroom.cli import demo as demo_cli
 from strongroom.cli import egress as egress_cli
 from strongroom.cli import geo as geo_cli
 from strongroom.cli import hosts as hosts_cli
+from strongroom.cli import incident as incident_cli
 from strongroom.cli import keys as keys_cli
 from strongroom.cli import ledger as ledger_cli
 from strongroom.cli import manifest as manifest_cli
@@ -46,6 +47,7 @@ custody_cli.register(app)
 meetings_cli.register(app)
 geo_cli.register(app)
 egress_cli.register(app)
+incident_cli.register(app)
 
 
 def main() -> None:

@@ -36,6 +36,7 @@ from strongroom.incident.errors import PlaybookError
 from strongroom.people import SignalKind
 
 CONTAIN_STEPS = ("retire-hosts", "suspend-people", "revoke-keys", "egress-alarm")
+ALIASES = {"suspend-credentials": "suspend-people"}  # the distillation playbook's name for the same action
 ALARM_KIND = "incident"
 
 
@@ -86,7 +87,8 @@ def step_done(state: CustodyState, incident: str, step: str) -> bool:
 
 def plan(step: str, incident: str, targets: Targets, state: CustodyState, alarms: Iterable[str] = ()) -> list[Action]:
     """What ``step`` still has to do, given the state the ledger shows (nothing that is already done)."""
-    if step not in CONTAIN_STEPS:
+    kind = ALIASES.get(step, step)
+    if kind not in CONTAIN_STEPS:
         raise PlaybookError(f"{step!r} is not a contain step (one of {', '.join(CONTAIN_STEPS)})")
     if incident not in state.incidents:
         raise PlaybookError(f"no incident {incident} on the ledger")
@@ -103,9 +105,9 @@ def plan(step: str, incident: str, targets: Targets, state: CustodyState, alarms
         found = state.people.people.get(person)
         return found is not None and not found.offboarded
 
-    if step == "retire-hosts":
+    if kind == "retire-hosts":
         retire_hosts()
-    elif step == "suspend-people":
+    elif kind == "suspend-people":
         for person in targets.people:
             if live(person) and signal_id(incident) not in state.people.people[person].signals:
                 proposal = admin.raise_signal(person, SignalKind.SECURITY_INCIDENT, detail=reason)
@@ -113,7 +115,7 @@ def plan(step: str, incident: str, targets: Targets, state: CustodyState, alarms
                 actions.append(
                     Action(step, "admin", f"person.signal {person}", dataclasses.replace(proposal, change=change))
                 )
-    elif step == "revoke-keys":
+    elif kind == "revoke-keys":
         for person in targets.people:
             if live(person):
                 actions.append(Action(step, "admin", f"person.offboard {person}", admin.offboard(person, reason)))
