@@ -34,5 +34,28 @@ def demo(
         raise StrongroomError("demo failed: the released model's embedding differs from the original's")
 
 
+def demo_incident(
+    workdir: Annotated[
+        Path | None, typer.Option(help="Directory for the demo's keys, sealed models and timeline (default: temp).")
+    ] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """The weight-leak playbook end to end: declare and freeze, contain, timeline, attribute, rotate, lift."""
+    from strongroom.incident.demo import run_incident_demo
+
+    target = workdir or Path(tempfile.mkdtemp(prefix="strongroom-incident-"))
+    if workdir is not None and workdir.exists() and any(workdir.iterdir()):
+        raise StrongroomError(f"{workdir}: demo directory must be empty or absent")
+    say = (lambda _: None) if json_out else (lambda line: console.print(f"[green]•[/] {line}", highlight=False))
+    story = run_incident_demo(target, say)
+    if json_out:
+        print_json(story)
+    if not story["audit"]["ok"] or story["timeline_culprit"] != story["leaked_release"]:
+        raise StrongroomError("incident demo failed: the audit refused an entry or the timeline named another release")
+    if story["attributed"] != story["leaked_release"]:
+        raise StrongroomError("incident demo failed: attribution named another release")
+
+
 def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
+    app.command("demo-incident")(demo_incident)
