@@ -91,3 +91,25 @@ def test_openbao_old_version_no_longer_decrypts(model_dir: Path, bao: OpenBaoDev
         SealedModel.open(out.sealed, transit).close()
     finally:
         transit.close()
+
+
+def test_the_reseal_writes_only_ciphertext_inside_its_output(
+    model_dir: Path, sealed_model: Path, keyring: LocalKeyring, tmp_path: Path
+) -> None:
+    """Every file the re-seal creates or writes is under the output's staging directory, and no byte run of
+    the plaintext appears in anything it wrote (the plaintext lives in anonymous memory only)."""
+    from tests.seal.test_no_plaintext_on_disk import forbid_writes
+
+    out = tmp_path / "out" / "resealed"
+    with forbid_writes() as events:
+        reseal(sealed_model, out, keyring, keyring)
+    named = [e for e in events if "/" in e]  # the rest act on descriptors those created (truncate, fdopen)
+    assert named and all(str(out.parent) in e for e in named), [e for e in named if str(out.parent) not in e]
+    assert not any("left in temp dir" in e for e in events)
+    plain = (model_dir / "model.safetensors").read_bytes()
+    samples = [plain[i : i + 64] for i in range(len(plain) // 3, len(plain), len(plain) // 5)]
+    samples.append((model_dir / "tokenizer.json").read_bytes()[:64])
+    for path in out.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert not any(s in data for s in samples), path
