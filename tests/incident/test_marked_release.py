@@ -5,6 +5,10 @@ server that cannot mark refuses to release."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 from strongroom.custody import admin
@@ -52,3 +56,34 @@ def test_a_server_without_the_fingerprint_key_releases_nothing(env: CustodyEnv) 
         admin.set_fingerprint(env.model_id, FingerprintPolicy(env.model_id, enabled=False).to_json(), key.commitment)
     )
     assert "fingerprint" not in env.client.release(request_id, host.fetch(request_id))
+
+
+def test_attribute_by_command_line(env: CustodyEnv, sealed_minilm: tuple[Path, Path, str], tmp_path: Path) -> None:
+    """``strongroom incident attribute`` reads the candidates and the policy from the ledger."""
+    from safetensors.numpy import save_file
+
+    from tests.cli.test_seal_cli import run
+    from tests.custody.conftest import PASSPHRASE
+
+    keydir = sealed_minilm[0]
+    key = FingerprintKey.generate()
+    key.save(tmp_path / "fp.key", env.keyring)
+    env.services.custody.hold_fingerprint_key(key)
+    env.admin(admin.set_fingerprint(env.model_id, FingerprintPolicy(env.model_id).to_json(), key.commitment))
+    loaded = {}
+    for who in ("alice", "erin"):
+        host, _, request_id = env.approved(who)
+        loaded[request_id] = load_released(env.client, host, request_id, env.sealed)[0].tensors
+    leaked_id = next(iter(loaded))
+    save_file({n: np.ascontiguousarray(v) for n, v in loaded[leaked_id].items()}, str(tmp_path / "leak.safetensors"))
+    args = ["--original", str(env.sealed), "--keys", str(keydir), "--fingerprint-key", str(tmp_path / "fp.key")]
+    named = run("incident", "attribute", str(tmp_path / "leak.safetensors"), *args, "--server", env.url, "--json",
+                passphrase=PASSPHRASE)  # fmt: skip
+    assert named.returncode == 0, named.stderr
+    result = json.loads(named.stdout)
+    assert result["verdict"] == "attributed" and result["release_id"] == leaked_id and len(result["scores"]) == 2
+    with SealedModel.open(env.sealed, env.keyring) as model:
+        save_file(model.load_tensors("numpy"), str(tmp_path / "clean.safetensors"))
+    clean = run("incident", "attribute", str(tmp_path / "clean.safetensors"), *args, "--server", env.url,
+                passphrase=PASSPHRASE)  # fmt: skip
+    assert clean.returncode == 0 and "unmarked" in clean.stdout

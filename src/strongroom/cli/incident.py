@@ -9,7 +9,7 @@ code, ``attribute`` compares a leaked copy with the releases the ledger recorded
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -182,34 +182,15 @@ def ack(
 
 
 def _status(state: CustodyState, incident: str, playbook: Any, now: datetime) -> dict[str, Any]:
+    from strongroom.incident.report import step_report
+
     found = state.incidents.get(incident)
     if found is None:
         raise IncidentError(f"no incident {incident} on the ledger")
-    done = {s["step"]: s for s in found.steps}
-    steps = []
-    for step in playbook.steps:
-        due = found.declared_at + timedelta(seconds=step.deadline_seconds)
-        record = done.get(step.name)
-        if step.name == "declare":
-            record = {
-                "actor": "officer",
-                "time": found.declared_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "index": found.index,
-            }
-        if step.name == "lift" and found.lifted_at is not None:
-            record = {"actor": "quorum", "time": found.lifted_at.strftime("%Y-%m-%dT%H:%M:%SZ"), "index": None}
-        state_text = "done" if record else ("overdue" if now > due else "open")
-        steps.append(
-            {**step.to_json(), "due": due.strftime("%Y-%m-%dT%H:%M:%SZ"), "state": state_text, "record": record}
-        )
-    return {
-        "incident": incident,
-        "scope": found.scope,
-        "severity": found.severity,
-        "declared_at": found.declared_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "open": found.open,
-        "steps": steps,
-    }
+    return step_report(
+        incident, found.scope, found.severity, found.declared_at, found.index, found.lifted_at, found.steps,
+        playbook, now,
+    )  # fmt: skip
 
 
 @incident_app.command("status")
