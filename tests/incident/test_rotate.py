@@ -113,3 +113,33 @@ def test_the_reseal_writes_only_ciphertext_inside_its_output(
         if path.is_file():
             data = path.read_bytes()
             assert not any(s in data for s in samples), path
+
+
+def test_shamir_rotation_supersedes_the_old_shares(model_dir: Path, tmp_path: Path) -> None:
+    """The offline recovery ceremony (three old custodians at one machine) re-seals under shares for the
+    custodians' new keys; the old custodians' keys open nothing of the new seal."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from strongroom.keys.shamir import CustodianPublicKey, ShamirProvider
+
+    names = ["alice", "bob", "carol", "dave", "erin"]
+    old_keys = [X25519PrivateKey.generate() for _ in names]
+    new_keys = [X25519PrivateKey.generate() for _ in names]
+    old = ShamirProvider(
+        [CustodianPublicKey(n, k.public_key()) for n, k in zip(names, old_keys, strict=True)], 3,
+        local_custodian_keys=old_keys[:3],
+    )  # fmt: skip
+    new = ShamirProvider([CustodianPublicKey(n, k.public_key()) for n, k in zip(names, new_keys, strict=True)], 3)
+    seal_model(model_dir, tmp_path / "v1", old)
+    out = reseal(tmp_path / "v1", tmp_path / "v2", old, new)
+    assert out.key.key_id == new.key_id != old.key_id
+    stale = ShamirProvider(
+        [CustodianPublicKey(n, k.public_key()) for n, k in zip(names, new_keys, strict=True)], 3,
+        local_custodian_keys=[],
+    )  # fmt: skip
+    with pytest.raises(KeyProviderError):
+        stale.unwrap(out.key)  # no quorum of new custodian keys: nothing opens
+    with pytest.raises(KeyProviderError):
+        old.unwrap(out.key)  # the old custodians' keys name another provider key id
+    recovered = ShamirProvider(new.custodians, 3, local_custodian_keys=new_keys[2:5])
+    SealedModel.open(out.sealed, recovered).close()

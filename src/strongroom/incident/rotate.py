@@ -20,8 +20,10 @@ Where the provider can make the old wrapped key useless, ``retire_*`` does it:
 * OpenBao transit: the transit key is rotated before the re-seal; afterwards ``min_decryption_version`` is
   raised to the new version, so the old ciphertexts no longer decrypt, once no key still in service uses an
   older version.
-* Shamir: the new data key has new shares; the old shares are superseded by the retirement on the ledger
-  (custodians re-encrypt shares only for the registered key). Each custodian should delete the old share.
+* Shamir: the new data key is split into new shares, best sealed to the custodians' *new* X25519 keys (a
+  new provider key id), by k old custodians at one machine (the recovery ceremony). The old shares live
+  inside the old wrapped key, sealed to the old custodian keys: the ledger's retirement stops the gate
+  from forwarding any of them, and custodians destroying their old private keys supersedes them for good.
 * Local keyring: one KEK wraps every model's key, so the old wrapped key cannot be singled out; the
   ledger's retirement is the control, and the old sealed directory should be destroyed.
 """
