@@ -90,3 +90,13 @@ def test_the_playbook_by_command_line(tmp_path: Path, model_dir: Path) -> None:
         assert lifted.returncode == 0, lifted.stderr
         status = json.loads(run("incident", "status", incident, "--server", url, "--json").stdout)
         assert not status["open"]
+
+
+def test_demo_incident_json(tmp_path: Path) -> None:
+    result = run("demo-incident", "--workdir", str(tmp_path / "demo"), "--json", passphrase=None)
+    assert result.returncode == 0, result.stderr
+    story = json.loads(result.stdout)
+    assert story["timeline_culprit"] == story["attributed"] == story["leaked_release"]
+    assert story["audit"]["ok"] and "frozen by incident" in story["freeze_refusal"]
+    again = run("demo-incident", "--workdir", str(tmp_path / "demo"))
+    assert again.returncode == 1 and again.stderr.startswith("error:") and "must be empty" in again.stderr
