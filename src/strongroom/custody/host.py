@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -22,6 +22,9 @@ from strongroom.keys.released import ReleasedKey
 from strongroom.keys.shamir import ReencryptedShare, host_combine
 from strongroom.memory import wipe
 from strongroom.signing import SigningKey
+
+if TYPE_CHECKING:
+    from strongroom.incident.fingerprint import FingerprintPolicy, ReleaseKey
 
 
 @dataclass
@@ -81,7 +84,7 @@ class HostSession:
         finally:
             wipe(data_key)
 
-    def open_fingerprint(self, bundle: dict[str, Any]) -> tuple[Any, Any] | None:
+    def open_fingerprint(self, bundle: dict[str, Any]) -> tuple[ReleaseKey, FingerprintPolicy] | None:
         """This release's mark (``ReleaseKey``, ``FingerprintPolicy``) if the model's releases are marked, checked
         against the commitment the ledger carries for the release; None if the release is not marked."""
         mark = bundle.get("fingerprint")
@@ -99,10 +102,7 @@ class HostSession:
             secret = open_as_host(self.ephemeral, base64.b64decode(mark["sealed"]), info)
         except (FingerprintError, KeyProviderError, KeyError, TypeError, ValueError) as exc:
             raise CustodyError(f"release bundle: the fingerprint does not open for this host: {exc}") from None
-        try:
-            return ReleaseKey(bundle["request_id"], bytes(secret), mark["key_commitment"]), policy
-        finally:
-            wipe(secret)
+        return ReleaseKey(bundle["request_id"], secret, mark["key_commitment"]), policy  # the caller wipes it
 
     def release_context(self, request_id: str, model_id: str) -> bytes:
         """What a custodian binds its re-encrypted share to: this request, model and host."""

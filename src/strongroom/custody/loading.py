@@ -53,7 +53,10 @@ def load_released(
     if mark is not None:  # after the model id was verified: the mark is a deliberate, recorded change
         from strongroom.incident.fingerprint import apply_fingerprint
 
-        applied = apply_fingerprint(verified.tensors, *mark).to_json()
+        try:
+            applied = apply_fingerprint(verified.tensors, *mark).to_json()
+        finally:
+            mark[0].wipe()
     receipt = client.loaded(request_id, host.loaded(bundle))
     summary = {
         "request_id": request_id,

@@ -20,7 +20,7 @@ import secrets
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from strongroom.custody.authority import SERVICE_TYPES
 from strongroom.custody.decision import Decision, evaluate
@@ -73,6 +73,9 @@ from strongroom.memory import wipe
 from strongroom.people import PeopleError
 from strongroom.signing import Signer
 
+if TYPE_CHECKING:
+    from strongroom.incident.fingerprint import FingerprintKey
+
 
 class CustodyService:
     """Custody decisions over a store, the ledger (state and log), and the key providers."""
@@ -92,7 +95,7 @@ class CustodyService:
         self.service_key = service_key
         self.providers = providers
         self.clock = clock
-        self.fingerprint_keys: dict[str, Any] = {}  # key commitment -> FingerprintKey (incident attribution)
+        self.fingerprint_keys: dict[str, FingerprintKey] = {}  # key commitment -> key (incident attribution)
         self._lock = StateLock()
         self._loads = threading.Lock()
         self.state = replay(log.scan(SERVICE_TYPES))
@@ -537,11 +540,11 @@ class CustodyService:
         except DuplicateError:
             raise AlreadyExistsError("share delivery: this custodian or this share was already delivered") from None
 
-    def hold_fingerprint_key(self, key: Any) -> None:
+    def hold_fingerprint_key(self, key: FingerprintKey) -> None:
         """Keep a fingerprint key (``strongroom.incident.fingerprint.FingerprintKey``) for marking releases."""
         self.fingerprint_keys[key.commitment] = key
 
-    def _fingerprint_key(self, model_id: str) -> Any | None:
+    def _fingerprint_key(self, model_id: str) -> FingerprintKey | None:
         """The key a release of ``model_id`` is marked with (None: not marked); unavailable fails closed."""
         record = self.state.fingerprints.get(model_id)
         if record is None or not record.enabled:
@@ -554,17 +557,18 @@ class CustodyService:
             )
         return key
 
-    def _seal_mark(self, key: Any, request: ReleaseRequest, body: dict[str, Any]) -> dict[str, Any]:
+    def _seal_mark(self, key: FingerprintKey, request: ReleaseRequest, body: dict[str, Any]) -> dict[str, Any]:
         """This release's mark secret sealed to the host's ephemeral key, with the policy to apply it by."""
         release_key = key.release_key(request.request_id)
         info = release_info(request.request_id, request.model_id, request.host_id) + b"/fingerprint"
-        secret = bytearray(release_key.secret)
         try:
-            sealed = base64.b64encode(seal_to_host(public_from_bytes(request.ephemeral), secret, info)).decode()
+            sealed = base64.b64encode(
+                seal_to_host(public_from_bytes(request.ephemeral), release_key.secret, info)
+            ).decode()
         except HpkeError as exc:
             raise MessageError(f"the host's ephemeral key is unusable: {exc}") from None
         finally:
-            wipe(secret)
+            release_key.wipe()
         record = self.state.fingerprints[request.model_id]
         return {
             "sealed": sealed,

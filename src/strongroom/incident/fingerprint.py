@@ -130,11 +130,14 @@ class ReleaseKey:
     """The per-release secret a host receives to apply one release's mark (never the fingerprint key)."""
 
     release_id: str
-    secret: bytes = field(repr=False)
+    secret: bytearray = field(repr=False)
     key_commitment: str
 
     def xof(self, label: str, round_: int, length: int) -> bytes:
-        return blake3.blake3(DOMAIN + label.encode() + round_.to_bytes(4, "big"), key=self.secret).digest(length)
+        return blake3.blake3(DOMAIN + label.encode() + round_.to_bytes(4, "big"), key=bytes(self.secret)).digest(length)
+
+    def wipe(self) -> None:
+        wipe(self.secret)
 
 
 class FingerprintKey:
@@ -159,8 +162,8 @@ class FingerprintKey:
 
     def release_key(self, release_id: str) -> ReleaseKey:
         _check_release_id(release_id)
-        secret = hmac.new(bytes(self._secret), DOMAIN + b"release\x00" + release_id.encode(), hashlib.sha256).digest()
-        return ReleaseKey(release_id, secret, self.commitment)
+        mac = hmac.new(bytes(self._secret), DOMAIN + b"release\x00" + release_id.encode(), hashlib.sha256)
+        return ReleaseKey(release_id, bytearray(mac.digest()), self.commitment)
 
     def save(self, path: Path, provider: KeyProvider) -> str:
         """Seal the key under ``provider`` (a standalone sealed file); returns the seal id."""
