@@ -116,3 +116,18 @@ def test_the_timeline_reads_only_a_witnessed_log(tmp_path: Path) -> None:
     result = timeline.build(entries, checked=checked)
     assert result.culprit is not None and result.culprit.release == planted.culprit
     assert "witness.test/w" in timeline.render_html(result)
+
+
+def test_the_html_page_escapes_what_the_ledger_says() -> None:
+    """Ledger text is data, not markup: a person id or host name carrying HTML is shown, not run."""
+    from datetime import UTC, datetime
+
+    from strongroom.ledger.entries import build_entry
+    from strongroom.signing import Signer
+
+    signer = Signer.generate("ed25519")
+    hostile = "<script>alert(1)</script>"
+    body = {"person": hostile, "change": "signal", "authorisation": {}}
+    entry = build_entry("person.changed", body, signer, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    page = timeline.render_html(timeline.build([(0, entry)]))
+    assert hostile not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
