@@ -87,3 +87,22 @@ def test_attribute_by_command_line(env: CustodyEnv, sealed_minilm: tuple[Path, P
     clean = run("incident", "attribute", str(tmp_path / "clean.safetensors"), *args, "--server", env.url,
                 passphrase=PASSPHRASE)  # fmt: skip
     assert clean.returncode == 0 and "unmarked" in clean.stdout
+
+
+def test_malformed_marking_policies_are_refused_with_a_reason(env: CustodyEnv) -> None:
+    from strongroom.custody.errors import MessageError, NotFoundError
+
+    commitment = FingerprintKey.generate().commitment
+    for policy, reason in (
+        ({"elements": "many"}, "elements must be an integer"),
+        ({"epsilon_ppm": 0}, "epsilon_ppm must be an integer"),
+        ({"selection": "everything"}, "unknown selection"),
+        ({"colour": "red"}, "an object with model_id"),
+    ):
+        with pytest.raises(MessageError, match=reason):
+            env.admin(admin.set_fingerprint(env.model_id, policy, commitment))
+    with pytest.raises(MessageError, match="key_commitment"):
+        env.admin(admin.set_fingerprint(env.model_id, {}, "sha256:zz"))
+    with pytest.raises(NotFoundError):
+        env.admin(admin.set_fingerprint("blake3:" + "12" * 32, {}, commitment))
+    assert not env.services.custody.state.fingerprints
