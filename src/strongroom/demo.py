@@ -17,6 +17,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from strongroom import demo_ties, demo_tpm
 from strongroom.custody import admin
 from strongroom.custody.approver import Approver
 from strongroom.custody.audit import audit_custody
@@ -98,7 +99,10 @@ def run_demo(workdir: Path, say: Say) -> dict[str, Any]:
         def two_officers(proposal: admin.Proposal) -> dict[str, Any]:
             return client.admin(admin.propose(proposal, list(officers.values())))
 
-        policy = ModelPolicy(model_id, required_tier=3, approvals=2)
+        tpm = demo_tpm.start(workdir, say)
+        policy = ModelPolicy(
+            model_id, required_tier=3, approvals=2, location=demo_ties.location_rule(), attestation=tpm is not None
+        )
         with SealedModel.inspect(sealed_dir) as model:
             key = model.key
         provenance = {
@@ -112,19 +116,25 @@ def run_demo(workdir: Path, say: Say) -> dict[str, Any]:
             f"{' and '.join(registered['officers'])} registered the model: SenL-{policy.required_tier} to request, "
             f"{policy.approvals} approvals incl. a SenL-5 custodian (ledger entry {registered['ledger']['index']})"
         )
+        if policy.location is not None:
+            say(f"the policy requires the host's fresh IN({', '.join(policy.location.countries)}) location verdict")
 
         people = _enrol(two_officers, agreement, workdir, say)
-        host = HostSession("gpu-node-01", Signer.generate("ed25519"))
-        enrolled = two_officers(
-            admin.enrol_host(
-                host.host_id,
-                name="gpu-node-01.dc1",
-                site="demo datacentre, rack 4",
-                owner="inference platform team",
-                public_key=host.identity.verifier.pem().decode(),
+        host = HostSession("gpu-node-01", Signer.generate("ed25519"), tpm=tpm.tpm if tpm else None)
+        details = {"name": "gpu-node-01.dc1", "site": "demo datacentre, rack 4", "owner": "inference platform team"}
+        if tpm is not None:
+            demo_tpm.set_policy(tpm, two_officers, say)
+            demo_tpm.enrol(tpm, host, two_officers, say, **details)
+        else:
+            enrolled = two_officers(
+                admin.enrol_host(host.host_id, public_key=host.identity.verifier.pem().decode(), **details)
             )
-        )
-        say(f"enrolled host gpu-node-01 with its Ed25519 identity key (ledger entry {enrolled['ledger']['index']})")
+            say(f"enrolled host gpu-node-01 with its Ed25519 identity key (ledger entry {enrolled['ledger']['index']})")
+        data = workdir / "server"
+        ties = {"egress": demo_ties.guard_egress(two_officers, data, url, host.host_id, model_id,
+                                                 sealed["plaintext_bytes"], services.custody, say)}  # fmt: skip
+        if policy.location is not None:
+            ties["location"] = demo_ties.guard_location(two_officers, data, url, host, say)
         request = SignedMessage.sign(host.request_payload(model_id, "embedding evaluation", "alice"), people["alice"])
         request_id = client.submit_request(request)
         say(
@@ -150,6 +160,12 @@ def run_demo(workdir: Path, say: Say) -> dict[str, Any]:
                 f"{embedding['equal_to_original']}"
             )
         say(f"host reported model.loaded under the release's nonce (ledger entry {summary['loaded_entry']['index']})")
+        released_body = services.ledger.read(summary["released_entry"]["index"]).body
+        loaded_body = services.ledger.read(summary["loaded_entry"]["index"]).body
+        say(f"gpu-node-01 attestation at release: {demo_tpm.verdict_line(released_body)}")
+        if tpm is not None:
+            say(f"gpu-node-01 attestation at load (model PCR {demo_tpm.MODEL_PCR}): "
+                f"{demo_tpm.verdict_line(loaded_body)}; the key was TPM-bound to that state")  # fmt: skip
 
         ledger = LedgerClient(url)
         report = verify_log(
@@ -176,11 +192,14 @@ def run_demo(workdir: Path, say: Say) -> dict[str, Any]:
                 f"auditor: {finding['time']} key for {finding['model_id'][:23]}… released to {finding['host']} "
                 f"for {finding['requester']}; approvals: {approvals}; custodians: "
                 f"{', '.join(finding['custodians'])}; re-decided offline, allowed: {finding['verified']}"
+                + (f"; quote re-verified: {finding['attestation']['result']}" if finding.get("attestation") else "")
             )
         ledger.close()
         client.close()
     services.close()
     keyring.close()
+    if tpm is not None:
+        tpm.close()
     return {
         "workdir": str(workdir),
         "model_id": model_id,
@@ -194,6 +213,8 @@ def run_demo(workdir: Path, say: Say) -> dict[str, Any]:
         "audit": audit.to_json(),
         "embedding": embedding,
         "tensors_loaded": summary["tensors"],
+        **ties,
+        "attestation": released_body.get("attestation", {}).get("verdict"),
     }
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from strongroom.server.background import serve_process
@@ -76,6 +79,8 @@ def test_demo_main_job_json(tmp_path: Path) -> None:
     assert story["ledger_size"] >= 10 and story["model_id"].startswith("blake3:")
     assert story["audit"]["ok"] and [r["verified"] for r in story["audit"]["releases"]] == [True]
     assert story["embedding"]["equal_to_original"]
+    if shutil.which("swtpm"):  # gpu-node-01 on a software TPM: the release's verdict is on the ledger
+        assert story["attestation"]["result"] == "trusted" and story["attestation"]["host_class"] == "inference"
 
 
 def test_request_approve_load_by_command_line(tmp_path: Path, model_dir: Path) -> None:
@@ -115,6 +120,14 @@ def test_request_approve_load_by_command_line(tmp_path: Path, model_dir: Path) -
             run("approvals", "--person", "bob", "--key", str(tmp_path / "bob.key"), "--server", url, "--json").stdout
         )["pending"]
         assert [p["request_id"] for p in pending] == [request_id] and pending[0]["host"]["name"] == "gpu-07.dc1"
+        # the requester cannot decide: told the rule, not 'no such request'
+        alice = ["--person", "alice", "--key", str(tmp_path / "alice.key"), "--server", url]
+        own = run("approve", request_id, *alice)
+        assert own.returncode == 1 and own.stderr.startswith(
+            f"error: alice made request {request_id[:16]} and cannot approve or deny it: a requester never decides"
+        )
+        own_prefix = run("approve", request_id[:12], *alice)
+        assert own_prefix.returncode == 1 and "pending requests that someone else made" in own_prefix.stderr
         early = run(
             "load", str(tmp_path / "host.session"), "--sealed", str(sealed), "--host-key", str(tmp_path / "host.key")
         )
@@ -126,6 +139,12 @@ def test_request_approve_load_by_command_line(tmp_path: Path, model_dir: Path) -
             )  # fmt: skip
             assert approved.returncode == 0, approved.stderr
         assert load_session(tmp_path / "host.session", sealed, tmp_path / "host.key")["tensors"] == 104
+        narrow = subprocess.run(
+            [sys.executable, "-m", "strongroom.cli.main", "ledger", "show", url],
+            env={**env, "COLUMNS": "80"}, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert narrow.returncode == 0 and max(map(len, narrow.stdout.splitlines())) <= 80, narrow.stdout
+        assert "\u2026" not in narrow.stdout and "key.released" in narrow.stdout, "folded, not cut"
         shown = json.loads(run("ledger", "show", url, "--type", "key.released", "--json").stdout)
         assert len(shown) == 1 and shown[0]["body"]["approvers"] == ["bob", "carol"]
         refused = run("ledger", "verify", url, "--state", str(tmp_path / "audit.json"), "--custody")

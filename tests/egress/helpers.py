@@ -83,6 +83,9 @@ class FakeHost:
         writer.close()
 
     def close(self) -> None:
+        self.loop.run(self._close())  # asyncio servers are not thread-safe: close on their own loop
+
+    async def _close(self) -> None:
         self.server.close()
 
 

@@ -206,9 +206,10 @@ class Listener:
         self.thread.join(timeout=5)
 
 
-def blast(netns: str, address: str, port: int, total: int, seconds: float = 3.0) -> int:
+def blast(netns: str, address: str, port: int, total: int, seconds: float = 3.0, reset: bool = True) -> int:
     """From ``netns``, try to send ``total`` bytes to address:port within ``seconds``; returns bytes the
-    sender's kernel accepted (what arrived is the listener's count)."""
+    sender's kernel accepted (what arrived is the listener's count). ``reset=False`` closes gracefully, so
+    the kernel still delivers what it had buffered."""
     sent = 0
     with inside(netns):
         try:
@@ -219,7 +220,8 @@ def blast(netns: str, address: str, port: int, total: int, seconds: float = 3.0)
     chunk = b"w" * 16384
     with sock:
         # close with a reset: unsent bytes are discarded, not retransmitted into a later test's quota
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        if reset:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.settimeout(0.2)
         while sent < total and time.monotonic() < deadline:
             try:

@@ -137,3 +137,13 @@ def test_egress_state_folds_entries() -> None:
     assert [(a.kind, a.model_ids) for a in status.open_alarms] == [("meter-gap", ("m",))]
     state.clear("ab" * 16)
     assert state.status("h1", t0 + 180).open_alarms == ()
+
+
+def test_a_kernel_reading_inside_the_gateways_bracket_is_no_gap() -> None:
+    # the gateway counted 470,600 by the time the kernel's reading returned, 449,431 when it was asked
+    bracketed = reconcile(449_000, 449_431 + 300 * 52, 300, gateway_high=470_600)
+    assert not bracketed.alarm and bracketed.gap_bytes == 0 and bracketed.gateway_bytes == 449_431
+    # without the bracket the same figures are a 4.5% gap: the false alarm this removes
+    assert reconcile(470_600, 449_431 + 300 * 52, 300).alarm
+    # traffic around the gateway is outside any bracket
+    assert reconcile(449_000, 749_431 + 300 * 52, 300, gateway_high=470_600).alarm

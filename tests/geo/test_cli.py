@@ -193,7 +193,9 @@ def test_enrol_serve_prove_verify_audit_show(tmp_path: Path) -> None:
             assert forged.returncode == 1 and "record gives IN(US)" in forged.stderr
             shown = cli("geo", "show", "h1", "--ledger", url, "--json")
             assert json.loads(shown.stdout)["country"] == "US"
-            assert cli("geo", "show", "h2", "--ledger", url, check=False).returncode == 3
+            unknown = cli("geo", "show", "h2", "--ledger", url, check=False)
+            assert unknown.returncode == 1 and unknown.stderr.startswith("error: h2: no verdict within 60 minutes")
+            assert json.loads(cli("geo", "show", "h2", "--ledger", url, "--json").stdout) is None
     finally:
         services.close()
         lab.close()

@@ -16,11 +16,20 @@ import typer
 
 from strongroom.atomic import write_atomic
 from strongroom.cli.common import JsonOption, console, print_json
-from strongroom.custody.admin import Proposal, change_authority, change_policy, propose
+from strongroom.custody.admin import (
+    Proposal,
+    change_authority,
+    change_landmark,
+    change_policy,
+    clear_egress_alarm,
+    enrol_appender,
+    enrol_landmark,
+    propose,
+)
 from strongroom.custody.client import CustodyClient
 from strongroom.custody.details import check_openings
 from strongroom.custody.errors import CustodyError
-from strongroom.custody.policy import ModelPolicy
+from strongroom.custody.policy import EgressRule, LocationRule, ModelPolicy
 from strongroom.custody.protocol import AdminChange, AdminSubmission, Authority, Officer
 from strongroom.signing import Verifier, load_signer
 
@@ -125,15 +134,85 @@ def policy(
     officer_key: OfficerKeys,
     approvals: Annotated[int, typer.Option(min=1, max=16, help="Distinct approvals needed.")] = 2,
     delay: Annotated[int, typer.Option(min=0, help="Seconds between request and release.")] = 0,
+    egress_max_age: Annotated[
+        int | None,
+        typer.Option(help="Require a host egress checkpoint at most this many seconds old (rules in, budget left)."),
+    ] = None,
+    country: Annotated[
+        list[str] | None, typer.Option("--country", help="Require a fresh IN verdict for one of these; repeat.")
+    ] = None,
+    location_max_age: Annotated[int, typer.Option(help="How old (seconds) a location verdict may be.")] = 86_400,
+    attestation: Annotated[
+        bool, typer.Option("--attestation/--no-attestation", help="Release only to TPM-attested hosts.")
+    ] = False,
     out: OutOption = None,
     hours: HoursOption = 1.0,
     server: ServerOption = DEFAULT_SERVER,
     json_out: JsonOption = False,
 ) -> None:
     """Change a registered model's release policy."""
-    send_or_save(
-        change_policy(ModelPolicy(model_id, required_tier, approvals, delay)), officer_key, out, server, json_out, hours
-    )
+    egress = EgressRule(egress_max_age) if egress_max_age is not None else None
+    location = LocationRule(tuple(sorted(set(country))), location_max_age) if country else None
+    rules = ModelPolicy(model_id, required_tier, approvals, delay, egress, location, attestation)
+    send_or_save(change_policy(rules), officer_key, out, server, json_out, hours)
+
+
+@admin_app.command("egress-clear")
+def egress_clear(
+    host: Annotated[str, typer.Argument(help="The host whose egress alarm is cleared.")],
+    alarm_id: Annotated[str, typer.Argument(help="The alarm's id (its egress.alarm entries name it).")],
+    reason: Annotated[str, typer.Option(help="What the officers found.")],
+    officer_key: OfficerKeys,
+    out: OutOption = None,
+    hours: HoursOption = 1.0,
+    server: ServerOption = DEFAULT_SERVER,
+    json_out: JsonOption = False,
+) -> None:
+    """Clear an open egress alarm (threshold officers), so releases to the host can resume."""
+    send_or_save(clear_egress_alarm(host, alarm_id, reason), officer_key, out, server, json_out, hours)
+
+
+@admin_app.command("appender")
+def appender(
+    name: Annotated[str, typer.Argument(help="The appender's id (never reused).")],
+    public_key: Annotated[Path, typer.Option("--public-key", help="Its public key (PEM).")],
+    entry_type: Annotated[
+        list[str], typer.Option("--type", help="egress.checkpoint, egress.alarm, egress.exhausted or geo.verdict.")
+    ],
+    officer_key: OfficerKeys,
+    host: Annotated[str | None, typer.Option(help="For an egress gateway: the one host it speaks for.")] = None,
+    out: OutOption = None,
+    hours: HoursOption = 1.0,
+    server: ServerOption = DEFAULT_SERVER,
+    json_out: JsonOption = False,
+) -> None:
+    """Enrol a gateway or location verifier key whose entries custody will count (threshold officers)."""
+    proposal = enrol_appender(name, public_key.read_text(), entry_type, host)
+    send_or_save(proposal, officer_key, out, server, json_out, hours)
+
+
+@admin_app.command("landmark")
+def landmark(
+    change: Annotated[str, typer.Argument(help="enrol (threshold), clear (threshold), flag or retire (one).")],
+    subject: Annotated[str, typer.Argument(help="enrol: the 'geo landmark enrol --json' file; else the id.")],
+    officer_key: OfficerKeys,
+    reason: Annotated[str, typer.Option(help="Why (flag, retire, clear).")] = "",
+    out: OutOption = None,
+    hours: HoursOption = 1.0,
+    server: ServerOption = DEFAULT_SERVER,
+    json_out: JsonOption = False,
+) -> None:
+    """Enrol a landmark, or flag, clear or retire one (geo.landmark, written by the custody service)."""
+    if change == "enrol":
+        body = json.loads(Path(subject).read_text())
+        if not isinstance(body, dict):
+            raise CustodyError(f"{subject}: not a landmark enrolment body")
+        proposal = enrol_landmark(body)
+    elif change in ("flag", "clear", "retire"):
+        proposal = change_landmark(subject, change, reason)
+    else:
+        raise CustodyError("landmark change is enrol, flag, clear or retire")
+    send_or_save(proposal, officer_key, out, server, json_out, hours)
 
 
 @admin_app.command("authority")

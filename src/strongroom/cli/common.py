@@ -13,18 +13,32 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
+from rich.table import Table
 
 from strongroom import process
+from strongroom.errors import StrongroomError
 from strongroom.keys import factory
 from strongroom.keys.errors import KeyProviderError, KeySettingsError
 from strongroom.keys.provider import KeyProvider
 from strongroom.keys.settings import KeySettings
 
-console = Console()
-err_console = Console(stderr=True)
+# No automatic highlighting: ids, digests and byte counts are data, and rich would colour parts of them.
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
 
 PASSPHRASE_ENV = "STRONGROOM_PASSPHRASE"
+
+
+class CommandError(StrongroomError):
+    """A command's answer is a failure (a status check that finds nothing, say): one ``error:`` line, exit 1,
+    and a ``hint:`` line when one helps."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
 KEY_CONFIG_ENV = "STRONGROOM_KEY_CONFIG"
@@ -59,6 +73,67 @@ KeyConfigOption = Annotated[
         help="Key-provider settings file (TOML or JSON); STRONGROOM_* variables override it.",
     ),
 ]
+
+
+class LazyProgress:
+    """A rich progress display that appears only on a terminal, and only once work has begun: a command that
+    refuses its input (validation, an existing destination, a bad header) refuses before any bar is drawn, and
+    piped output never gets the blank line a stopped display leaves."""
+
+    def __init__(self, description: str, total: int | None, *columns: Any, transient: bool, enabled: bool) -> None:
+        from rich.progress import Progress
+
+        self.enabled = enabled and console.is_terminal
+        self._bar = Progress(*columns, console=console, transient=transient)
+        self._task = self._bar.add_task(description, total=total)
+        self._started = False
+
+    def _start(self) -> None:
+        if self.enabled and not self._started:
+            self._started = True
+            self._bar.start()
+
+    def advance(self, n: int) -> None:
+        if n > 0:
+            self._start()
+        if self._started:
+            self._bar.advance(self._task, n)
+
+    def describe(self, name: str) -> None:
+        if self._started:
+            self._bar.update(self._task, description=name)
+
+    def stop(self) -> None:
+        if self._started:
+            self._bar.stop()
+
+
+@contextlib.contextmanager
+def lazy_progress(
+    description: str, total: int | None, *columns: Any, transient: bool, enabled: bool
+) -> Iterator[LazyProgress]:
+    """``LazyProgress`` as a context manager that stops the display however the block ends."""
+    bar = LazyProgress(description, total, *columns, transient=transient, enabled=enabled)
+    try:
+        yield bar
+    finally:
+        bar.stop()
+
+
+def data_table(*headers: str, fold: tuple[str, ...] = (), title: str | None = None) -> Table:
+    """A table that fits an 80-column terminal: a light frame, the columns named in ``fold`` wrap inside
+    themselves (ids, names, digests), the others (numbers, times, types) never break."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=title, title_justify="left")
+    for header in headers:
+        table.add_column(header, overflow="fold", no_wrap=header not in fold)
+    return table
+
+
+def short_id(value: str | None, width: int) -> str:
+    """An id cut to ``width`` characters for a table, its algorithm prefix (``blake3:``) dropped."""
+    if not value:
+        return ""
+    return value.partition(":")[2][:width] if ":" in value else value[:width]
 
 
 def print_json(value: Any) -> None:

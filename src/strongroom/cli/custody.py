@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from strongroom import process
 from strongroom.cli.admin import DEFAULT_SERVER, HoursOption, OfficerKeys, OutOption, ServerOption, send_or_save
-from strongroom.cli.common import JsonOption, console, print_json
+from strongroom.cli.common import JsonOption, console, data_table, print_json, short_id
 from strongroom.cli.keys import CUSTODIAN_PASSPHRASE_ENV
 from strongroom.custody.admin import register_model
 from strongroom.custody.approver import Approver
@@ -73,11 +72,14 @@ def approvals(
             }
         )
         return
-    table = Table("request", "model", "requester", "host", "host key", "purpose", "expires")
+    table = data_table(
+        "request", "model id", "requester", "host", "host key", "purpose", "expires",
+        fold=("model id", "requester", "host", "host key", "purpose"),
+    )  # fmt: skip
     for p in pending:
         table.add_row(
             p.request_id[:16],
-            p.request.model_id[:23],
+            short_id(p.request.model_id, 16),
             p.request.requester,
             f"{p.host['name']} ({p.host['site']})",
             p.host["fingerprint"],
@@ -171,14 +173,25 @@ def load(
     wait: Annotated[
         float, typer.Option(help="Seconds to wait for custodians' shares of a split key (delivered after logging).")
     ] = 0.0,
+    tcti: Annotated[
+        str | None, typer.Option("--tcti", help="This host's TPM (an attested host: quotes, TPM-bound key).")
+    ] = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Fetch the released key, load the sealed model into memory with verification, and report the load."""
+    """Fetch the released key, load the sealed model into memory with verification, and report the load.
+    With --tcti the fetch and the load report carry TPM quotes and a TPM-bound key is unsealed in the TPM."""
+    import contextlib
+
     from strongroom.custody.loading import load_released
 
     host, header = load_session(session, load_signer(host_key))
     client = CustodyClient(header["server"])
-    _, summary = load_released(client, host, header["request_id"], sealed, wait=wait)
+    with contextlib.ExitStack() as stack:
+        if tcti is not None:
+            from strongroom.attest.host import HostTpm
+
+            host.tpm = stack.enter_context(HostTpm(tcti))
+        _, summary = load_released(client, host, header["request_id"], sealed, wait=wait)
     if json_out:
         print_json(summary)
     else:

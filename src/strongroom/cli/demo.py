@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -9,25 +10,48 @@ from typing import Annotated
 import typer
 
 from strongroom.cli.common import JsonOption, console, print_json
+from strongroom.cli.extras import require
 from strongroom.errors import StrongroomError
 
 
 def demo(
     workdir: Annotated[
-        Path | None, typer.Option(help="Directory for the demo's keys and sealed model (default: a new temp dir).")
+        Path | None,
+        typer.Option(help="Directory for the demo's keys, server and sealed model (kept; default: a new temp dir)."),
     ] = None,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep the temporary work directory (about 90 MB) to look around.")
+    ] = False,
     json_out: JsonOption = False,
 ) -> None:
-    """The whole custody chain on the bundled real model (all-MiniLM-L6-v2), then an independent audit."""
+    """The whole custody chain on the bundled real model (all-MiniLM-L6-v2), then an independent audit.
+
+    Needs the torch extra. Its work directory is removed at the end unless --keep (or --workdir) is given.
+    """
+    require("torch", "strongroom demo")
+    if workdir is not None and workdir.exists() and (not workdir.is_dir() or any(workdir.iterdir())):
+        raise StrongroomError(f"{workdir}: demo directory must be empty or absent")
     from strongroom.demo import run_demo
 
+    temporary = workdir is None
     target = workdir or Path(tempfile.mkdtemp(prefix="strongroom-demo-"))
-    if workdir is not None and workdir.exists() and any(workdir.iterdir()):
-        raise StrongroomError(f"{workdir}: demo directory must be empty or absent")
+    kept = keep or not temporary
+    if not json_out:
+        what = "kept at the end" if kept else "removed at the end; --keep keeps it"
+        console.print(f"work directory {target} ({what})", soft_wrap=True)
     say = (lambda _: None) if json_out else (lambda line: console.print(f"[green]•[/] {line}", highlight=False))
-    story = run_demo(target, say)
+    try:
+        story = run_demo(target, say)
+    finally:
+        if not kept:
+            shutil.rmtree(target, ignore_errors=True)
+    story["workdir_kept"] = kept
     if json_out:
         print_json(story)
+    elif kept:
+        console.print(f"work directory kept: {target}", soft_wrap=True)
+    else:
+        console.print(f"removed the work directory {target}", soft_wrap=True)
     if not story["audit"]["ok"] or not all(r["verified"] for r in story["audit"]["releases"]):
         raise StrongroomError("demo failed: the auditor's replay refused an entry or a release")
     if story["embedding"] is not None and not story["embedding"]["equal_to_original"]:

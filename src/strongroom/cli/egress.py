@@ -11,7 +11,8 @@ from typing import Annotated
 
 import typer
 
-from strongroom.cli.common import JsonOption, console, print_json
+from strongroom.cli.common import CommandError, JsonOption, console, print_json
+from strongroom.cli.extras import require
 from strongroom.egress.errors import BudgetError
 
 egress_app = typer.Typer(help="Egress: budgets, kernel rules, the metered gateway.", no_args_is_help=True)
@@ -178,8 +179,10 @@ def status_command(netns: NetnsOption = None, json_out: JsonOption = False) -> N
         print_json(reading.to_json())
         return
     if not reading.installed:
-        console.print("no egress rules installed (or incomplete): output is not restricted")
-        raise typer.Exit(3)
+        raise CommandError(
+            "no egress rules installed (or incomplete): output is not restricted",
+            hint="install them with 'strongroom egress apply' (--json shows the reading and exits 0)",
+        )
     state = "EXHAUSTED" if reading.exhausted else "within budget"
     console.print(
         f"host {reading.host_id}: only {reading.gateway}; quota {reading.used_bytes:,} of {reading.quota_bytes:,} "
@@ -218,6 +221,7 @@ def inference_serve(
     ] = None,
 ) -> None:
     """Serve models on the narrow interface (what a weight host runs behind its gateway)."""
+    require("torch", "strongroom egress inference serve")
     from strongroom.egress.inference import load_backends, serve
 
     def pairs(items: list[str] | None) -> dict[str, str]:

@@ -19,7 +19,8 @@ from typing import Annotated, Any
 import typer
 
 from strongroom.atomic import write_atomic
-from strongroom.cli.common import JsonOption, console, print_json
+from strongroom.cli.common import CommandError, JsonOption, console, print_json
+from strongroom.cli.extras import require
 from strongroom.geo.errors import GeoError, LandmarkError, MeasurementError
 
 geo_app = typer.Typer(help="Country-level location of hosts: landmarks, proofs, verdicts.", no_args_is_help=True)
@@ -73,7 +74,7 @@ def landmark_enrol(
         print_json(body)
     else:
         console.print(f"landmark {landmark_id} at {latitude:.5f}, {longitude:.5f}; key {key} (0600), {key}.pub")
-        console.print("give the geo.landmark enrolment body (--json) to two officers to co-sign")
+        console.print("officers enrol it with 'strongroom admin landmark enrol BODY.json' (the --json output)")
 
 
 @landmark_app.command("serve")
@@ -159,6 +160,7 @@ def verify(
     json_out: JsonOption = False,
 ) -> None:
     """Check the reports, compute the verdict, commit to the raw data; optionally append to the ledger."""
+    require("geo", "strongroom geo verify")
     from strongroom.geo.crosscheck import cross_check as run_cross_check
     from strongroom.geo.landmarks import LandmarkSet
     from strongroom.geo.region import Parameters
@@ -214,6 +216,7 @@ def audit(
     json_out: JsonOption = False,
 ) -> None:
     """Recompute a verdict from its opening; exit 1 if the commitment or the verdict does not match."""
+    require("geo", "strongroom geo audit")
     from strongroom.geo.landmarks import LandmarkSet
     from strongroom.geo.verify import recompute
     from strongroom.signing import Verifier
@@ -250,6 +253,7 @@ def show(
     json_out: JsonOption = False,
 ) -> None:
     """The host's latest fresh verdict on the ledger (only the country is ever public)."""
+    require("geo", "strongroom geo show")
     from strongroom.geo.state import GeoState
     from strongroom.geo.verify import ENTRY_TYPE
     from strongroom.ledger.client import LedgerClient
@@ -273,8 +277,10 @@ def show(
         )
         return
     if location is None:
-        console.print(f"{host}: no verdict within {max_age_minutes:g} minutes", highlight=False)
-        raise typer.Exit(3)
+        raise CommandError(
+            f"{host}: no verdict within {max_age_minutes:g} minutes",
+            hint="--max-age-minutes looks further back; --json prints null and exits 0",
+        )
     console.print(
         f"{host}: {location.label()} measured {location.measured_at:%Y-%m-%d %H:%M}Z (entry {location.index})",
         highlight=False,

@@ -13,7 +13,7 @@ from strongroom.custody import admin
 from strongroom.custody.client import CustodyClient
 from strongroom.signing import Signer, Verifier, load_signer
 
-hosts_app = typer.Typer(help="Serving hosts: enrol, retire, show.", no_args_is_help=True)
+hosts_app = typer.Typer(help="Serving hosts: keygen, attest (TPM evidence), enrol, retire, show.", no_args_is_help=True)
 
 
 @hosts_app.command("keygen")
@@ -33,14 +33,40 @@ def enrol(
     site: Annotated[str, typer.Option(help="Where it is (datacentre, room, rack).")],
     owner: Annotated[str, typer.Option(help="Who answers for it.")],
     officer_key: OfficerKeys,
+    evidence: Annotated[
+        Path | None, typer.Option("--evidence", help="TPM enrolment evidence from `host attest` (attested host).")
+    ] = None,
+    tcti: Annotated[
+        str | None, typer.Option("--tcti", help="The host TPM to run credential activation against (with --evidence).")
+    ] = None,
+    host_class: Annotated[str, typer.Option("--host-class", help="Golden-values class (with --evidence).")] = "",
+    manufacturer_ca: Annotated[
+        list[Path], typer.Option("--manufacturer-ca", help="TPM manufacturer CA (PEM) the EK must chain to.")
+    ] = [],  # noqa: B006
     out: OutOption = None,
     hours: HoursOption = 1.0,
     server: ServerOption = DEFAULT_SERVER,
     json_out: JsonOption = False,
 ) -> None:
-    """Enrol a host (two officers): from then on requests may name it and it alone may fetch."""
+    """Enrol a host (two officers): from then on requests may name it and it alone may fetch. With
+    --evidence, an attested host: the EK chain and the AK's binding to the identity key are checked here and
+    credential activation is run against the host's TPM (--tcti) before anyone signs."""
     key = Verifier.load(public_key).pem().decode()
-    proposal = admin.enrol_host(host, name=name, site=site, owner=owner, public_key=key)
+    if evidence is None:
+        proposal = admin.enrol_host(host, name=name, site=site, owner=owner, public_key=key)
+    else:
+        from strongroom.attest.enrol import EnrolmentEvidence
+        from strongroom.attest.host import HostTpm
+        from strongroom.custody.errors import CustodyError
+
+        if tcti is None or not host_class or not manufacturer_ca:
+            raise CustodyError("an attested enrolment needs --tcti, --host-class and --manufacturer-ca")
+        with HostTpm(tcti) as tpm:
+            proposal = admin.enrol_attested_host(
+                host, name=name, site=site, owner=owner, public_key=key, host_class=host_class,
+                evidence=EnrolmentEvidence.from_json(evidence.read_bytes()),
+                trusted_cas=[p.read_bytes() for p in manufacturer_ca], activate=tpm.activate_credential,
+            )  # fmt: skip
     send_or_save(proposal, officer_key, out, server, json_out, hours)
 
 
@@ -77,7 +103,16 @@ def show(
     state = "RETIRED" if info["retired"] else "active"
     console.print(f"{info['host_id']}: {info['name']} at {info['site']} ({info['owner']}), {state}")
     console.print(f"  identity key {info['fingerprint']}")
+    tpm = info.get("tpm")
+    if tpm:
+        console.print(
+            f"  TPM: class {tpm['host_class']}, {tpm['ek_manufacturer']} {tpm['ek_model']}, AK {tpm['ak_name'][:20]}..."
+        )
 
 
 def register(app: typer.Typer) -> None:
+    from strongroom.cli.attest import attest
+
+    hosts_app.command("attest")(attest)
     app.add_typer(hosts_app, name="hosts")
+    app.add_typer(hosts_app, name="host")

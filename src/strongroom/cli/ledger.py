@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from strongroom.cli.common import JsonOption, console, print_json
+from strongroom.cli.common import JsonOption, console, data_table, print_json, short_id
 from strongroom.custody.audit import audit_custody
 from strongroom.errors import StrongroomError
 from strongroom.ledger import merkle
@@ -85,9 +84,14 @@ def show(
     if json_out:
         print_json([{"index": i, "type": e.type, "time": e.time, "signer": e.signer, "body": e.body} for i, e in found])
         return
-    table = Table("index", "time", "type", "model", "person", "signer")
+    if not found:
+        console.print("no entries match")
+        return
+    wide = console.width >= 110
+    table = data_table("index", "time", "type", "model id", "person", "signer", fold=("model id", "person"))
     for i, e in found:
-        table.add_row(str(i), e.time, e.type, (e.model_id or "")[:23], e.person or "", e.signer[:12])
+        model = (e.model_id or "")[:23] if wide else short_id(e.model_id, 12)
+        table.add_row(str(i), e.time, e.type, model, e.person or "", e.signer[: 12 if wide else 8])
     console.print(table)
 
 
@@ -142,12 +146,16 @@ def verify(
             console.print(f"custody: officers {officers}, {audit.threshold} to co-sign; {len(audit.releases)} releases")
             for release in audit.releases:
                 mark = "ok" if release["verified"] else "[bold red]NOT ALLOWED[/]"
+                verdict = release.get("attestation")
+                attested = f", TPM quote {verdict['result']} (class {verdict['host_class']})" if verdict else ""
                 console.print(
                     f"  entry {release['index']}: {release['model_id'][:23]}… to {release.get('host', '?')} for "
-                    f"{release.get('requester', '?')}: {mark}"
+                    f"{release.get('requester', '?')}{attested}: {mark}"
                 )
             for problem in audit.problems:
                 console.print(f"  [bold red]entry {problem.index} ({problem.type})[/]: {problem.reason}")
+            for ignored in audit.ignored:  # egress or location entries by keys the officers did not enrol
+                console.print(f"  entry {ignored['index']} ({ignored['type']}) not counted: {ignored['reason']}")
     if audit is not None and not audit.ok:
         raise CustodyAuditError(f"custody audit: {len(audit.problems)} ledger entries would not have been accepted")
 

@@ -8,10 +8,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
-from rich.table import Table
+from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 
-from strongroom.cli.common import JsonOption, KekFileOption, console, open_provider, print_json
+from strongroom.cli.common import (
+    JsonOption,
+    KekFileOption,
+    console,
+    data_table,
+    lazy_progress,
+    open_provider,
+    print_json,
+)
 from strongroom.keys.provider import KeyProvider
 from strongroom.manifest.build import build_manifest, is_sealed_dir
 from strongroom.manifest.diff import diff_models
@@ -32,17 +39,10 @@ def _provider(path: Path, keys: Path | None, kek_file: Path | None) -> KeyProvid
 
 @contextlib.contextmanager
 def _progress(label: str, enabled: bool) -> Iterator[Any]:
-    """A byte-counting progress display (silent for --json)."""
-    if not enabled:
-        yield None
-        return
-    bar = Progress(
-        TextColumn(f"[bold]{label}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeElapsedColumn(),
-        console=console, transient=True,
-    )  # fmt: skip
-    with bar:
-        task = bar.add_task(label, total=None)
-        yield lambda n: bar.advance(task, n)
+    """A byte-counting progress display on a terminal, drawn from the first byte hashed (silent for --json)."""
+    columns = (TextColumn(f"[bold]{label}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeElapsedColumn())
+    with lazy_progress(label, None, *columns, transient=True, enabled=enabled) as bar:
+        yield bar.advance if bar.enabled else None
 
 
 def manifest(
@@ -59,7 +59,8 @@ def manifest(
         print_json(found.to_json())
         return
     console.print(f"model id [bold]{found.model_id}[/]")
-    table = Table("file", "bytes", "digest (whole file, or raw safetensors header)")
+    table = data_table("file", "bytes", "digest", fold=("file",))
+    table.caption = "digest: of the whole file, or of a safetensors file's raw header"
     for record in sorted(found.files.values(), key=lambda r: r.name):
         digest = record.header_digest if record.safetensors else record.digest or ""
         table.add_row(record.name, f"{record.size:,}", digest[:32] + "…")
@@ -163,7 +164,7 @@ def diff(
         for pair in report["tensors"]["renamed"]:
             console.print(f"tensor renamed: {pair['from']} -> {pair['to']}")
         if report["tensors"]["changed"]:
-            table = Table("tensor", "elements changed", "relative L2")
+            table = data_table("tensor", "elements changed", "relative L2", fold=("tensor",))
             for c in report["tensors"]["changed"]:
                 changed = "?" if c["elements_changed"] is None else f"{c['elements_changed']:,}"
                 rel = f"{c['relative_l2']:.3e}" if c["relative_l2"] is not None else c["note"] or "?"

@@ -10,6 +10,7 @@ import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from strongroom.cli.common import JsonOption, KekFileOption, console, err_console, open_provider, print_json
+from strongroom.cli.extras import require
 from strongroom.keys.provider import KeyProvider
 
 meetings_app = typer.Typer(
@@ -76,7 +77,9 @@ def transcribe(
     ] = "auto",
     json_out: JsonOption = False,
 ) -> None:
-    """Transcribe AUDIO into a sealed meeting directory, with no byte leaving this machine."""
+    """Transcribe AUDIO into a sealed meeting directory, with no byte leaving this machine (needs the meetings
+    extra)."""
+    require("meetings", "strongroom meetings transcribe")
     from strongroom.meetings.diarize import Diarizer, FeatureDiarizer, PyannoteDiarizer
     from strongroom.meetings.errors import DiarizationError, IsolationError, OutputError
     from strongroom.meetings.formats import parse_speaker_names

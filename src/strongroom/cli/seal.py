@@ -11,12 +11,10 @@ import typer
 from rich.progress import (
     BarColumn,
     DownloadColumn,
-    Progress,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-from rich.table import Table
 
 from strongroom.atomic import atomic_directory, write_atomic
 from strongroom.cli.common import (
@@ -26,6 +24,8 @@ from strongroom.cli.common import (
     KeyProviderOption,
     KeysOption,
     console,
+    data_table,
+    lazy_progress,
     print_json,
     provider_from_options,
 )
@@ -37,22 +37,17 @@ from strongroom.seal.stream import DEFAULT_SEGMENT_SIZE
 
 @contextlib.contextmanager
 def _progress(total: int, enabled: bool) -> Iterator[tuple[Any, Any]]:
-    """A byte-counting rich progress bar (silent when JSON output is asked for)."""
-    if not enabled:
-        yield (lambda n: None), (lambda name, size: None)
-        return
-    bar = Progress(
+    """A byte-counting progress bar that appears once the first bytes are sealed (after every check passed);
+    silent for --json and when stdout is not a terminal."""
+    columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
-        console=console,
-        transient=False,
     )
-    with bar:
-        task = bar.add_task("sealing", total=total)
-        yield (lambda n: bar.advance(task, n)), (lambda name, size: bar.update(task, description=name))
+    with lazy_progress("sealing", total, *columns, transient=False, enabled=enabled) as bar:
+        yield bar.advance, (lambda name, size: bar.describe(name))
 
 
 def _total_size(src: Path) -> int:
@@ -121,7 +116,7 @@ def inspect(
         f"key bound to seal id {model.binding.seal_id}, model id {model.model_id or 'none (not a model)'} "
         "(authenticated when the key is unwrapped)"
     )
-    table = Table("file", "bytes", "type", "plaintext digest")
+    table = data_table("file", "bytes", "type", "plaintext digest", fold=("file", "plaintext digest"))
     for e in model.members():
         table.add_row(e.name, f"{e.plaintext_length:,}", e.content_type, e.plaintext_digest)
     console.print(table)
@@ -150,8 +145,10 @@ def ls(
     if json_out:
         print_json({"path": str(sealed), "files": listing})
         return
+    if not listing:
+        console.print(f"{sealed}: no safetensors file, so no tensors to list ('strongroom inspect' lists its files)")
     for file, tensors in listing.items():
-        table = Table("tensor", "dtype", "shape", "bytes", title=file)
+        table = data_table("tensor", "dtype", "shape", "bytes", fold=("tensor", "shape"), title=file)
         for t in tensors:
             table.add_row(t["name"], t["dtype"], "x".join(map(str, t["shape"])) or "scalar", f"{t['bytes']:,}")
         console.print(table)

@@ -12,9 +12,11 @@ from strongroom.keys.provider import KeyProvider
 
 
 def serve(
-    data: Annotated[Path, typer.Option("--data", help="Data directory (log key, operator key, SQLite).")],
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8750,
+    data: Annotated[
+        Path, typer.Option("--data", help="Data directory (server keys, officers, appenders, serve.toml, SQLite).")
+    ],
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port to listen on (default 8750).")] = None,
     database: Annotated[str | None, typer.Option(help="PostgreSQL URL instead of SQLite under --data.")] = None,
     keys: Annotated[Path | None, typer.Option("--keys", help="Local keyring the custody service unwraps with.")] = None,
     kek_file: KekFileOption = None,
@@ -48,14 +50,29 @@ def serve(
     The custody service unwraps data keys with the key provider given (--keys for a local keyring, or
     --key-provider/--key-config for PKCS#11, OpenBao or Shamir); without one, nothing can be released.
     The log and service keys are encrypted at rest under STRONGROOM_SERVER_PASSPHRASE (or a prompt).
+
+    Settings 'strongroom init' wrote to DATA/serve.toml (database, key provider, TLS, address, port) apply
+    unless a flag overrides them.
     """
     import os
 
     import uvicorn
 
+    from strongroom.cli.init import DEFAULT_HOST, DEFAULT_PORT, read_serve_settings
     from strongroom.server.app import create_app, open_services
     from strongroom.server.interpreter import tune_for_serving
 
+    saved = read_serve_settings(data) if data.is_dir() else {}
+    host = host or saved.get("host") or DEFAULT_HOST
+    port = port or int(saved.get("port") or DEFAULT_PORT)
+    database = database or saved.get("database")
+    if keys is None and key_provider is None and key_config is None:
+        keys = Path(saved["keys"]) if saved.get("keys") else None
+        key_provider = saved.get("key_provider")
+        key_config = Path(saved["key_config"]) if saved.get("key_config") else None
+    tls_cert = tls_cert or (Path(saved["tls_cert"]) if saved.get("tls_cert") else None)
+    tls_key = tls_key or (Path(saved["tls_key"]) if saved.get("tls_key") else None)
+    tls_client_ca = tls_client_ca or (Path(saved["tls_client_ca"]) if saved.get("tls_client_ca") else None)
     wanted = keys or key_provider or key_config
     providers: list[KeyProvider] = [open_provider(keys, kek_file, key_provider, key_config)] if wanted else []
     from strongroom.cli.admin import agreement_digest

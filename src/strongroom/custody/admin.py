@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import base64
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+from strongroom.attest.credential import Challenge
+from strongroom.attest.enrol import EnrolmentEvidence, begin_enrolment, finish_enrolment
+from strongroom.attest.errors import AttestError
+from strongroom.custody.attestation import tpm_enrolment
 from strongroom.custody.details import conceal
 from strongroom.custody.errors import CustodyError
 from strongroom.custody.policy import ModelPolicy
@@ -109,6 +113,46 @@ def enrol_host(host: str, *, name: str, site: str, owner: str, public_key: str) 
     return Proposal("host.enrol", change)
 
 
+def enrol_attested_host(
+    host: str,
+    *,
+    name: str,
+    site: str,
+    owner: str,
+    public_key: str,
+    host_class: str,
+    evidence: EnrolmentEvidence,
+    trusted_cas: Sequence[bytes],
+    activate: Callable[[Challenge], bytes],
+) -> Proposal:
+    """A host enrolment with TPM evidence, after running credential activation against the host: the
+    evidence is verified (EK chain to ``trusted_cas``, the AK's binding to ``public_key``), a challenge for the
+    AK is encrypted to the EK, ``activate`` has the host's TPM answer it (``HostTpm.activate_credential``),
+    and only a correct answer yields the proposal. The officers who co-sign vouch for that activation."""
+    try:
+        pending, challenge, secret = begin_enrolment(evidence, public_key.encode(), trusted_cas)
+        enrolled = finish_enrolment(pending, secret, activate(challenge))
+    except AttestError as exc:
+        raise CustodyError(f"host {host}: TPM enrolment refused: {exc}") from None
+    proposal = enrol_host(host, name=name, site=site, owner=owner, public_key=public_key)
+    proposal.change["tpm"] = tpm_enrolment(host_class, evidence, enrolled.ak_name, challenge.to_json())
+    return proposal
+
+
+def golden_values(host_class: str, pcrs: Mapping[int, Sequence[bytes]]) -> Proposal:
+    """Golden values of one host class (replacing the class's current ones): PCR -> allowed SHA-256 values."""
+    change = {
+        "host_class": host_class,
+        "pcrs": {str(pcr): sorted(v.hex() for v in values) for pcr, values in pcrs.items()},
+    }
+    return Proposal("policy.golden", change)
+
+
+def trust_manufacturer_ca(certificate_pem: bytes) -> Proposal:
+    """A TPM manufacturer CA whose EK certificates hosts may enrol with."""
+    return Proposal("policy.tpm-ca", {"certificate": certificate_pem.decode()})
+
+
 def retire_host(host: str, reason: str = "") -> Proposal:
     return Proposal("host.retire", {"change": "retire", "host": host, "reason": reason})
 
@@ -169,3 +213,32 @@ def set_fingerprint(model_id: str, policy: dict[str, Any], key_commitment: str) 
     model id; ``key_commitment`` names the fingerprint key the custody server holds. Threshold officers."""
     change = {"model_id": model_id, "policy": {k: v for k, v in policy.items() if k != "model_id"}}
     return Proposal("model.fingerprint", {**change, "key_commitment": key_commitment})
+
+
+def enrol_appender(appender: str, public_key: str, types: Sequence[str], host: str | None = None) -> Proposal:
+    """A key whose egress entries (for ``host``: its gateway) or location verdicts custody will count."""
+    change: dict[str, Any] = {"change": "enrol", "appender": appender, "public_key": public_key,
+                              "types": sorted(set(types))}  # fmt: skip
+    if host is not None:
+        change["host"] = host
+    return Proposal("appender.enrol", change)
+
+
+def retire_appender(appender: str, reason: str = "") -> Proposal:
+    """One officer stops custody counting an appender's entries from here on."""
+    return Proposal("appender.retire", {"change": "retire", "appender": appender, "reason": reason})
+
+
+def clear_egress_alarm(host: str, alarm_id: str, reason: str) -> Proposal:
+    """Threshold officers clear an open egress alarm so releases to the host can resume."""
+    return Proposal("egress.clear", {"change": "clear", "host": host, "alarm_id": alarm_id, "reason": reason})
+
+
+def enrol_landmark(body: dict[str, Any]) -> Proposal:
+    """A landmark's enrolment body (``strongroom geo landmark enrol --json``), for threshold officers."""
+    return Proposal("landmark.enrol", {**body, "change": "enrol"})
+
+
+def change_landmark(landmark: str, change: str, reason: str = "") -> Proposal:
+    """``retire`` or ``flag`` (one officer), ``clear`` (threshold officers)."""
+    return Proposal(f"landmark.{change}", {"change": change, "landmark": landmark, "reason": reason})

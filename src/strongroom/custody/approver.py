@@ -72,9 +72,34 @@ class Approver:
     def find(self, prefix: str) -> Pending:
         """The one pending request whose id starts with ``prefix``."""
         matches = [p for p in self.pending() if p.request_id.startswith(prefix)]
-        if len(matches) != 1:
-            raise CustodyError(f"no single pending request starting with {prefix!r} for {self.person}")
-        return matches[0]
+        if len(matches) > 1:
+            raise CustodyError(f"{len(matches)} pending requests start with {prefix!r}: give more of the request id")
+        if matches:
+            return matches[0]
+        status = self._status(prefix)
+        if status is not None and status.get("requester") == self.person:
+            raise CustodyError(
+                f"{self.person} made request {prefix[:16]} and cannot approve or deny it: a requester never decides "
+                "on their own request; two other cleared people must approve it"
+            )
+        if status is not None and status.get("state") != "pending":
+            raise CustodyError(f"request {prefix[:16]} is {status.get('state')}, not pending")
+        raise CustodyError(
+            f"no request starting with {prefix!r} awaits {self.person}'s decision: the list holds only pending "
+            "requests that someone else made and that you have not decided yet ('strongroom approvals' shows it)"
+        )
+
+    def _status(self, request_id: str) -> dict[str, Any] | None:
+        """The request's status if ``request_id`` is a whole id this person may read (their own request, or one
+        for a model they are cleared for); None otherwise."""
+        if len(request_id) != 64:
+            return None
+        from strongroom.custody.protocol import new_read_query
+
+        try:
+            return self.client.read(new_read_query(self.person, f"request:{request_id}", self.key))
+        except CustodyError:
+            return None
 
     def decide(self, pending: Pending, decision: str = "approve", reason: str | None = None) -> int:
         """Sign and send a decision on exactly this request."""

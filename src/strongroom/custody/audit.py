@@ -4,7 +4,11 @@ The auditor needs the log and nothing the operator says. It replays every entry 
 live service runs (``strongroom.custody.state``): the writer of each entry, the officers' signatures and
 their number for every administrative change, people, hosts and models as they stood, key bindings, and
 for each ``key.released`` the decision function again, at the logged time, on the signed request and
-approvals the entry carries. Any entry that would not have been accepted is named, with the reason.
+approvals the entry carries (with, for an attested release, its TPM quote re-verified against the host's
+enrolled AK and the golden values then on the ledger, and the ledger head it binds checked against the
+log's own entry). Any entry that would not have been accepted is named, with the reason.
+Egress and location entries by keys the officers did not enroll for them are listed as ``ignored``: they
+count for nothing, so they are not failures.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from strongroom.custody.protocol import Approval, ReleaseRequest
 from strongroom.custody.state import CustodyState, Problem
 from strongroom.errors import StrongroomError
 from strongroom.ledger.entries import Entry
+from strongroom.ledger.merkle import leaf_hash
 
 
 @dataclass
@@ -30,6 +35,7 @@ class CustodyAudit:
     threshold: int = 0
     releases: list[dict[str, Any]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    ignored: list[dict[str, Any]] = field(default_factory=list)  # appenders' entries custody does not count
 
     @property
     def ok(self) -> bool:
@@ -42,17 +48,20 @@ class CustodyAudit:
             "threshold": self.threshold,
             "releases": self.releases,
             "problems": [p.to_json() for p in self.problems],
+            "ignored": self.ignored,
             "ok": self.ok,
         }
 
 
 def audit_custody(entries: Iterable[tuple[int, Entry]]) -> CustodyAudit:
     """Replay ``entries`` (the whole log, in order) and report every release and every refused entry."""
-    state = CustodyState()
+    leaves: dict[int, bytes] = {}
+    state = CustodyState(leaf_hash_of=leaves.get)
     audit = CustodyAudit()
     loads: dict[str, list[dict[str, Any]]] = {}
     for index, entry in entries:
         audit.entries += 1
+        leaves[index] = leaf_hash(entry.raw)
         try:
             state.apply(index, entry)
             verified, reason = True, None
@@ -62,9 +71,11 @@ def audit_custody(entries: Iterable[tuple[int, Entry]]) -> CustodyAudit:
         if entry.type == "key.released":
             audit.releases.append(_release(index, entry, verified, reason, loads))
         elif entry.type == "model.loaded" and verified:
-            loads.setdefault(str(entry.body["request_id"]), []).append(
-                {"index": index, "host": entry.body.get("host"), "time": entry.time}
-            )
+            load = {"index": index, "host": entry.body.get("host"), "time": entry.time}
+            if "attestation" in entry.body:
+                load["attestation"] = entry.body["attestation"]
+            loads.setdefault(str(entry.body["request_id"]), []).append(load)
+    audit.ignored = [i.to_json() for i in state.projection.ignored]
     if state.authority is not None:
         audit.officers = [{"name": o.name, "key_id": o.verifier.key_id} for o in state.authority.officers]
         audit.threshold = state.authority.threshold
@@ -98,4 +109,7 @@ def _release(
         ],
         custodians=body.get("custodians", []),
     )
+    record = body.get("attestation")
+    if isinstance(record, dict):
+        finding["attestation"] = record.get("verdict")
     return finding

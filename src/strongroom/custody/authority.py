@@ -12,6 +12,11 @@ replays (``strongroom.custody.state`` enforces it for both). docs/architecture.m
   offboarding, retiring a host) needs one, so removing access is never blocked by a missing colleague.
 - Appenders (``DATA/appenders/NAME.pub``) write only the types their allow-list names (``NAME.types``,
   default ``model.evaluated``), and never a custody or people type.
+- Custody counts an appender's egress or location entry only if the officers enrolled that appender on the
+  ledger (``appender.enrol``, threshold officers; an egress gateway is bound to its one host) before the
+  entry and did not retire it (one officer) before it; any other is ignored (``strongroom.custody.projection``).
+  Clearing a host's egress alarm (``egress.clear``) and enrolling or clearing a landmark need threshold
+  officers; retiring or flagging a landmark needs one.
 """
 
 from __future__ import annotations
@@ -23,7 +28,10 @@ from strongroom.custody.errors import NotAuthorisedError
 from strongroom.custody.protocol import ACTIONS
 from strongroom.ledger.entries import SCHEMAS
 
-TAKE_AWAY_ACTIONS = frozenset({"person.signal", "person.offboard", "host.retire", "incident.declare"})
+TAKE_AWAY_ACTIONS = frozenset(
+    {"person.signal", "person.offboard", "host.retire", "incident.declare", "appender.retire"}
+    | {"landmark.retire", "landmark.flag"}
+)
 CUSTODIAN_COSIGNED_ACTIONS = frozenset({"incident.lift"})  # threshold officers and an active custodian
 GRANT_ACTIONS = frozenset(ACTIONS - TAKE_AWAY_ACTIONS)
 DEFAULT_THRESHOLD = 2
@@ -49,7 +57,12 @@ WRITERS: dict[str, Writer] = {
         "a person.* change co-signed by threshold officers (signal and offboard: one officer); "
         "an agreement also carries the person's own signature",
     ),
-    "host.changed": Writer("custody service", "host.enrol co-signed by threshold officers; host.retire by one"),
+    "host.changed": Writer(
+        "custody service",
+        "host.enrol co-signed by threshold officers (with TPM evidence: the EK chain to a manufacturer CA on the "
+        "ledger and the AK's binding to the identity key are re-verified; the AK's activation is the officers' "
+        "word); host.retire by one",
+    ),
     "model.registered": Writer(
         "custody service",
         "model.register co-signed by threshold officers; the wrapped key is bound to this model id and "
@@ -59,10 +72,13 @@ WRITERS: dict[str, Writer] = {
     "key.released": Writer(
         "custody service",
         "the requester's signed request (with the enrolled host's signature over its ephemeral key) and the "
-        "signed approvals; replay re-decides the release with the same decision function as the live gate",
+        "signed approvals, and for a model requiring attestation the host's TPM quote and its verdict; replay "
+        "re-decides the release (and re-verifies the quote) with the same decision function as the live gate",
     ),
     "model.loaded": Writer(
-        "custody service", "the enrolled host's signed load report carrying the release's nonce; once per release"
+        "custody service",
+        "the enrolled host's signed load report carrying the release's nonce (for an attested release, a TPM "
+        "quote showing the model PCR extended with this model); once per release",
     ),
     "incident.changed": Writer(
         "custody service",
@@ -87,7 +103,42 @@ WRITERS: dict[str, Writer] = {
     "playbook.changed": Writer(
         "custody service", "incident.playbook co-signed by threshold officers: the organisation's playbook under a name"
     ),
+    "attest.policy": Writer(
+        "custody service",
+        "policy.golden (a host class's golden PCR values) or policy.tpm-ca (a TPM manufacturer CA) co-signed by "
+        "threshold officers",
+    ),
+    "attest.refused": Writer(
+        "custody service",
+        "none beyond the service's signature: a record that a fetch's attestation failed and nothing was "
+        "released (it grants nothing, so replay only checks its form)",
+    ),
     "model.evaluated": Writer("an appender whose allow-list names it", "the appender's own signature"),
+    "appender.changed": Writer(
+        "custody service",
+        "appender.enrol (a key allowed egress or location types; an egress gateway names its host) co-signed by "
+        "threshold officers; appender.retire by one",
+    ),
+    "egress.cleared": Writer(
+        "custody service", "egress.clear co-signed by threshold officers, naming an open alarm of that host"
+    ),
+    "geo.landmark": Writer(
+        "custody service",
+        "landmark.enrol and landmark.clear co-signed by threshold officers; landmark.retire and landmark.flag by one",
+    ),
+    **{
+        entry_type: Writer(
+            "the host's egress gateway (an appender whose allow-list names it)",
+            "counted by custody only if signed by an appender the officers enrolled (appender.enrol) for this "
+            "host and type before the entry, and not retired before it; otherwise ignored",
+        )
+        for entry_type in ("egress.checkpoint", "egress.alarm", "egress.exhausted")
+    },
+    "geo.verdict": Writer(
+        "a location verifier (an appender whose allow-list names it)",
+        "counted by custody only if signed by an appender the officers enrolled for geo.verdict before the entry, "
+        "and not retired before it; otherwise ignored",
+    ),
 }
 
 SERVICE_TYPES = frozenset(t for t, w in WRITERS.items() if w.writer == "custody service")
@@ -103,6 +154,12 @@ ENTRY_FOR_ACTION = {
     "model.rekey": "model.rekeyed",
     "model.fingerprint": "fingerprint.changed",
     "incident.playbook": "playbook.changed",
+    "appender.enrol": "appender.changed",
+    "appender.retire": "appender.changed",
+    "egress.clear": "egress.cleared",
+    **{f"landmark.{kind}": "geo.landmark" for kind in ("enrol", "retire", "flag", "clear")},
+    "policy.golden": "attest.policy",
+    "policy.tpm-ca": "attest.policy",
 }
 
 

@@ -107,6 +107,10 @@ class CustodyClient:
     def release(self, request_id: str, fetch: SignedMessage) -> dict[str, Any]:
         return self._post(f"/v1/custody/requests/{request_id}/release", fetch)
 
+    def head(self) -> dict[str, Any]:
+        """The ledger head a release quote binds: ``{"index", "leaf_hash"}``."""
+        return self._get("/v1/custody/head")
+
     def loaded(self, request_id: str, message: SignedMessage) -> dict[str, Any]:
         return self._post(f"/v1/custody/requests/{request_id}/loaded", message)
 

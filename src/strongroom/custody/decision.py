@@ -8,7 +8,11 @@ Rules (SL5 AC-3(2), PS-3): no open incident covers the model, host, requester or
 is unexpired; the requester is active and their effective SenL tier
 covers the model's; the host is enrolled, not retired, and the key named is its identity key; at least k
 distinct approvers other than the requester, each active, unexpired and at the model's tier or above, at
-least one a SenL-5 custodian; no denial by an active person; and the release delay has passed.
+least one a SenL-5 custodian; no denial by an active person; the release delay has passed; the
+policy's host conditions hold (a fresh egress checkpoint with rules in, budget left and no open alarm; a
+fresh IN verdict for an allowed country), computed by ``strongroom.custody.conditions``; and, for a model
+whose policy requires attestation, the fetch's TPM quote passed ``strongroom.custody.attestation``
+(its refusals arrive as ``attestation``).
 """
 
 from __future__ import annotations
@@ -42,10 +46,16 @@ def evaluate(
     hosts: HostRegistry,
     now: datetime,
     frozen: Sequence[str] = (),
+    *,
+    conditions: Sequence[str] = (),
+    attestation: Sequence[str] = (),
 ) -> Decision:
     """Evaluate every rule at ``now`` against the registries as they stand; ``frozen`` names the open
-    incidents whose scope covers this release (each refuses it)."""
-    reasons: list[str] = list(frozen)
+    incidents whose scope covers this release, ``conditions`` the policy's host conditions that fail
+    (egress control, location: ``strongroom.custody.conditions``), ``attestation`` why the host's attestation
+    failed (``CustodyState.attest_release``; empty when it passed or the model does not require it); each
+    refuses it."""
+    reasons: list[str] = [*frozen, *conditions, *attestation]
     requester = request.requester
     if now >= request.window.expires_at:
         reasons.append("the request has expired")

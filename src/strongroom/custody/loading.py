@@ -19,8 +19,9 @@ def fetch_release(client: CustodyClient, host: HostSession, request_id: str, wai
     deadline = time.monotonic() + wait
     delay = 0.2
     while True:
+        head = client.head() if host.tpm is not None else None
         try:
-            return client.release(request_id, host.fetch(request_id))
+            return client.release(request_id, host.fetch(request_id, head))
         except AwaitingSharesError:
             if time.monotonic() + delay > deadline:
                 raise

@@ -22,6 +22,11 @@ class EventLog(Protocol):
         """Every entry (of ``types``) from ``start`` on, in log order, verified; no cap."""
         ...
 
+    @property
+    def size(self) -> int:
+        """How many entries the log holds now."""
+        ...
+
     def read(self, index: int) -> Entry:
         """One entry, verified."""
         ...

@@ -11,13 +11,17 @@ the ledger. Host, approver, CLI and server code build and read messages here, ne
 from __future__ import annotations
 
 import base64
+import json
 import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
+from strongroom.attest.errors import AttestError
+from strongroom.attest.quote import Quote
 from strongroom.canonical_json import canonical_json
+from strongroom.custody.attestation import FetchEvidence, parse_golden, parse_manufacturer_ca
 from strongroom.custody.envelope import (
     CoSigned,
     SignedMessage,
@@ -312,28 +316,50 @@ def new_share_delivery(
 
 @dataclass(frozen=True)
 class Fetch:
-    """The requesting host's signed demand for the released key: proof that it, and no other, collects."""
+    """The requesting host's signed demand for the released key: proof that it, and no other, collects; for
+    a model that requires attestation, with its TPM quote (``strongroom.custody.attestation``)."""
 
     signed: SignedMessage
     request_id: str
     window: Window
+    attestation: FetchEvidence | None = None
 
-    FIELDS: ClassVar[frozenset[str]] = frozenset({"type", "request_id", *WINDOW})
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"type", "request_id", "attestation", *WINDOW})
 
     @classmethod
     def parse(cls, signed: SignedMessage) -> Fetch:
         what = "release fetch"
-        _typed(signed.payload, FETCH_TYPE, cls.FIELDS, cls.FIELDS, what)
-        return cls(signed, hex_text(signed.payload, "request_id", what, exact=64), Window.parse(signed.payload, what))
+        _typed(signed.payload, FETCH_TYPE, cls.FIELDS, cls.FIELDS - {"attestation"}, what)
+        evidence = signed.payload.get("attestation")
+        return cls(
+            signed,
+            hex_text(signed.payload, "request_id", what, exact=64),
+            Window.parse(signed.payload, what),
+            None if evidence is None else FetchEvidence.parse(evidence, what),
+        )
 
 
-def new_fetch(request_id: str, signer: SigningKey) -> SignedMessage:
-    return SignedMessage.sign({"type": FETCH_TYPE, "request_id": request_id, **_window(SHORT_LIFETIME)}, signer)
+def fetch_window() -> dict[str, str]:
+    """A fetch's nonce and validity window (made first when a quote must bind the nonce)."""
+    return _window(SHORT_LIFETIME)
+
+
+def new_fetch(
+    request_id: str,
+    signer: SigningKey,
+    attestation: FetchEvidence | None = None,
+    window: dict[str, str] | None = None,
+) -> SignedMessage:
+    payload: dict[str, Any] = {"type": FETCH_TYPE, "request_id": request_id, **(window or fetch_window())}
+    if attestation is not None:
+        payload["attestation"] = attestation.to_json()
+    return SignedMessage.sign(payload, signer)
 
 
 @dataclass(frozen=True)
 class LoadReport:
-    """The host's signed statement that it loaded a released model, verified, under one release's nonce."""
+    """The host's signed statement that it loaded a released model, verified, under one release's nonce; for
+    an attested release, with a TPM quote over the model PCR."""
 
     signed: SignedMessage
     request_id: str
@@ -341,17 +367,26 @@ class LoadReport:
     host_id: str
     release_nonce: str
     loaded_at: datetime
+    quote: Quote | None = None
 
     FIELDS: ClassVar[frozenset[str]] = frozenset(
-        {"type", "request_id", "model_id", "host_id", "release_nonce", "loaded_at"}
+        {"type", "request_id", "model_id", "host_id", "release_nonce", "loaded_at", "quote"}
     )
 
     @classmethod
     def parse(cls, signed: SignedMessage) -> LoadReport:
         what, payload = "model.loaded", signed.payload
-        _typed(payload, LOADED_TYPE, cls.FIELDS, cls.FIELDS, what)
+        _typed(payload, LOADED_TYPE, cls.FIELDS, cls.FIELDS - {"quote"}, what)
         from strongroom.custody.envelope import parse_time
 
+        quote = None
+        if "quote" in payload:
+            if not isinstance(payload["quote"], dict):
+                raise MessageError(f"{what}: quote must be an object")
+            try:
+                quote = Quote.from_json(canonical_json(payload["quote"]))
+            except AttestError as exc:
+                raise MessageError(f"{what}: {exc}") from None
         return cls(
             signed,
             hex_text(payload, "request_id", what, exact=64),
@@ -359,11 +394,14 @@ class LoadReport:
             text(payload, "host_id", what, 128),
             hex_text(payload, "release_nonce", what, exact=32),
             parse_time(payload["loaded_at"], "loaded_at"),
+            quote,
         )
 
 
-def new_load_report(request_id: str, model: str, host_id: str, release_nonce: str, signer: SigningKey) -> SignedMessage:
-    payload = {
+def new_load_report(
+    request_id: str, model: str, host_id: str, release_nonce: str, signer: SigningKey, quote: Quote | None = None
+) -> SignedMessage:
+    payload: dict[str, Any] = {
         "type": LOADED_TYPE,
         "request_id": request_id,
         "model_id": model,
@@ -371,6 +409,8 @@ def new_load_report(request_id: str, model: str, host_id: str, release_nonce: st
         "release_nonce": release_nonce,
         "loaded_at": format_time(utc_now()),
     }
+    if quote is not None:
+        payload["quote"] = json.loads(quote.to_json())
     return SignedMessage.sign(payload, signer)
 
 
@@ -493,8 +533,21 @@ HOST_ACTIONS = {"host.enrol", "host.retire"}
 MODEL_ACTIONS = {"model.register", "model.policy", "model.rekey", "model.fingerprint"}
 INCIDENT_ACTIONS = {"incident.declare", "incident.lift"}
 PLAYBOOK_ACTION = "incident.playbook"
-ACTIONS = PERSON_ACTIONS | HOST_ACTIONS | MODEL_ACTIONS | INCIDENT_ACTIONS | {"authority.change", PLAYBOOK_ACTION}
 PLAYBOOK_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+APPENDER_ACTIONS = {"appender.enrol", "appender.retire"}  # keys that write egress and location entries
+EGRESS_ACTIONS = {"egress.clear"}  # clearing a host's egress alarm
+LANDMARK_ACTIONS = {f"landmark.{kind}" for kind in ("enrol", "retire", "flag", "clear")}
+TIE_ACTIONS = APPENDER_ACTIONS | EGRESS_ACTIONS | LANDMARK_ACTIONS
+ATTEST_ACTIONS = {"policy.golden", "policy.tpm-ca"}
+ACTIONS = (
+    PERSON_ACTIONS
+    | HOST_ACTIONS
+    | MODEL_ACTIONS
+    | INCIDENT_ACTIONS
+    | TIE_ACTIONS
+    | ATTEST_ACTIONS
+    | {"authority.change", PLAYBOOK_ACTION}
+)
 SCOPE_KINDS = ("model", "host", "person")
 SEVERITIES = ("suspected", "confirmed")
 
@@ -678,7 +731,7 @@ class AdminChange:
         if not isinstance(change, dict):
             raise MessageError(f"{what}: change must be an object")
         if (
-            action in PERSON_ACTIONS | HOST_ACTIONS | INCIDENT_ACTIONS
+            action in PERSON_ACTIONS | HOST_ACTIONS | INCIDENT_ACTIONS | TIE_ACTIONS
             and change.get("change") != action.split(".", 1)[1]
         ):
             raise MessageError(f"{what}: change.change must be {action.split('.', 1)[1]!r} for {action}")
@@ -697,6 +750,14 @@ class AdminChange:
             parsed.fingerprint()
         elif action == PLAYBOOK_ACTION:
             parsed.playbook()
+        elif action in TIE_ACTIONS:
+            from strongroom.custody.projection import parse_tie_change
+
+            parse_tie_change(action, change)
+        elif action == "policy.golden":
+            parse_golden(change)
+        elif action == "policy.tpm-ca":
+            parse_manufacturer_ca(change)
         return parsed
 
     @property
@@ -708,6 +769,16 @@ class AdminChange:
             return f"incident:{self.change.get('incident')}"
         if self.action == PLAYBOOK_ACTION:
             return f"playbook:{self.change.get('name')}"
+        if self.action in APPENDER_ACTIONS:
+            return f"appender:{self.change.get('appender')}"
+        if self.action in LANDMARK_ACTIONS:
+            return f"landmark:{self.change.get('landmark')}"
+        if self.action in EGRESS_ACTIONS:
+            return f"egress:{self.change.get('host')}:{self.change.get('alarm_id')}"
+        if self.action == "policy.golden":
+            return f"host-class:{self.change.get('host_class')}"
+        if self.action == "policy.tpm-ca":
+            return "tpm-manufacturer-ca"
         return str(self.change.get("person") or self.change.get("host") or self.change.get("model_id"))
 
     def registration(self) -> ModelRegistration:

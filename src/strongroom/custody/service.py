@@ -15,6 +15,7 @@ the decision is logged. A host that fetches again receives the same delivery.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import secrets
 import threading
@@ -22,6 +23,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from strongroom.attest.binding import seal_to_tpm
+from strongroom.attest.errors import AttestError
+from strongroom.custody.attestation import AttestationOutcome, release_pcr_policy
 from strongroom.custody.authority import SERVICE_TYPES
 from strongroom.custody.decision import Decision, evaluate
 from strongroom.custody.details import check_openings
@@ -38,7 +42,9 @@ from strongroom.custody.errors import (
     UnverifiableLedgerError,
 )
 from strongroom.custody.ports import EventLog
+from strongroom.custody.projection import PROJECTED_TYPES
 from strongroom.custody.protocol import (
+    EGRESS_ACTIONS,
     OFFICER_READER,
     AdminChange,
     AdminSubmission,
@@ -55,9 +61,12 @@ from strongroom.custody.protocol import (
 from strongroom.custody.release_crypto import release_info
 from strongroom.custody.state import (
     SHAMIR,
+    CustodyState,
     Prepared,
     RegisteredModel,
     ReleaseRecord,
+    conditional,
+    refusal_body,
     release_body,
     replay,
 )
@@ -69,6 +78,7 @@ from strongroom.keys.errors import HpkeError, KeyProviderError, UnwrapError
 from strongroom.keys.hpke import public_from_bytes, seal_to_host, usable_recipient
 from strongroom.keys.provider import KeyProvider, WrappedKey
 from strongroom.keys.shamir import ShamirBlob
+from strongroom.ledger.merkle import leaf_hash
 from strongroom.memory import wipe
 from strongroom.people import PeopleError
 from strongroom.signing import Signer
@@ -98,7 +108,7 @@ class CustodyService:
         self.fingerprint_keys: dict[str, FingerprintKey] = {}  # key commitment -> key (incident attribution)
         self._lock = StateLock()
         self._loads = threading.Lock()
-        self.state = replay(log.scan(SERVICE_TYPES))
+        self.state = replay(log.scan(SERVICE_TYPES | PROJECTED_TYPES), CustodyState(leaf_hash_of=self._leaf_hash))
         if self.state.service_key not in (None, service_key.key_id):
             raise CustodyError(
                 f"this server's service key {service_key.key_id[:16]} did not write the ledger's custody entries "
@@ -119,6 +129,8 @@ class CustodyService:
         openings = check_openings(change.action, change.change, submission.openings)
         now = whole_seconds(self.clock())
         with self._lock.exclusive():
+            if change.action in EGRESS_ACTIONS:
+                self.state.projection.catch_up(self.log)  # the alarm to clear may have just been logged
             prepared = self.state.prepare(change, now)
             if change.action == "model.register":
                 self._check_binding(change.registration().key)
@@ -183,7 +195,18 @@ class CustodyService:
         if query.kind == "host":
             if not officer and tier == 0:
                 raise denied
-            return state.host(query.subject).to_json()
+            record = state.host(query.subject).to_json()
+            attested = state.tpm_hosts.get(query.subject)
+            if attested is not None:
+                record["tpm"] = {
+                    "host_class": attested.host_class,
+                    "ek_manufacturer": attested.enrolled.ek_manufacturer,
+                    "ek_model": attested.enrolled.ek_model,
+                    "ek_fingerprint": attested.enrolled.ek_fingerprint.hex(),
+                    "ak_name": attested.enrolled.ak_name.hex(),
+                    "enrolled_at": attested.index,
+                }
+            return record
         request, _, _ = self._request(query.subject)
         if (
             not officer
@@ -212,7 +235,7 @@ class CustodyService:
             receipt = self.log.append_event(prepared.entry_type, prepared.body, self.service_key, format_time(now))
         except StrongroomError as exc:
             raise UnavailableError(f"ledger append failed, nothing changed: {exc}") from None
-        self.state.last_index = int(receipt["index"])
+        self.state.last_index = self.state.last_exclusive = int(receipt["index"])
         prepared.commit()
         return receipt
 
@@ -349,7 +372,9 @@ class CustodyService:
         request, state_name, received_at = self._request(request_id)
         approvals = self._approvals(request_id)
         model = self.state.model(request.model_id)
-        decision = self._decide(model, request, received_at, approvals, whole_seconds(self.clock()))
+        with self._lock.shared():  # officers' changes (appenders enrolled or retired) wait for the catch-up
+            seen = self.state.projection.catch_up(self.log) if conditional(model.policy) else None
+            decision = self._decide(model, request, received_at, approvals, whole_seconds(self.clock()), seen)
         return {
             "request_id": request_id,
             "state": state_name,
@@ -387,20 +412,33 @@ class CustodyService:
             self._provider_for(model.key)  # fail closed before anything is claimed or logged
         self._fingerprint_key(request.model_id)  # likewise: a marked model's release needs its mark
         with self._lock.shared():
+            # the appenders' egress and location entries so far: the decision's inputs, named in the entry
+            seen = self.state.projection.catch_up(self.log) if conditional(model.policy) else None
+            attested: AttestationOutcome | None = None
+            if model.policy.attestation:
+                attested = self.state.attest_release(request, fetch.window.nonce, fetch.attestation, live=True)
 
             def claim(tx: Tx) -> tuple[list[Approval], Decision]:
                 """In one commit: claim the request (one racer wins), decide, spend the fetch nonce."""
                 tx.claim(request_id)
                 approvals = _parse_approvals(tx.approvals(request_id))
-                decision = self._decide(model, request, received_at, approvals, now)
+                decision = self._decide(model, request, received_at, approvals, now, seen, attested)
                 if not decision.allowed:
                     raise PolicyError(list(decision.reasons))
                 tx.spend_nonce(fetch.window.nonce, format_time(now), "release fetch")
                 return approvals, decision
 
-            approvals, decision = self.store.write(claim, urgent=True)
+            try:
+                approvals, decision = self.store.write(claim, urgent=True)
+            except PolicyError:
+                if attested is not None and attested.reasons:
+                    self._refused(request, attested, fetch, now)
+                raise
+            record = attested.record if attested is not None else None
             fingerprint = self.state.fingerprint_commitment(request.model_id, request_id)
-            body = release_body(request, approvals, decision, model, received_at, secrets.token_hex(16), fingerprint)
+            body = release_body(
+                request, approvals, decision, model, received_at, secrets.token_hex(16), seen, record, fingerprint
+            )
             try:
                 receipt = self.log.append_event("key.released", body, self.service_key, format_time(now))
             except BaseException as exc:
@@ -409,8 +447,11 @@ class CustodyService:
                     raise UnavailableError(f"ledger append failed, nothing released: {exc}") from None
                 raise
             index = int(receipt["index"])
+            quoted = (
+                None if record is None else {int(k): bytes.fromhex(v) for k, v in record["verdict"]["pcrs"].items()}
+            )
             self.state.record_release(
-                ReleaseRecord(request_id, request.model_id, request.host_id, body["release_nonce"], index)
+                ReleaseRecord(request_id, request.model_id, request.host_id, body["release_nonce"], index, quoted)
             )
         # The decision is durable: from here on the request is released, whatever delivery does.
         try:
@@ -450,7 +491,10 @@ class CustodyService:
             delivery = {"shares": [json.loads(share) for share in shares]}
         else:
             info = release_info(request.request_id, request.model_id, request.host_id)
-            delivery = {"wrapped_key": self._unwrap_and_seal(model.key, request.ephemeral, info)}
+            bind = self._tpm_binding(request, body)
+            delivery = {"wrapped_key": self._unwrap_and_seal(model.key, request.ephemeral, info, bind)}
+            if bind is not None:
+                delivery["tpm_bound"] = True
         mark = self._fingerprint_key(request.model_id)
         if mark is not None:
             delivery["fingerprint"] = self._seal_mark(mark, request, body)
@@ -577,8 +621,57 @@ class CustodyService:
             "commitment": body["fingerprint"],
         }
 
-    def _unwrap_and_seal(self, key: WrappedKey, ephemeral: bytes, info: bytes) -> str:
-        """Unwrap inside the provider and seal the data key to the host's ephemeral key (HPKE)."""
+    def _tpm_binding(self, request: ReleaseRequest, body: dict[str, Any]) -> Callable[[bytearray], bytes] | None:
+        """For an attested release: what turns the data key into a blob only the host's TPM opens, and only in
+        the approved PCR state with this model's measurement extended (``attest.binding.seal_to_tpm``)."""
+        record = body.get("attestation")
+        if record is None:
+            return None
+        host = self.state.tpm_hosts.get(request.host_id)
+        if host is None:
+            raise UnavailableError(f"host {request.host_id} has no enrolled TPM to bind the key to")
+        policy = release_pcr_policy(record, request.model_id)
+        storage = host.enrolled.storage_public
+
+        def bind(data_key: bytearray) -> bytes:
+            try:
+                return seal_to_tpm(data_key, storage, policy).to_json()
+            except AttestError as exc:
+                raise UnavailableError(f"cannot bind the key to the host's TPM: {exc}") from None
+
+        return bind
+
+    def _refused(self, request: ReleaseRequest, outcome: AttestationOutcome, fetch: Fetch, now: datetime) -> None:
+        """Log ``attest.refused`` and spend the fetch's nonce (a captured fetch cannot be replayed to log more)."""
+        try:
+            self.store.write(
+                lambda tx: tx.spend_nonce(fetch.window.nonce, format_time(now), "release fetch"), urgent=True
+            )
+        except DuplicateError:
+            return
+        with contextlib.suppress(StrongroomError):  # the refusal stands whether or not its record is written
+            self.log.append_event("attest.refused", refusal_body(request, outcome), self.service_key, format_time(now))
+
+    def _leaf_hash(self, index: int) -> bytes | None:
+        """The leaf hash of ledger entry ``index`` (None if there is none)."""
+        try:
+            return leaf_hash(self.log.read(index).raw)
+        except (StrongroomError, IndexError, ValueError):
+            return None
+
+    def ledger_head(self) -> dict[str, Any]:
+        """The head a host's release quote binds: the last custody entry's index and leaf hash."""
+        index = self.state.last_index
+        leaf = self._leaf_hash(index) if index >= 0 else None
+        if leaf is None:
+            raise UnavailableError("the ledger has no custody entry yet")
+        return {"index": index, "leaf_hash": leaf.hex()}
+
+    def _unwrap_and_seal(
+        self, key: WrappedKey, ephemeral: bytes, info: bytes, bind: Callable[[bytearray], bytes] | None = None
+    ) -> str:
+        """Unwrap inside the provider and seal the data key to the host's ephemeral key (HPKE); with ``bind``,
+        what is sealed is the data key already wrapped to the host's TPM."""
         provider = self._provider_for(key)
         try:
             data_key = provider.unwrap(key)
@@ -587,7 +680,8 @@ class CustodyService:
         except Exception as exc:
             raise UnavailableError(f"key provider {key.provider}:{key.key_id} unavailable: {exc}") from None
         try:
-            return base64.b64encode(seal_to_host(public_from_bytes(ephemeral), data_key, info)).decode()
+            plaintext = data_key if bind is None else bind(data_key)
+            return base64.b64encode(seal_to_host(public_from_bytes(ephemeral), plaintext, info)).decode()
         except HpkeError as exc:
             raise MessageError(f"the host's ephemeral key is unusable: {exc}") from None
         finally:
@@ -605,6 +699,7 @@ class CustodyService:
                 receipt = self.log.append_event("incident.step", body, self.service_key, format_time(now))
             except StrongroomError as exc:
                 raise UnavailableError(f"ledger append failed: {exc}") from None
+            self.state.last_exclusive = int(receipt["index"])
             self.state.record_step(ack, int(receipt["index"]), now)
         return receipt
 
@@ -621,6 +716,7 @@ class CustodyService:
                 receipt = self.log.append_event("model.loaded", body, self.service_key)
             except StrongroomError as exc:
                 raise UnavailableError(f"ledger append failed: {exc}") from None
+            self.state.last_exclusive = int(receipt["index"])
             self.state.loaded.add(request_id)
         return receipt
 
@@ -661,10 +757,25 @@ class CustodyService:
         received_at: datetime,
         approvals: list[Approval],
         now: datetime,
+        seen: int | None = None,
+        attested: AttestationOutcome | None = None,
     ) -> Decision:
         state = self.state
         frozen = state.freezes(request.model_id, request.host_id, (request.requester, *(a.approver for a in approvals)))
-        return evaluate(model.policy, request, received_at, approvals, state.people, state.hosts, now, frozen)
+        conditions = state.host_reasons(model.policy, request.host_id, now, seen) if seen is not None else []
+        attestation = attested.reasons if attested is not None else ()
+        return evaluate(
+            model.policy,
+            request,
+            received_at,
+            approvals,
+            state.people,
+            state.hosts,
+            now,
+            frozen,
+            conditions=conditions,
+            attestation=attestation,
+        )
 
     def _request(self, request_id: str) -> tuple[ReleaseRequest, str, datetime]:
         with self.store.transaction(write=False) as tx:

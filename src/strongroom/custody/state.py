@@ -19,12 +19,25 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from strongroom.custody.attestation import (
+    AttestationOutcome,
+    AttestedHost,
+    AttestPolicy,
+    FetchEvidence,
+    attest_load,
+    attest_release,
+    parse_golden,
+    parse_manufacturer_ca,
+    parse_tpm_enrolment,
+    quoted_pcrs,
+)
 from strongroom.custody.authority import (
     CUSTODIAN_COSIGNED_ACTIONS,
     ENTRY_FOR_ACTION,
     SERVICE_TYPES,
     officers_needed,
 )
+from strongroom.custody.conditions import egress_reasons, location_reasons
 from strongroom.custody.decision import Decision, evaluate
 from strongroom.custody.envelope import CLOCK_SKEW, CoSigned, SignedMessage, format_time, parse_time
 from strongroom.custody.errors import (
@@ -36,9 +49,19 @@ from strongroom.custody.errors import (
     UnverifiableEntryError,
 )
 from strongroom.custody.policy import ModelPolicy
+from strongroom.custody.projection import (
+    MAX_LAG,
+    PROJECTED_TYPES,
+    AlarmClearance,
+    AppenderChange,
+    AppenderRecord,
+    Projection,
+    parse_tie_change,
+)
 from strongroom.custody.protocol import (
     OFFICER_READER,
     PLAYBOOK_ACTION,
+    TIE_ACTIONS,
     AdminChange,
     Approval,
     Authority,
@@ -47,6 +70,8 @@ from strongroom.custody.protocol import (
     StepAck,
 )
 from strongroom.errors import StrongroomError
+from strongroom.geo.errors import LandmarkError
+from strongroom.geo.landmarks import LandmarkSet
 from strongroom.hosts import Host, HostError, HostRegistry
 from strongroom.keys.provider import WrappedKey
 from strongroom.ledger.entries import Entry
@@ -84,6 +109,7 @@ class ReleaseRecord:
     host_id: str
     release_nonce: str
     index: int
+    quoted: dict[int, bytes] | None = None  # the PCR values an attested release's quote showed
 
 
 @dataclass(frozen=True)
@@ -183,8 +209,13 @@ class CustodyState:
     retired_keys: dict[str, RetiredKey] = field(default_factory=dict)  # key digest -> when and why retired
     playbooks: dict[str, AdoptedPlaybook] = field(default_factory=dict)  # name -> the organisation's playbook
     fingerprints: dict[str, FingerprintRecord] = field(default_factory=dict)  # model id -> its mark policy
+    tpm_hosts: dict[str, AttestedHost] = field(default_factory=dict)  # hosts enrolled with TPM evidence
+    attest_policy: AttestPolicy = field(default_factory=AttestPolicy)
+    leaf_hash_of: Callable[[int], bytes | None] | None = None  # set by whoever holds the log's leaves
     problems: list[Problem] = field(default_factory=list)
+    projection: Projection = field(default_factory=Projection)  # appenders' egress and location entries
     last_index: int = -1  # the entry being applied (replay) or just logged (the live service)
+    last_exclusive: int = -1  # the last custody entry other than a release (written under the exclusive lock)
 
     # -- administration: the live service and replay both go through prepare ------------------------
 
@@ -224,7 +255,7 @@ class CustodyState:
         if action.startswith("person."):
             prepared = self._person(change, auth)
         elif action.startswith("host."):
-            prepared = self._host(change, auth)
+            prepared = self._host(change, auth, at)
         elif action == "model.register":
             prepared = self._register(change, auth)
         elif action == "model.policy":
@@ -237,6 +268,10 @@ class CustodyState:
             prepared = self._fingerprint(change, auth)
         elif action.startswith("incident."):
             prepared = self._incident(change, auth, at)
+        elif action in TIE_ACTIONS:
+            prepared = self._tie(change, auth, at)
+        elif action in ("policy.golden", "policy.tpm-ca"):
+            prepared = self._attest_policy(change, auth)
         else:
             prepared = self._authority(change.authority(), auth)
         inner = prepared.commit
@@ -266,18 +301,50 @@ class CustodyState:
         body = {"person": person.person_id, "change": change.change["change"], "authorisation": auth}
         return Prepared("person.changed", body, commit)
 
-    def _host(self, change: AdminChange, auth: dict[str, Any]) -> Prepared:
+    def _host(self, change: AdminChange, auth: dict[str, Any], at: datetime | None = None) -> Prepared:
         hosts = copy.deepcopy(self.hosts)
         host = hosts.apply(change.change)
         if change.action == "host.enrol" and self.people.by_key(host.key_id) is not None:
             raise HostError(f"{host.host_id}: this identity key is a person's key")
+        attested: tuple[Any, str] | None = None
+        if change.action == "host.enrol" and "tpm" in change.change:
+            attested = parse_tpm_enrolment(
+                change.change["tpm"], host.verifier.pem(), self.attest_policy, at or change.window.issued_at
+            )
+            for other_id, other in self.tpm_hosts.items():
+                if hmac.compare_digest(other.enrolled.ek_fingerprint, attested[0].ek_fingerprint):
+                    raise HostError(f"{host.host_id}: this TPM (EK) is already enrolled for host {other_id}")
 
         def commit() -> None:
             self.hosts = hosts
+            if attested is not None:
+                self.tpm_hosts[host.host_id] = AttestedHost(attested[0], attested[1], self.last_index)
 
         return Prepared(
             "host.changed", {"host": host.host_id, "change": change.change["change"], "authorisation": auth}, commit
         )
+
+    def _attest_policy(self, change: AdminChange, auth: dict[str, Any]) -> Prepared:
+        """Golden values of one host class, or a TPM manufacturer CA (both granting: threshold officers)."""
+        body = {"policy": change.action, "change": change.change, "authorisation": auth}
+        if change.action == "policy.golden":
+            golden = parse_golden(change.change)
+
+            def set_golden() -> None:
+                policy = self.attest_policy
+                policy.golden = policy.golden.merged(golden)
+                for host_class in golden.classes:
+                    policy.changed_at[host_class] = self.last_index
+
+            return Prepared("attest.policy", body, set_golden)
+        pem = parse_manufacturer_ca(change.change)
+        if pem in self.attest_policy.manufacturer_cas:
+            raise AlreadyExistsError("policy.tpm-ca: this manufacturer CA is already trusted")
+
+        def add_ca() -> None:
+            self.attest_policy.manufacturer_cas = (*self.attest_policy.manufacturer_cas, pem)
+
+        return Prepared("attest.policy", body, add_ca)
 
     def _register(self, change: AdminChange, auth: dict[str, Any]) -> Prepared:
         registration = change.registration()
@@ -427,6 +494,90 @@ class CustodyState:
 
         return Prepared("incident.changed", body, lift)
 
+    def _tie(self, change: AdminChange, auth: dict[str, Any], at: datetime) -> Prepared:
+        """An appender enrolled or retired, an egress alarm cleared, or a landmark changed."""
+        parsed = parse_tie_change(change.action, change.change)
+        projection = self.projection
+        if isinstance(parsed, AppenderChange):
+            return self._appender(parsed, auth)
+        if isinstance(parsed, AlarmClearance):
+            status = projection.egress(parsed.host, at, projection.frontier)
+            if parsed.alarm_id in projection.cleared:
+                raise AlreadyExistsError(f"egress alarm {parsed.alarm_id[:12]} was already cleared")
+            if parsed.alarm_id not in {a.alarm_id for a in status.open_alarms}:
+                raise NotFoundError(f"host {parsed.host} has no egress alarm {parsed.alarm_id[:12]} on the ledger")
+
+            def clear() -> None:
+                projection.cleared[parsed.alarm_id] = self.last_index
+
+            body = {"host": parsed.host, "alarm_id": parsed.alarm_id, "authorisation": auth}
+            return Prepared("egress.cleared", body, clear)
+        landmarks = LandmarkSet()
+        landmarks.landmarks = dict(projection.landmarks.landmarks)
+        try:
+            landmark = landmarks.apply(parsed)
+        except LandmarkError as exc:
+            raise MessageError(f"{change.action}: {exc}") from None
+        if parsed["change"] == "enrol" and self._key_taken(landmark.key_id):
+            raise AlreadyExistsError(f"landmark {landmark.landmark_id}: its key is already an officer's, a person's, "
+                                     "a host's or an appender's")  # fmt: skip
+
+        def commit() -> None:
+            projection.landmarks = landmarks
+
+        return Prepared("geo.landmark", {**parsed, "authorisation": auth}, commit)
+
+    def _appender(self, parsed: AppenderChange, auth: dict[str, Any]) -> Prepared:
+        appenders = self.projection.appenders
+        body = {"appender": parsed.appender, "change": parsed.change, "authorisation": auth}
+        if parsed.change == "enrol":
+            assert parsed.verifier is not None
+            verifier = parsed.verifier
+            if parsed.appender in appenders:
+                raise AlreadyExistsError(f"appender {parsed.appender} was already enrolled (ids are never reused)")
+            if self._key_taken(verifier.key_id):
+                raise AlreadyExistsError(f"appender {parsed.appender}: its key is already another identity's")
+            if parsed.host is not None:
+                self.host(parsed.host)  # the gateway of an enrolled host only
+
+            def enrol() -> None:
+                appenders[parsed.appender] = AppenderRecord(
+                    parsed.appender, verifier, parsed.types, parsed.host, self.last_index
+                )
+
+            return Prepared("appender.changed", body, enrol)
+        found = appenders.get(parsed.appender)
+        if found is None:
+            raise NotFoundError(f"no appender {parsed.appender} is enrolled")
+        if found.retired is not None:
+            raise AlreadyExistsError(f"appender {parsed.appender} was already retired")
+
+        def retire() -> None:
+            found.retired = self.last_index
+
+        return Prepared("appender.changed", body, retire)
+
+    def _key_taken(self, key_id: str) -> bool:
+        return (
+            key_id == self.service_key
+            or (self.authority is not None and key_id in self.authority.keys)
+            or self.people.by_key(key_id) is not None
+            or self.hosts.by_key(key_id) is not None
+            or any(a.verifier.key_id == key_id for a in self.projection.appenders.values())
+            or self.projection.landmarks.by_key(key_id) is not None
+        )
+
+    def host_reasons(self, policy: ModelPolicy, host_id: str, at: datetime, seen: int) -> list[str]:
+        """The policy's host conditions (egress, location) that fail at ``at``, on the entries before ``seen``."""
+        reasons: list[str] = []
+        projection = self.projection
+        if policy.egress is not None:
+            reasons += egress_reasons(policy.egress, projection.egress(host_id, at, seen), projection.cleared)
+        if policy.location is not None:
+            verdict = projection.verdict(host_id, seen)
+            reasons += location_reasons(policy.location, host_id, verdict, at, projection.landmarks.digest)
+        return reasons
+
     def freezes(self, model_id: str, host_id: str, people: tuple[str, ...]) -> list[str]:
         """The open incidents whose scope covers this model, host or any of these people."""
         return [
@@ -517,7 +668,39 @@ class CustodyState:
         if received_at + CLOCK_SKEW < request.window.issued_at or received_at > at:
             raise MessageError("the request's logged arrival time is outside its validity window")
         frozen = self.freezes(request.model_id, request.host_id, (request.requester, *(a.approver for a in approvals)))
-        decision = evaluate(model.policy, request, received_at, approvals, self.people, self.hosts, at, frozen)
+        seen, conditions = None, []
+        if conditional(model.policy):
+            seen = body.get("ledger_seen")
+            low = max(self.last_exclusive, self.last_index - MAX_LAG - 1)
+            if isinstance(seen, bool) or not isinstance(seen, int) or not low < seen <= self.last_index:
+                raise MessageError(
+                    "the release's ledger_seen must name the log size the service read before deciding "
+                    f"(after entry {low}, at most {self.last_index})"
+                )
+            conditions = self.host_reasons(model.policy, request.host_id, at, seen)
+        logged = body.get("attestation")
+        outcome = None
+        if model.policy.attestation:
+            evidence, nonce = None, ""
+            if isinstance(logged, dict):
+                evidence = FetchEvidence.parse(
+                    {k: v for k, v in logged.items() if k in ("quote", "ledger_head")}, "logged attestation"
+                )
+                nonce = str(logged.get("fetch_nonce"))
+            outcome = self.attest_release(request, nonce, evidence)
+        attestation = outcome.reasons if outcome is not None else ()
+        decision = evaluate(
+            model.policy,
+            request,
+            received_at,
+            approvals,
+            self.people,
+            self.hosts,
+            at,
+            frozen,
+            conditions=conditions,
+            attestation=attestation,
+        )
         if not decision.allowed:
             raise NotAuthorisedError("the release would not have been allowed: " + "; ".join(decision.reasons))
         if request.request_id in self.releases:
@@ -525,6 +708,7 @@ class CustodyState:
                 f"request {request.request_id[:16]} was already released "
                 f"at entry {self.releases[request.request_id].index}"
             )
+        record = outcome.record if outcome is not None else None
         expected = release_body(
             request,
             approvals,
@@ -532,11 +716,33 @@ class CustodyState:
             model,
             received_at,
             str(body.get("release_nonce")),
+            seen,
+            record,
             self.fingerprint_commitment(request.model_id, request.request_id),
         )
         if body != expected:
             raise MessageError("the entry's body is not what the release decision produces (edited fields)")
-        return ReleaseRecord(request.request_id, request.model_id, request.host_id, expected["release_nonce"], -1)
+        return ReleaseRecord(
+            request.request_id, request.model_id, request.host_id, expected["release_nonce"], -1,
+            quoted_pcrs(record) if record is not None else None,
+        )  # fmt: skip
+
+    def attest_release(
+        self, request: ReleaseRequest, fetch_nonce: str, evidence: FetchEvidence | None, *, live: bool = False
+    ) -> AttestationOutcome:
+        """The attestation rules of a release (``strongroom.custody.attestation.attest_release``) against the
+        enrolment and golden values as they stand; ``live``: also the head's age against the last entry."""
+        return attest_release(
+            request_id=request.request_id,
+            ephemeral=request.ephemeral,
+            fetch_nonce=fetch_nonce,
+            evidence=evidence,
+            host_id=request.host_id,
+            host=self.tpm_hosts.get(request.host_id),
+            policy=self.attest_policy,
+            newest_index=self.last_index if live else None,
+            leaf_hash_of=self.leaf_hash_of,
+        )
 
     def verify_request(self, request: ReleaseRequest) -> None:
         """Signed by the enrolled requester, naming an enrolled host that vouched for the ephemeral key."""
@@ -574,19 +780,33 @@ class CustodyState:
             raise MessageError(f"model.loaded: host reports {report.model_id} on {report.host_id}, not the release's")
         if report.request_id in self.loaded:
             raise AlreadyExistsError(f"model.loaded: already reported for request {report.request_id[:16]}")
-        return {
+        body = {
             "model_id": report.model_id,
             "request_id": report.request_id,
             "host": report.host_id,
             "loaded_at": format_time(report.loaded_at),
             "statement": report.signed.to_json(),
         }
+        if release.quoted is not None:
+            host = self.tpm_hosts.get(release.host_id)
+            if host is None:
+                raise NotAuthorisedError(f"model.loaded: host {release.host_id} has no enrolled TPM")
+            verdict = attest_load(
+                report.quote, release_nonce=release.release_nonce, model_id=release.model_id,
+                release_pcrs=release.quoted, host=host, policy=self.attest_policy,
+            )  # fmt: skip
+            body["attestation"] = verdict["verdict"]
+        return body
 
     # -- replay ------------------------------------------------------------------------------------
 
     def apply(self, index: int, entry: Entry) -> None:
         """Apply one ledger entry; UnverifiableEntryError (nothing applied) if it breaks the authority model."""
         self.last_index = index
+        self.projection.frontier = max(self.projection.frontier, index)
+        if entry.type in PROJECTED_TYPES:
+            self.projection.add(index, entry)
+            return
         if entry.type not in SERVICE_TYPES:
             return
         try:
@@ -598,6 +818,8 @@ class CustodyState:
 
     def _apply(self, index: int, entry: Entry) -> None:
         body, at = entry.body, parse_time(entry.time, "time")
+        if entry.type != "key.released":
+            self.last_exclusive = index
         if entry.type == "authority.changed" and self.authority is None:
             if "authorisation" in body:
                 raise NotAuthorisedError("the first authority entry must be the genesis (no authorisation)")
@@ -609,8 +831,13 @@ class CustodyState:
             if entry.type == "key.released":
                 record = self.check_release(body, at)
                 self.record_release(
-                    ReleaseRecord(record.request_id, record.model_id, record.host_id, record.release_nonce, index)
+                    ReleaseRecord(
+                        record.request_id, record.model_id, record.host_id, record.release_nonce, index, record.quoted
+                    )
                 )
+                return
+            if entry.type == "attest.refused":
+                check_refusal(body)  # a record of a refused fetch: it changes nothing
                 return
             if entry.type == "incident.step":
                 ack = StepAck.parse(SignedMessage.from_json(body.get("statement"), "incident step"))
@@ -643,11 +870,15 @@ def release_body(
     model: RegisteredModel,
     received_at: datetime,
     release_nonce: str,
+    ledger_seen: int | None = None,
+    attestation: dict[str, Any] | None = None,
     fingerprint: str | None = None,
 ) -> dict[str, Any]:
-    """The ``key.released`` body: every signed input of the decision, and its outcome (and, when the model's
-    releases are marked, the commitment to this release's mark)."""
-    body = {
+    """The ``key.released`` body: every signed input of the decision, and its outcome; for a policy with host
+    conditions, also the log size the service had read when it decided (``ledger_seen``), for one that
+    requires attestation the attestation record (quote, ledger head, fetch nonce and verdict), and, when the
+    model's releases are marked, the commitment to this release's mark (``fingerprint``)."""
+    body: dict[str, Any] = {
         "model_id": request.model_id,
         "request_id": request.request_id,
         "request": request.signed.to_json(),
@@ -659,9 +890,37 @@ def release_body(
         "received_at": format_time(received_at),
         "release_nonce": release_nonce,
     }
+    if ledger_seen is not None:
+        body["ledger_seen"] = ledger_seen
+    if attestation is not None:
+        body["attestation"] = attestation
     if fingerprint is not None:
         body["fingerprint"] = fingerprint
     return body
+
+
+def conditional(policy: ModelPolicy) -> bool:
+    """Whether the policy has host conditions (egress control or location), decided on appenders' entries."""
+    return policy.egress is not None or policy.location is not None
+
+
+def refusal_body(request: ReleaseRequest, outcome: AttestationOutcome) -> dict[str, Any]:
+    """The ``attest.refused`` body: which release a failed attestation stopped, why, and the evidence's digest."""
+    return {
+        "model_id": request.model_id,
+        "request_id": request.request_id,
+        "host": request.host_id,
+        "reasons": list(outcome.reasons),
+        "evidence_digest": outcome.evidence_digest,
+    }
+
+
+def check_refusal(body: dict[str, Any]) -> None:
+    reasons = body.get("reasons")
+    if set(body) != {"model_id", "request_id", "host", "reasons", "evidence_digest"} or not (
+        isinstance(reasons, list) and reasons and all(isinstance(r, str) for r in reasons)
+    ):
+        raise MessageError("attest.refused: not a refusal record")
 
 
 def replay(entries: Iterable[tuple[int, Entry]], state: CustodyState | None = None) -> CustodyState:

@@ -496,6 +496,7 @@ class Gateway:
                 self.config.kernel_ceiling_bits_per_s,
             )
             await asyncio.to_thread(self.kernel.apply, rules, 0)
+        before = self.meter.total_bytes  # the kernel is read while forwarding goes on: bracket its instant
         reading = await self._read_kernel()
         tick.reading = reading
         total = self.meter.total_bytes
@@ -515,13 +516,15 @@ class Gateway:
                     self._alarm("rules-changed", {"was": self._digest, "now": reading.rules_digest}, tick)
                 self._digest = reading.rules_digest
                 base_total, base_bytes, base_packets = self._base
+                anchor = total
                 if reading.counter_bytes < base_bytes or reading.counter_packets < base_packets:
                     self._alarm("counters-reset", {"bytes": reading.counter_bytes, "was": base_bytes}, tick)
                 else:
                     result = reconcile(
-                        total - base_total,
+                        max(0, before - base_total),
                         reading.counter_bytes - base_bytes,
                         reading.counter_packets - base_packets,
+                        gateway_high=total - base_total,
                         threshold=self.config.gap_threshold,
                         min_gap_bytes=self.config.min_gap_bytes,
                         header_bytes=self.config.header_bytes,
@@ -530,7 +533,9 @@ class Gateway:
                     kernel_payload = result.kernel_bytes
                     if result.alarm:
                         self._alarm("meter-gap", result.to_json(), tick)
-                self._base = (total, reading.counter_bytes, reading.counter_packets)
+                    # the next interval starts where the gateway stood at the kernel's instant, as near as known
+                    anchor = base_total + result.gateway_bytes
+                self._base = (anchor, reading.counter_bytes, reading.counter_packets)
                 if reading.exhausted:
                     self._exhausted_entries("kernel", reading.used_bytes, reading.quota_bytes)
         self._pending[:0] = [(records.CHECKPOINT, b) for b in self._closed_periods]

@@ -42,13 +42,22 @@ def reconcile(
     kernel_bytes: int,
     kernel_packets: int,
     *,
+    gateway_high: int | None = None,
     threshold: float = DEFAULT_THRESHOLD,
     min_gap_bytes: int = DEFAULT_MIN_GAP,
     header_bytes: int = DEFAULT_HEADER_BYTES,
 ) -> Reconciliation:
-    """Compare one interval's deltas of the two meters."""
+    """Compare one interval's deltas of the two meters.
+
+    The kernel's counters are read by a subprocess while the gateway keeps forwarding, so the gateway's count
+    at the kernel's instant is only known to lie in ``[gateway_bytes, gateway_high]`` (its totals read just
+    before and just after); a kernel figure inside that bracket is no gap. ``gateway_bytes`` reported is the
+    bracket's point nearest the kernel's, the value the next interval should start from.
+    """
+    high = gateway_bytes if gateway_high is None else max(gateway_high, gateway_bytes)
     kernel_payload = max(0, kernel_bytes - kernel_packets * header_bytes)
-    gap = abs(kernel_payload - gateway_bytes)
-    larger = max(kernel_payload, gateway_bytes)
+    nearest = min(max(kernel_payload, gateway_bytes), high)
+    gap = abs(kernel_payload - nearest)
+    larger = max(kernel_payload, nearest)
     ratio = gap / larger if larger else 0.0
-    return Reconciliation(gateway_bytes, kernel_payload, gap, ratio, gap > min_gap_bytes and ratio > threshold)
+    return Reconciliation(nearest, kernel_payload, gap, ratio, gap > min_gap_bytes and ratio > threshold)

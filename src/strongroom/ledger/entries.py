@@ -46,6 +46,12 @@ SCHEMAS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "model.rekeyed": {"model_id": str, "key": dict, "retired": dict, "authorisation": dict},
     "fingerprint.changed": {"model_id": str, "policy": dict, "key_commitment": str, "authorisation": dict},
     "playbook.changed": {"name": str, "digest": str, "document": dict, "authorisation": dict},
+    # custody ties to egress and location (strongroom.custody.projection): officers' changes
+    "appender.changed": {"appender": str, "change": str, "authorisation": dict},
+    "egress.cleared": {"host": str, "alarm_id": str, "authorisation": dict},
+    # attestation (strongroom.custody.attestation): golden values / manufacturer CAs, and refused attestations
+    "attest.policy": {"policy": str, "change": dict, "authorisation": dict},
+    "attest.refused": {"model_id": str, "request_id": str, "host": str, "reasons": list},
     # location (strongroom.geo): a landmark's enrolment or state change (custody service, officers), and a
     # verifier's verdict on a host (appenders allowed geo.verdict): the country, never the measurements
     "geo.landmark": {"landmark": str, "change": str, "authorisation": dict},

@@ -51,10 +51,13 @@ class SafetensorsHeader:
 def parse_safetensors_header(read: Callable[[int, int], bytes], total_length: int, file: str) -> SafetensorsHeader:
     """Read and validate a safetensors header through ``read(start, end)`` over ``total_length`` bytes."""
     if total_length < 8:
-        raise NotSafetensorsError(f"{file}: too short to be a safetensors file ({total_length} bytes)")
+        raise NotSafetensorsError(f"{file}: not a safetensors file (too short: {total_length} bytes)")
     (length,) = struct.unpack("<Q", read(0, 8))
     if length < 2 or length > MAX_HEADER_BYTES or 8 + length > total_length:
-        raise NotSafetensorsError(f"{file}: safetensors header length {length} is out of range")
+        raise NotSafetensorsError(
+            f"{file}: not a safetensors file (its first 8 bytes give a header length of {length}, "
+            f"{'beyond the file' if 8 + length > total_length else 'out of range'})"
+        )
     raw = read(8, 8 + length)
     try:
         value = json.loads(raw)

@@ -92,6 +92,11 @@ def custody_router(service: CustodyService, clock: Callable[[], datetime]) -> AP
         timing = f"release;dur={(time.perf_counter() - start) * 1e3:.2f}"
         return JSONResponse(bundle, headers={"Server-Timing": timing})
 
+    @router.get("/v1/custody/head")
+    async def head() -> Any:
+        """The ledger head a host's release quote binds (the last custody entry: index and leaf hash)."""
+        return await bookkeeping(service.ledger_head)
+
     @router.post("/v1/custody/requests/{request_id}/loaded", status_code=201)
     async def loaded(request_id: str, request: Request) -> Any:
         message = await signed_body(request, "model.loaded")
