@@ -8,8 +8,10 @@ step               what it does (one officer each: it only takes access away)   
 ``revoke-keys``    ``person.offboard`` (the person's key is dead) and             offboarded / retired
                    ``host.retire`` (the host's identity key is dead)
 ``egress-alarm``   an ``egress.alarm`` of kind ``incident`` per host, written     an alarm with that id
-                   by the responder's appender key (the gateway and the egress
-                   state then refuse the host: ``strongroom.egress.state``)
+                   by the responder's appender key; custody counts it (and
+                   refuses the host under egress-conditioned policies until
+                   officers clear it) if officers enrolled that key for the
+                   host beforehand (``appender.enrol``, ``egress.alarm`` only)
 =================  ===========================================================  ======================
 
 Each step ends with an ``incident.step`` acknowledgement signed by the holder of the step's role. Before
