@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from strongroom.custody import admin
-from strongroom.custody.errors import NotAuthorisedError
+from strongroom.custody.errors import NotAuthorisedError, PolicyError
 from strongroom.custody.protocol import OFFICER_READER
 from strongroom.egress.records import time_text
 from strongroom.egress.state import EgressState
@@ -134,3 +134,28 @@ def test_contain_steps_need_an_officer(env: CustodyEnv) -> None:
     with pytest.raises(NotAuthorisedError):
         run_step(stranger, incident, "retire-hosts", Targets(hosts=("gpu-01",)))
     assert count(env, "host.changed", change="retire") == 0
+
+
+def test_the_responders_alarm_blocks_releases_at_the_gate(env: CustodyEnv) -> None:
+    """With the responder's key enrolled for the host (egress.alarm only), the contain step's alarm stops
+    releases to that host under an egress-conditioned policy, until two officers clear it."""
+    from strongroom.custody.policy import EgressRule, ModelPolicy
+    from strongroom.egress.records import CHECKPOINT
+    from tests.custody.ties import checkpoint, enrol_gateway
+
+    env.admin(admin.change_policy(ModelPolicy(env.model_id, 3, 2, egress=EgressRule(300))))
+    gateway = enrol_gateway(env.admin, env.data, "gpu-01", env.url)
+    gateway.append(CHECKPOINT, checkpoint("gpu-01"))
+    responder = Signer.generate("ed25519")
+    responder_appender(env.data, "incident", responder.verifier)
+    env.admin(admin.enrol_appender("incident-gpu-01", responder.verifier.pem().decode(), ["egress.alarm"], "gpu-01"))
+    proposal = admin.declare_incident("person:dave", "suspected")  # a scope that does not cover this release
+    env.admin(proposal, "otto")
+    incident = str(proposal.change["incident"])
+    run_step(port(env, "operator", responder=responder), incident, "egress-alarm", Targets(hosts=("gpu-01",)))
+    host, _, request_id = env.approved()
+    with pytest.raises(PolicyError, match="open egress alarm"):
+        env.client.release(request_id, host.fetch(request_id))
+    env.admin(admin.clear_egress_alarm("gpu-01", alarm_id(incident, "gpu-01"), "contained"))
+    gateway.append(CHECKPOINT, checkpoint("gpu-01"))
+    assert env.client.release(request_id, host.fetch(request_id))["approvers"] == ["bob", "carol"]
