@@ -60,18 +60,35 @@ def demo(
 
 def demo_incident(
     workdir: Annotated[
-        Path | None, typer.Option(help="Directory for the demo's keys, sealed models and timeline (default: temp).")
+        Path | None,
+        typer.Option(help="Directory for the demo's keys, sealed models and timeline (kept; default: a temp dir)."),
     ] = None,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep the temporary work directory (about 300 MB) and timeline.html.")
+    ] = False,
     json_out: JsonOption = False,
 ) -> None:
-    """The weight-leak playbook end to end: declare and freeze, contain, timeline, attribute, rotate, lift."""
+    """The weight-leak playbook end to end: declare and freeze, contain, timeline, attribute, rotate, lift.
+
+    Needs the torch extra (the bundled model). Its work directory is removed unless --keep or --workdir."""
+    require("torch", "strongroom demo-incident")
+    if workdir is not None and workdir.exists() and (not workdir.is_dir() or any(workdir.iterdir())):
+        raise StrongroomError(f"{workdir}: demo directory must be empty or absent")
     from strongroom.incident.demo import run_incident_demo
 
+    temporary = workdir is None
     target = workdir or Path(tempfile.mkdtemp(prefix="strongroom-incident-"))
-    if workdir is not None and workdir.exists() and any(workdir.iterdir()):
-        raise StrongroomError(f"{workdir}: demo directory must be empty or absent")
+    kept = keep or not temporary
+    if not json_out:
+        what = "kept at the end" if kept else "removed at the end; --keep keeps it"
+        console.print(f"work directory {target} ({what})", soft_wrap=True)
     say = (lambda _: None) if json_out else (lambda line: console.print(f"[green]•[/] {line}", highlight=False))
-    story = run_incident_demo(target, say)
+    try:
+        story = run_incident_demo(target, say)
+    finally:
+        if not kept:
+            shutil.rmtree(target, ignore_errors=True)
+    story["workdir_kept"] = kept
     if json_out:
         print_json(story)
     if not story["audit"]["ok"] or story["timeline_culprit"] != story["leaked_release"]:
