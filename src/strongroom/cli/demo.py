@@ -58,5 +58,45 @@ def demo(
         raise StrongroomError("demo failed: the released model's embedding differs from the original's")
 
 
+def demo_incident(
+    workdir: Annotated[
+        Path | None,
+        typer.Option(help="Directory for the demo's keys, sealed models and timeline (kept; default: a temp dir)."),
+    ] = None,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep the temporary work directory (about 300 MB) and timeline.html.")
+    ] = False,
+    json_out: JsonOption = False,
+) -> None:
+    """The weight-leak playbook end to end: declare and freeze, contain, timeline, attribute, rotate, lift.
+
+    Needs the torch extra (the bundled model). Its work directory is removed unless --keep or --workdir."""
+    require("torch", "strongroom demo-incident")
+    if workdir is not None and workdir.exists() and (not workdir.is_dir() or any(workdir.iterdir())):
+        raise StrongroomError(f"{workdir}: demo directory must be empty or absent")
+    from strongroom.incident.demo import run_incident_demo
+
+    temporary = workdir is None
+    target = workdir or Path(tempfile.mkdtemp(prefix="strongroom-incident-"))
+    kept = keep or not temporary
+    if not json_out:
+        what = "kept at the end" if kept else "removed at the end; --keep keeps it"
+        console.print(f"work directory {target} ({what})", soft_wrap=True)
+    say = (lambda _: None) if json_out else (lambda line: console.print(f"[green]•[/] {line}", highlight=False))
+    try:
+        story = run_incident_demo(target, say)
+    finally:
+        if not kept:
+            shutil.rmtree(target, ignore_errors=True)
+    story["workdir_kept"] = kept
+    if json_out:
+        print_json(story)
+    if not story["audit"]["ok"] or story["timeline_culprit"] != story["leaked_release"]:
+        raise StrongroomError("incident demo failed: the audit refused an entry or the timeline named another release")
+    if story["attributed"] != story["leaked_release"]:
+        raise StrongroomError("incident demo failed: attribution named another release")
+
+
 def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
+    app.command("demo-incident")(demo_incident)

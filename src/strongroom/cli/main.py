@@ -17,6 +17,7 @@ from strongroom.cli import demo as demo_cli
 from strongroom.cli import egress as egress_cli
 from strongroom.cli import geo as geo_cli
 from strongroom.cli import hosts as hosts_cli
+from strongroom.cli import incident as incident_cli
 from strongroom.cli import init as init_cli
 from strongroom.cli import keys as keys_cli
 from strongroom.cli import ledger as ledger_cli
@@ -78,6 +79,7 @@ custody_cli.register(app)
 meetings_cli.register(app)
 geo_cli.register(app)
 egress_cli.register(app)
+incident_cli.register(app)
 
 
 @functools.cache

@@ -195,6 +195,26 @@ def change_authority(authority: Authority) -> Proposal:
     return Proposal("authority.change", authority.to_json())
 
 
+def rekey_model(model_id: str, key: WrappedKey, retires: str, reason: str = "") -> Proposal:
+    """Replace ``model_id``'s data key with ``key`` (a re-seal's), retiring the key whose digest is ``retires``."""
+    change: dict[str, Any] = {"model_id": model_id, "key": key.to_json(), "retires": retires}
+    if reason:
+        change["reason"] = reason
+    return Proposal("model.rekey", change)
+
+
+def adopt_playbook(name: str, document: dict[str, Any]) -> Proposal:
+    """Adopt an organisation's own playbook (CACAO 2.0 JSON) under ``name``: threshold officers co-sign."""
+    return Proposal("incident.playbook", {"name": name, "document": document})
+
+
+def set_fingerprint(model_id: str, policy: dict[str, Any], key_commitment: str) -> Proposal:
+    """Mark (or stop marking) ``model_id``'s releases: ``policy`` is ``FingerprintPolicy.to_json()`` without the
+    model id; ``key_commitment`` names the fingerprint key the custody server holds. Threshold officers."""
+    change = {"model_id": model_id, "policy": {k: v for k, v in policy.items() if k != "model_id"}}
+    return Proposal("model.fingerprint", {**change, "key_commitment": key_commitment})
+
+
 def enrol_appender(appender: str, public_key: str, types: Sequence[str], host: str | None = None) -> Proposal:
     """A key whose egress entries (for ``host``: its gateway) or location verdicts custody will count."""
     change: dict[str, Any] = {"change": "enrol", "appender": appender, "public_key": public_key,

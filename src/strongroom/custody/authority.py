@@ -90,6 +90,19 @@ WRITERS: dict[str, Writer] = {
         "the acknowledgement signed by whoever holds the step's role (an officer, a custodian, or another active "
         "person), for an incident on the ledger",
     ),
+    "model.rekeyed": Writer(
+        "custody service",
+        "model.rekey co-signed by threshold officers: the new wrapped key is bound to the same model id and "
+        "registered nowhere else, and it retires exactly the key registered until then (at the entry's time)",
+    ),
+    "fingerprint.changed": Writer(
+        "custody service",
+        "model.fingerprint co-signed by threshold officers: whether and how the model's releases are marked, "
+        "and the commitment to the fingerprint key (each later release then carries its mark's commitment)",
+    ),
+    "playbook.changed": Writer(
+        "custody service", "incident.playbook co-signed by threshold officers: the organisation's playbook under a name"
+    ),
     "attest.policy": Writer(
         "custody service",
         "policy.golden (a host class's golden PCR values) or policy.tpm-ca (a TPM manufacturer CA) co-signed by "
@@ -138,6 +151,9 @@ ENTRY_FOR_ACTION = {
     "authority.change": "authority.changed",
     "incident.declare": "incident.changed",
     "incident.lift": "incident.changed",
+    "model.rekey": "model.rekeyed",
+    "model.fingerprint": "fingerprint.changed",
+    "incident.playbook": "playbook.changed",
     "appender.enrol": "appender.changed",
     "appender.retire": "appender.changed",
     "egress.clear": "egress.cleared",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -28,6 +28,9 @@ from strongroom.keys.released import ReleasedKey
 from strongroom.keys.shamir import ReencryptedShare, host_combine
 from strongroom.memory import wipe
 from strongroom.signing import SigningKey
+
+if TYPE_CHECKING:
+    from strongroom.incident.fingerprint import FingerprintPolicy, ReleaseKey
 
 
 @dataclass
@@ -104,6 +107,26 @@ class HostSession:
             return ReleasedKey(wrapped, data_key)
         finally:
             wipe(data_key)
+
+    def open_fingerprint(self, bundle: dict[str, Any]) -> tuple[ReleaseKey, FingerprintPolicy] | None:
+        """This release's mark (``ReleaseKey``, ``FingerprintPolicy``) if the model's releases are marked, checked
+        against the commitment the ledger carries for the release; None if the release is not marked."""
+        mark = bundle.get("fingerprint")
+        if mark is None:
+            return None
+        from strongroom.incident.errors import FingerprintError
+        from strongroom.incident.fingerprint import FingerprintPolicy, ReleaseKey, release_commitment
+
+        info = release_info(bundle["request_id"], bundle["model_id"], self.host_id) + b"/fingerprint"
+        try:
+            policy = FingerprintPolicy.from_json(mark["policy"])
+            expected = release_commitment(bundle["request_id"], mark["key_commitment"], policy)
+            if expected != mark["commitment"] or policy.model_id != bundle["model_id"]:
+                raise CustodyError("release bundle: the mark's policy is not the one its commitment names")
+            secret = open_as_host(self.ephemeral, base64.b64decode(mark["sealed"]), info)
+        except (FingerprintError, KeyProviderError, KeyError, TypeError, ValueError) as exc:
+            raise CustodyError(f"release bundle: the fingerprint does not open for this host: {exc}") from None
+        return ReleaseKey(bundle["request_id"], secret, mark["key_commitment"]), policy  # the caller wipes it
 
     def _unseal(self, sealed_json: bytearray, model: str) -> bytearray:
         """Declare the model in the TPM (extend the model PCR with its measurement), then unseal the data key:

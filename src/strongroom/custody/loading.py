@@ -42,6 +42,7 @@ def load_released(
     Returns (the verified model, a summary). If verification fails nothing is returned and no load is logged.
     """
     bundle = fetch_release(client, host, request_id, wait)
+    mark = host.open_fingerprint(bundle)
     released = host.open_release(bundle)
     try:
         verified = load_verified(sealed, released, expected_model_id=bundle["model_id"], framework=framework)
@@ -49,6 +50,14 @@ def load_released(
         released.close()
     if not verified.tensors:
         raise CustodyError(f"{sealed}: no tensors loaded")
+    applied = None
+    if mark is not None:  # after the model id was verified: the mark is a deliberate, recorded change
+        from strongroom.incident.fingerprint import apply_fingerprint
+
+        try:
+            applied = apply_fingerprint(verified.tensors, *mark).to_json()
+        finally:
+            mark[0].wipe()
     receipt = client.loaded(request_id, host.loaded(bundle))
     summary = {
         "request_id": request_id,
@@ -57,5 +66,6 @@ def load_released(
         "approvers": bundle["approvers"],
         "released_entry": bundle["ledger"],
         "loaded_entry": receipt,
+        "fingerprint": applied,
     }
     return verified, summary

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -529,8 +530,10 @@ PERSON_ACTIONS = {
     f"person.{kind}" for kind in ("enrol", "position", "vetted", "agreement", "signal", "clear", "offboard")
 }
 HOST_ACTIONS = {"host.enrol", "host.retire"}
-MODEL_ACTIONS = {"model.register", "model.policy"}
+MODEL_ACTIONS = {"model.register", "model.policy", "model.rekey", "model.fingerprint"}
 INCIDENT_ACTIONS = {"incident.declare", "incident.lift"}
+PLAYBOOK_ACTION = "incident.playbook"
+PLAYBOOK_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 APPENDER_ACTIONS = {"appender.enrol", "appender.retire"}  # keys that write egress and location entries
 EGRESS_ACTIONS = {"egress.clear"}  # clearing a host's egress alarm
 LANDMARK_ACTIONS = {f"landmark.{kind}" for kind in ("enrol", "retire", "flag", "clear")}
@@ -543,7 +546,7 @@ ACTIONS = (
     | INCIDENT_ACTIONS
     | TIE_ACTIONS
     | ATTEST_ACTIONS
-    | {"authority.change"}
+    | {"authority.change", PLAYBOOK_ACTION}
 )
 SCOPE_KINDS = ("model", "host", "person")
 SEVERITIES = ("suspected", "confirmed")
@@ -584,6 +587,35 @@ class IncidentChange:
             return cls(hex_text(change, "incident", what, exact=16), "declare", scope, change["severity"])
         check_fields(change, {"change", "incident", "reason"}, {"change", "incident"}, what)
         return cls(hex_text(change, "incident", what, exact=16), "lift", "", "")
+
+
+@dataclass(frozen=True)
+class ModelRekey:
+    """A model's data key replaced after a re-seal (incident rotation): the new wrapped key, bound to the same
+    model id, and the digest of the key it retires (which must be the one registered now)."""
+
+    model_id: str
+    key: WrappedKey
+    retires: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class FingerprintChoice:
+    """A model's fingerprint policy (``strongroom.incident.fingerprint.FingerprintPolicy`` as JSON, without the
+    model id) and the commitment to the custody-held fingerprint key every release mark derives from."""
+
+    model_id: str
+    policy: dict[str, Any]
+    key_commitment: str
+
+
+@dataclass(frozen=True)
+class PlaybookChange:
+    """An organisation's own playbook (CACAO 2.0 JSON), adopted under a name by threshold officers."""
+
+    name: str
+    document: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -712,6 +744,12 @@ class AdminChange:
             parsed.authority()
         elif action in INCIDENT_ACTIONS:
             parsed.incident()
+        elif action == "model.rekey":
+            parsed.rekey()
+        elif action == "model.fingerprint":
+            parsed.fingerprint()
+        elif action == PLAYBOOK_ACTION:
+            parsed.playbook()
         elif action in TIE_ACTIONS:
             from strongroom.custody.projection import parse_tie_change
 
@@ -729,6 +767,8 @@ class AdminChange:
             return "authority"
         if self.action in INCIDENT_ACTIONS:
             return f"incident:{self.change.get('incident')}"
+        if self.action == PLAYBOOK_ACTION:
+            return f"playbook:{self.change.get('name')}"
         if self.action in APPENDER_ACTIONS:
             return f"appender:{self.change.get('appender')}"
         if self.action in LANDMARK_ACTIONS:
@@ -762,6 +802,40 @@ class AdminChange:
 
     def incident(self) -> IncidentChange:
         return IncidentChange.parse(self.action, self.change)
+
+    def rekey(self) -> ModelRekey:
+        what, change = "model rekey", self.change
+        check_fields(change, {"model_id", "key", "retires", "reason"}, {"model_id", "key", "retires"}, what)
+        try:
+            key = WrappedKey.from_json(change["key"])
+        except KeyProviderError as exc:
+            raise MessageError(f"{what}: {exc}") from None
+        retires = text(change, "retires", what, 71)
+        if not _agreement_digest(retires):
+            raise MessageError(f"{what}: retires must be the retired key's digest, sha256:<64 hex>")
+        reason = text(change, "reason", what, 1000) if "reason" in change else ""
+        return ModelRekey(model_id(change, what), key, retires, reason)
+
+    def fingerprint(self) -> FingerprintChoice:
+        what, change = "fingerprint policy", self.change
+        check_fields(change, {"model_id", "policy", "key_commitment"}, {"model_id", "policy", "key_commitment"}, what)
+        policy, commitment = change["policy"], text(change, "key_commitment", what, 71)
+        if not isinstance(policy, dict) or "model_id" in policy:
+            raise MessageError(f"{what}: policy must be an object (without model_id)")
+        if not _agreement_digest(commitment):
+            raise MessageError(f"{what}: key_commitment must be sha256:<64 hex>")
+        return FingerprintChoice(model_id(change, what), policy, commitment)
+
+    def playbook(self) -> PlaybookChange:
+        what, change = "playbook change", self.change
+        check_fields(change, {"name", "document"}, {"name", "document"}, what)
+        name = text(change, "name", what, 64)
+        if not PLAYBOOK_NAME.fullmatch(name):
+            raise MessageError(f"{what}: name must be lower-case letters, digits and hyphens")
+        document = change["document"]
+        if not isinstance(document, dict) or document.get("type") != "playbook":
+            raise MessageError(f"{what}: document must be a CACAO playbook object")
+        return PlaybookChange(name, document)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import secrets
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from strongroom.attest.binding import seal_to_tpm
 from strongroom.attest.errors import AttestError
@@ -83,6 +83,9 @@ from strongroom.memory import wipe
 from strongroom.people import PeopleError
 from strongroom.signing import Signer
 
+if TYPE_CHECKING:
+    from strongroom.incident.fingerprint import FingerprintKey
+
 
 class CustodyService:
     """Custody decisions over a store, the ledger (state and log), and the key providers."""
@@ -102,6 +105,7 @@ class CustodyService:
         self.service_key = service_key
         self.providers = providers
         self.clock = clock
+        self.fingerprint_keys: dict[str, FingerprintKey] = {}  # key commitment -> key (incident attribution)
         self._lock = StateLock()
         self._loads = threading.Lock()
         self.state = replay(log.scan(SERVICE_TYPES | PROJECTED_TYPES), CustodyState(leaf_hash_of=self._leaf_hash))
@@ -130,6 +134,8 @@ class CustodyService:
             prepared = self.state.prepare(change, now)
             if change.action == "model.register":
                 self._check_binding(change.registration().key)
+            elif change.action == "model.rekey":
+                self._check_binding(change.rekey().key)
             receipt = self._log_change(prepared, now)
         if openings:
             index = int(receipt["index"])
@@ -404,6 +410,7 @@ class CustodyService:
         model = self.state.model(request.model_id)
         if model.key.provider != SHAMIR:
             self._provider_for(model.key)  # fail closed before anything is claimed or logged
+        self._fingerprint_key(request.model_id)  # likewise: a marked model's release needs its mark
         with self._lock.shared():
             # the appenders' egress and location entries so far: the decision's inputs, named in the entry
             seen = self.state.projection.catch_up(self.log) if conditional(model.policy) else None
@@ -428,7 +435,10 @@ class CustodyService:
                     self._refused(request, attested, fetch, now)
                 raise
             record = attested.record if attested is not None else None
-            body = release_body(request, approvals, decision, model, received_at, secrets.token_hex(16), seen, record)
+            fingerprint = self.state.fingerprint_commitment(request.model_id, request_id)
+            body = release_body(
+                request, approvals, decision, model, received_at, secrets.token_hex(16), seen, record, fingerprint
+            )
             try:
                 receipt = self.log.append_event("key.released", body, self.service_key, format_time(now))
             except BaseException as exc:
@@ -485,6 +495,9 @@ class CustodyService:
             delivery = {"wrapped_key": self._unwrap_and_seal(model.key, request.ephemeral, info, bind)}
             if bind is not None:
                 delivery["tpm_bound"] = True
+        mark = self._fingerprint_key(request.model_id)
+        if mark is not None:
+            delivery["fingerprint"] = self._seal_mark(mark, request, body)
         return {
             "request_id": request.request_id,
             "model_id": request.model_id,
@@ -570,6 +583,43 @@ class CustodyService:
             return self.store.write(record_share)
         except DuplicateError:
             raise AlreadyExistsError("share delivery: this custodian or this share was already delivered") from None
+
+    def hold_fingerprint_key(self, key: FingerprintKey) -> None:
+        """Keep a fingerprint key (``strongroom.incident.fingerprint.FingerprintKey``) for marking releases."""
+        self.fingerprint_keys[key.commitment] = key
+
+    def _fingerprint_key(self, model_id: str) -> FingerprintKey | None:
+        """The key a release of ``model_id`` is marked with (None: not marked); unavailable fails closed."""
+        record = self.state.fingerprints.get(model_id)
+        if record is None or not record.enabled:
+            return None
+        key = self.fingerprint_keys.get(record.key_commitment)
+        if key is None:
+            raise UnavailableError(
+                f"model {model_id[:23]} is marked at release, but this server does not hold its fingerprint key "
+                f"({record.key_commitment[:23]}); nothing released"
+            )
+        return key
+
+    def _seal_mark(self, key: FingerprintKey, request: ReleaseRequest, body: dict[str, Any]) -> dict[str, Any]:
+        """This release's mark secret sealed to the host's ephemeral key, with the policy to apply it by."""
+        release_key = key.release_key(request.request_id)
+        info = release_info(request.request_id, request.model_id, request.host_id) + b"/fingerprint"
+        try:
+            sealed = base64.b64encode(
+                seal_to_host(public_from_bytes(request.ephemeral), release_key.secret, info)
+            ).decode()
+        except HpkeError as exc:
+            raise MessageError(f"the host's ephemeral key is unusable: {exc}") from None
+        finally:
+            release_key.wipe()
+        record = self.state.fingerprints[request.model_id]
+        return {
+            "sealed": sealed,
+            "policy": record.policy,
+            "key_commitment": record.key_commitment,
+            "commitment": body["fingerprint"],
+        }
 
     def _tpm_binding(self, request: ReleaseRequest, body: dict[str, Any]) -> Callable[[bytearray], bytes] | None:
         """For an attested release: what turns the data key into a blob only the host's TPM opens, and only in

@@ -60,6 +60,7 @@ from strongroom.custody.projection import (
 )
 from strongroom.custody.protocol import (
     OFFICER_READER,
+    PLAYBOOK_ACTION,
     TIE_ACTIONS,
     AdminChange,
     Approval,
@@ -149,6 +150,38 @@ class Incident:
         )
 
 
+@dataclass(frozen=True)
+class RetiredKey:
+    """A model's data key replaced by a rekey: releases logged before ``retired_at`` named it and still
+    verify (replay meets them while it was registered); nothing after may name it (CT's retired log)."""
+
+    model_id: str
+    reference: dict[str, str]
+    retired_at: datetime
+    index: int
+
+
+@dataclass(frozen=True)
+class FingerprintRecord:
+    """A model's fingerprint policy as the ledger set it (``fingerprint.changed``)."""
+
+    policy: dict[str, Any]  # FingerprintPolicy.to_json()
+    key_commitment: str
+    index: int
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.policy.get("enabled"))
+
+
+@dataclass(frozen=True)
+class AdoptedPlaybook:
+    name: str
+    digest: str
+    document: dict[str, Any]
+    index: int
+
+
 @dataclass
 class Prepared:
     """An authorised, validated change: the entry to log, and the update to make once it is durable."""
@@ -173,6 +206,9 @@ class CustodyState:
     loaded: set[str] = field(default_factory=set)
     used: set[str] = field(default_factory=set)  # administrative nonces and change ids
     incidents: dict[str, Incident] = field(default_factory=dict)
+    retired_keys: dict[str, RetiredKey] = field(default_factory=dict)  # key digest -> when and why retired
+    playbooks: dict[str, AdoptedPlaybook] = field(default_factory=dict)  # name -> the organisation's playbook
+    fingerprints: dict[str, FingerprintRecord] = field(default_factory=dict)  # model id -> its mark policy
     tpm_hosts: dict[str, AttestedHost] = field(default_factory=dict)  # hosts enrolled with TPM evidence
     attest_policy: AttestPolicy = field(default_factory=AttestPolicy)
     leaf_hash_of: Callable[[int], bytes | None] | None = None  # set by whoever holds the log's leaves
@@ -224,6 +260,12 @@ class CustodyState:
             prepared = self._register(change, auth)
         elif action == "model.policy":
             prepared = self._policy(change, auth)
+        elif action == "model.rekey":
+            prepared = self._rekey(change, auth, at)
+        elif action == PLAYBOOK_ACTION:
+            prepared = self._playbook(change, auth)
+        elif action == "model.fingerprint":
+            prepared = self._fingerprint(change, auth)
         elif action.startswith("incident."):
             prepared = self._incident(change, auth, at)
         elif action in TIE_ACTIONS:
@@ -344,6 +386,89 @@ class CustodyState:
         return Prepared(
             "policy.changed", {"model_id": policy.model_id, "policy": policy.rules(), "authorisation": auth}, commit
         )
+
+    def _rekey(self, change: AdminChange, auth: dict[str, Any], at: datetime) -> Prepared:
+        rekey = change.rekey()
+        current = self.model(rekey.model_id)
+        old = key_reference(current.key)
+        if not hmac.compare_digest(rekey.retires, old["digest"]):
+            raise MessageError(
+                f"model rekey: retires {rekey.retires[:23]}, but {rekey.model_id}'s key is {old['digest'][:23]}"
+            )
+        if rekey.key.binding.model_id != rekey.model_id:
+            raise MessageError(
+                f"model rekey: the new key is bound to model {rekey.key.binding.model_id}, not {rekey.model_id}"
+            )
+        for mark in (key_digest(rekey.key), "seal:" + rekey.key.binding.seal_id):
+            if mark in self.registered_keys:
+                raise AlreadyExistsError(
+                    f"model rekey: the new key (or its seal) was registered before, for {self.registered_keys[mark]}"
+                )
+        body = {
+            "model_id": rekey.model_id,
+            "key": rekey.key.to_json(),
+            "retired": {**old, "retired_at": format_time(at)},
+            "authorisation": auth,
+        }
+
+        def commit() -> None:
+            self.models[rekey.model_id] = RegisteredModel(current.policy, rekey.key, self.last_index)
+            self.registered_keys[key_digest(rekey.key)] = rekey.model_id
+            self.registered_keys["seal:" + rekey.key.binding.seal_id] = rekey.model_id
+            self.retired_keys[old["digest"]] = RetiredKey(rekey.model_id, old, at, self.last_index)
+
+        return Prepared("model.rekeyed", body, commit)
+
+    def _fingerprint(self, change: AdminChange, auth: dict[str, Any]) -> Prepared:
+        from strongroom.incident.errors import FingerprintError
+        from strongroom.incident.fingerprint import FingerprintPolicy
+
+        choice = change.fingerprint()
+        self.model(choice.model_id)
+        try:
+            policy = FingerprintPolicy.from_json({"model_id": choice.model_id, **choice.policy})
+        except FingerprintError as exc:
+            raise MessageError(str(exc)) from None
+        body = {
+            "model_id": choice.model_id,
+            "policy": policy.to_json(),
+            "key_commitment": choice.key_commitment,
+            "authorisation": auth,
+        }
+
+        def commit() -> None:
+            self.fingerprints[choice.model_id] = FingerprintRecord(
+                policy.to_json(), choice.key_commitment, self.last_index
+            )
+
+        return Prepared("fingerprint.changed", body, commit)
+
+    def fingerprint_commitment(self, model_id: str, request_id: str) -> str | None:
+        """The commitment a release of ``model_id`` carries for its mark (None: releases are not marked)."""
+        from strongroom.incident.fingerprint import FingerprintPolicy, release_commitment
+
+        record = self.fingerprints.get(model_id)
+        if record is None or not record.enabled:
+            return None
+        return release_commitment(request_id, record.key_commitment, FingerprintPolicy.from_json(record.policy))
+
+    def _playbook(self, change: AdminChange, auth: dict[str, Any]) -> Prepared:
+        from strongroom.incident.errors import PlaybookError
+        from strongroom.incident.playbook import Playbook
+
+        adopted = change.playbook()
+        try:
+            playbook = Playbook.parse(adopted.document)
+        except PlaybookError as exc:
+            raise MessageError(f"playbook change: {exc}") from None
+        body = {"name": adopted.name, "digest": playbook.digest, "document": adopted.document, "authorisation": auth}
+
+        def commit() -> None:
+            self.playbooks[adopted.name] = AdoptedPlaybook(
+                adopted.name, playbook.digest, adopted.document, self.last_index
+            )
+
+        return Prepared("playbook.changed", body, commit)
 
     def _incident(self, change: AdminChange, auth: dict[str, Any], at: datetime) -> Prepared:
         parsed = change.incident()
@@ -585,7 +710,15 @@ class CustodyState:
             )
         record = outcome.record if outcome is not None else None
         expected = release_body(
-            request, approvals, decision, model, received_at, str(body.get("release_nonce")), seen, record
+            request,
+            approvals,
+            decision,
+            model,
+            received_at,
+            str(body.get("release_nonce")),
+            seen,
+            record,
+            self.fingerprint_commitment(request.model_id, request.request_id),
         )
         if body != expected:
             raise MessageError("the entry's body is not what the release decision produces (edited fields)")
@@ -739,10 +872,12 @@ def release_body(
     release_nonce: str,
     ledger_seen: int | None = None,
     attestation: dict[str, Any] | None = None,
+    fingerprint: str | None = None,
 ) -> dict[str, Any]:
     """The ``key.released`` body: every signed input of the decision, and its outcome; for a policy with host
-    conditions, also the log size the service had read when it decided (``ledger_seen``), and for one that
-    requires attestation the attestation record (quote, ledger head, fetch nonce and verdict)."""
+    conditions, also the log size the service had read when it decided (``ledger_seen``), for one that
+    requires attestation the attestation record (quote, ledger head, fetch nonce and verdict), and, when the
+    model's releases are marked, the commitment to this release's mark (``fingerprint``)."""
     body: dict[str, Any] = {
         "model_id": request.model_id,
         "request_id": request.request_id,
@@ -759,6 +894,8 @@ def release_body(
         body["ledger_seen"] = ledger_seen
     if attestation is not None:
         body["attestation"] = attestation
+    if fingerprint is not None:
+        body["fingerprint"] = fingerprint
     return body
 
 

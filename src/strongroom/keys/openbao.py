@@ -256,6 +256,38 @@ class OpenBaoTransit:
         dek = _decode_key(self._data(response, path).get("plaintext"), self._address)
         return dek
 
+    # -- key versions (incident rotation) ----------------------------------------------------------
+
+    def versions(self) -> tuple[int, int]:
+        """The transit key's ``(latest_version, min_decryption_version)``."""
+        path = f"/v1/{self._mount}/keys/{quote(self._key_name, safe='')}"
+        response = self._request("GET", path)
+        if response.status_code != 200:
+            raise self._not_found_or(response, "read key")
+        data = self._data(response, path)
+        latest, minimum = data.get("latest_version"), data.get("min_decryption_version")
+        if not isinstance(latest, int) or not isinstance(minimum, int):
+            raise ProviderUnavailableError(f"OpenBao at {self._address}: key read lacks its versions")
+        return latest, minimum
+
+    def rotate(self) -> int:
+        """A new version of the transit key; new wraps use it. Returns the new latest version."""
+        path = self._path("keys") + "/rotate"
+        response = self._request("POST", path, {})
+        if response.status_code not in (200, 204):
+            raise self._not_found_or(response, "rotate")
+        return self.versions()[0]
+
+    def set_min_decryption_version(self, version: int) -> None:
+        """Refuse to decrypt anything wrapped under a version below ``version`` (a retired key stays retired
+        unless someone with the transit key's config policy lowers it again, which the ledger does not see)."""
+        path = self._path("keys") + "/config"
+        response = self._request("POST", path, {"min_decryption_version": version})
+        if response.status_code not in (200, 204):
+            raise self._not_found_or(response, "config")
+        if self.versions()[1] != version:
+            raise ProviderUnavailableError(f"OpenBao at {self._address}: min_decryption_version did not take")
+
     def close(self) -> None:
         """Close the HTTP client."""
         if self._client is not None:

@@ -172,6 +172,27 @@ def create_kek(module: str, token_label: str, pin: str, key_label: str) -> None:
         _release(login)
 
 
+def destroy_kek(module: str, token_label: str, pin: str, key_label: str) -> None:
+    """Destroy the AES KEK labelled ``key_label`` inside the token (C_DestroyObject): every data key wrapped
+    under it stops unwrapping, for good. Used to retire a compromised model key after a re-seal."""
+    login = _acquire(module, token_label, pin)
+    try:
+        with login.lock:
+            kek = _find_kek(login.session, token_label, key_label)
+            if kek is None:
+                raise KekNotFoundError(f"PKCS#11 token {token_label!r} holds no AES key labelled {key_label!r}")
+            try:
+                kek.destroy()
+            except p11.PKCS11Error as exc:
+                raise KeyProviderError(
+                    f"PKCS#11 token {token_label!r}: cannot destroy KEK {key_label!r} ({exc!r})"
+                ) from None
+            if _find_kek(login.session, token_label, key_label) is not None:
+                raise KeyProviderError(f"PKCS#11 token {token_label!r}: KEK {key_label!r} still present after destroy")
+    finally:
+        _release(login)
+
+
 class Pkcs11Provider:
     """Key provider backed by an AES KEK inside a PKCS#11 token; operations on the token are serialised."""
 

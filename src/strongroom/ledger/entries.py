@@ -43,6 +43,9 @@ SCHEMAS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "model.evaluated": {"model_id": str, "suite": str, "results": dict, "evaluator": str},
     "incident.changed": {"incident": str, "change": str, "authorisation": dict},
     "incident.step": {"incident": str, "step": str, "role": str, "statement": dict},
+    "model.rekeyed": {"model_id": str, "key": dict, "retired": dict, "authorisation": dict},
+    "fingerprint.changed": {"model_id": str, "policy": dict, "key_commitment": str, "authorisation": dict},
+    "playbook.changed": {"name": str, "digest": str, "document": dict, "authorisation": dict},
     # custody ties to egress and location (strongroom.custody.projection): officers' changes
     "appender.changed": {"appender": str, "change": str, "authorisation": dict},
     "egress.cleared": {"host": str, "alarm_id": str, "authorisation": dict},

@@ -91,8 +91,12 @@ def seal_bytes(
     data_key: bytes | bytearray,
     wrapped: WrappedKey,
     segment_size: int = DEFAULT_SEGMENT_SIZE,
+    content_type: str = "file",
+    threads: int = 1,
+    progress: Progress | None = None,
 ) -> SealedHeader:
-    """Seal in-memory plaintext (a transcript, a manifest) into ``dst`` atomically; no clear text on disk."""
+    """Seal in-memory plaintext (a transcript, a manifest, a file being re-sealed) into ``dst`` atomically; no
+    clear text on disk. ``content_type`` is the type the plaintext was sealed with before (a re-seal)."""
     check_binding_matches(wrapped, seal_id, str(dst))
     source = memoryview(data).cast("B")
     header = SealedHeader(
@@ -103,9 +107,9 @@ def seal_bytes(
         plaintext_length=source.nbytes,
         plaintext_digest=plaintext_digest(data_key, seal_id, source),
         key_commitment=key_commitment(data_key, seal_id),
-        content_type="file",
+        content_type=content_type,
     )
-    _write_sealed(source, Path(dst), header, data_key, 1, None)
+    _write_sealed(source, Path(dst), header, data_key, threads, progress)
     return header
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
@@ -104,6 +105,26 @@ def _appenders_in(folder: Path) -> Appenders:
         raise ServerSettingsError(f"{folder}: {exc}") from None
 
 
+if TYPE_CHECKING:
+    from strongroom.incident.fingerprint import FingerprintKey
+
+
+def fingerprint_keys(data_dir: Path, providers: list[KeyProvider]) -> list[FingerprintKey]:
+    """The fingerprint keys in ``DATA/fingerprints/*.key`` (sealed files), opened with whichever provider
+    wrapped each (``strongroom incident fingerprint-key`` writes them)."""
+    from strongroom.incident.fingerprint import FingerprintKey
+    from strongroom.seal import SealedModel
+
+    keys: list[FingerprintKey] = []
+    for path in sorted((data_dir / "fingerprints").glob("*.key")):
+        wrapped = SealedModel.inspect(path).key
+        provider = next((p for p in providers if (p.provider, p.key_id) == (wrapped.provider, wrapped.key_id)), None)
+        if provider is None:
+            raise ServerSettingsError(f"{path}: no configured key provider is {wrapped.provider}:{wrapped.key_id}")
+        keys.append(FingerprintKey.load(path, provider))
+    return keys
+
+
 def open_services(
     data_dir: Path,
     database: str | None = None,
@@ -133,6 +154,8 @@ def open_services(
     try:
         genesis = genesis_authority(data_dir, threshold, agreement)
         custody = CustodyService(store, ledger, service_key, providers or [], genesis=genesis)
+        for key in fingerprint_keys(data_dir, providers or []):
+            custody.hold_fingerprint_key(key)
     except BaseException:
         store.close()
         ledger.close()
