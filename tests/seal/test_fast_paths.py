@@ -112,10 +112,12 @@ def test_large_tensor_alone_uses_threads_and_equals_plain(
 ) -> None:
     sealed, arrays = big_model
     with open_sealed(sealed / "model.safetensors.sealed", keyring) as st:
-        assert st.threads >= 1
         for name, array in arrays.items():
             np.testing.assert_array_equal(st.get_tensor(name), array)
+        assert (st._pool is not None) == (st.threads > 1)  # the big one went through the kept pool
+        pool = st._pool
         np.testing.assert_array_equal(st.load_all()["big"], arrays["big"])
+    assert st._pool is None and (pool is None or pool._shutdown)
 
 
 def test_tampered_segment_fails_a_single_tensor_read(sealed_dir: Path, keyring: LocalKeyring) -> None:

@@ -113,12 +113,20 @@ class SealedFile:
             self._cached = None
 
     def read_into(
-        self, start: int, end: int, out: memoryview, threads: int = 1, prefault: Prefault | None = None
+        self,
+        start: int,
+        end: int,
+        out: memoryview,
+        threads: int = 1,
+        prefault: Prefault | None = None,
+        executor: ThreadPoolExecutor | None = None,
     ) -> None:
         """Decrypt plaintext bytes [start, end) into ``out`` (exactly end - start bytes long).
 
         With ``threads`` > 1 each thread takes a contiguous run of segments; ``prefault`` (if given) lets
-        each thread populate the pages of its next batch just before it decrypts into them.
+        each thread populate the pages of its next batch just before it decrypts into them. ``executor``:
+        a caller's long-lived pool (at least ``threads`` workers, never one this call runs on) to save
+        starting threads for each small read.
         """
         if not 0 <= start <= end <= self.layout.plaintext_length:
             raise ValueError(f"{self.display}: range [{start}, {end}) outside the plaintext")
@@ -134,13 +142,17 @@ class SealedFile:
             self._decrypt_segments(first, last + 1, start, end, out, prefault)
             return
         bounds = [first + (count * i) // workers for i in range(workers + 1)]
-        with ThreadPoolExecutor(workers) as pool:
+        pool = executor or ThreadPoolExecutor(workers)
+        try:
             futures = [
                 pool.submit(self._decrypt_segments, bounds[i], bounds[i + 1], start, end, out, prefault)
                 for i in range(workers)
             ]
             for future in futures:
                 future.result()
+        finally:
+            if executor is None:
+                pool.shutdown()
 
     def _decrypt_segments(
         self, lo: int, hi: int, start: int, end: int, out: memoryview, prefault: Prefault | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import numpy as np
@@ -92,6 +93,7 @@ class SealedSafetensors:
             raise NotSafetensorsError(f"{sealed.display}: sealed content is not a safetensors file")
         self.sealed = sealed
         self.threads = threads or default_threads()
+        self._pool: ThreadPoolExecutor | None = None  # for single-tensor reads, started on first need
         self.header: SafetensorsHeader = header or parse_safetensors_header(
             sealed.read, sealed.plaintext_length, sealed.display
         )
@@ -117,8 +119,12 @@ class SealedSafetensors:
         info = self.info(name)
         lo, hi = self.sealed.segment_span(info.start, info.end)
         buffer = _aligned_empty(hi - lo)
-        threads = self.threads if info.nbytes >= PARALLEL_BYTES else 1
-        self.sealed.read_into(lo, hi, _bytes_view(buffer), threads=threads)
+        if info.nbytes >= PARALLEL_BYTES and self.threads > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="strongroom-read")
+            self.sealed.read_into(lo, hi, _bytes_view(buffer), threads=self.threads, executor=self._pool)
+        else:
+            self.sealed.read_into(lo, hi, _bytes_view(buffer))
         return view_tensor(buffer, lo, info, framework, device, self.sealed.display)
 
     def load_all(self, framework: Framework = "numpy", device: str = "cpu") -> dict[str, Any]:
@@ -151,6 +157,9 @@ class SealedSafetensors:
         }
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
         self.sealed.close()
 
     def __enter__(self) -> SealedSafetensors:
