@@ -43,6 +43,7 @@ PAGE = 4096
 PROTECTS: dict[str, str] = {
     "safetensors.numpy": "nothing (plaintext)",
     "safetensors.torch": "nothing (plaintext; lazy mmap, pages faulted by the touch)",
+    "safetensors.torch.pread": "nothing (plaintext; backend='pread': copies into memory it owns)",
     "strongroom.numpy": "all bytes encrypted incl. names/shapes; header authenticated; key commitment; "
     "reorder/truncation detected",
     "strongroom.torch": "same as strongroom.numpy",
@@ -52,7 +53,7 @@ PROTECTS: dict[str, str] = {
     "header not authenticated",
 }
 NUMPY_LOADERS = ["safetensors.numpy", "strongroom.numpy", "cryptotensors.numpy"]
-TORCH_LOADERS = ["safetensors.torch", "strongroom.torch", "tensorizer.torch"]
+TORCH_LOADERS = ["safetensors.torch", "safetensors.torch.pread", "strongroom.torch", "tensorizer.torch"]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -126,7 +127,13 @@ def write_peers(tensors: dict[str, np.ndarray], work: Path) -> list[str]:
 
 
 def available_loaders(work: Path) -> list[str]:
-    found = ["safetensors.numpy", "strongroom.numpy", "safetensors.torch", "strongroom.torch"]
+    found = [
+        "safetensors.numpy",
+        "strongroom.numpy",
+        "safetensors.torch",
+        "safetensors.torch.pread",
+        "strongroom.torch",
+    ]
     if (work / "model.cryptotensors").exists():
         found.append("cryptotensors.numpy")
     if (work / "model.tensors").exists():
@@ -176,11 +183,12 @@ def child(kind: str, work: Path) -> dict[str, float]:
 
         start = time.perf_counter()
         loaded = load_file(work / "model" / "model.safetensors")
-    elif kind == "safetensors.torch":
+    elif kind.startswith("safetensors.torch"):
         from safetensors.torch import load_file as torch_load_file
 
+        backend = "pread" if kind.endswith("pread") else "mmap"
         start = time.perf_counter()
-        loaded = torch_load_file(work / "model" / "model.safetensors")
+        loaded = torch_load_file(work / "model" / "model.safetensors", backend=backend)
     elif kind == "cryptotensors.numpy":
         import cryptotensors  # type: ignore[import-not-found,unused-ignore]
         from cryptotensors.numpy import load_file as ct_load  # type: ignore[import-not-found,unused-ignore]
@@ -242,25 +250,30 @@ def fresh_process_rounds(work: Path, loaders: list[str], rounds: int) -> dict[st
     return times
 
 
+def _ratios(series: list[float], ref: list[float]) -> str:
+    ratios = [a / b for a, b in zip(series, ref, strict=True)]
+    return f"median {statistics.median(ratios):4.2f}x, rounds {min(ratios):4.2f}-{max(ratios):4.2f}x"
+
+
 def report_fresh(times: dict[str, list[float]], nbytes: int) -> None:
     print("\n1. fresh process, one load each, every page touched (open + unwrap + load + touch)")
-    for group, reference in ((NUMPY_LOADERS, "safetensors.numpy"), (TORCH_LOADERS, "safetensors.torch")):
-        ref = times[reference]
+    groups = (
+        (NUMPY_LOADERS, ["safetensors.numpy"]),
+        (TORCH_LOADERS, ["safetensors.torch", "safetensors.torch.pread"]),
+    )
+    for group, references in groups:
         for kind in group:
             if kind not in times:
-                print(f"  {kind:22s}  not installed")
+                print(f"  {kind:24s}  not installed")
                 continue
             series = times[kind]
             med = statistics.median(series)
-            ratios = [a / b for a, b in zip(series, ref, strict=True)]
-            line = f"  {kind:22s} median {med:6.3f} s ({nbytes / med / 1e9:5.2f} GB/s)"
-            if kind != reference:
-                line += (
-                    f"  ratio to {reference}: median {statistics.median(ratios):4.2f}x,"
-                    f" rounds {min(ratios):4.2f}-{max(ratios):4.2f}x"
-                )
-            print(line)
-            print(f"  {'':22s} rounds: {' '.join(f'{t:.3f}' for t in series)}  protects: {PROTECTS[kind]}")
+            print(f"  {kind:24s} median {med:6.3f} s ({nbytes / med / 1e9:5.2f} GB/s)")
+            for reference in references:
+                if kind != reference and reference in times:
+                    print(f"  {'':24s} ratio to {reference}: {_ratios(series, times[reference])}")
+            print(f"  {'':24s} rounds: {' '.join(f'{t:.3f}' for t in series)}")
+            print(f"  {'':24s} protects: {PROTECTS[kind]}")
 
 
 def one_tensor(work: Path, runs: int) -> None:
