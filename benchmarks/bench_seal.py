@@ -270,7 +270,7 @@ def report_fresh(times: dict[str, list[float]], nbytes: int) -> None:
             med = statistics.median(series)
             print(f"  {kind:24s} median {med:6.3f} s ({nbytes / med / 1e9:5.2f} GB/s)")
             for reference in references:
-                if kind != reference and reference in times:
+                if kind not in references and reference in times:
                     print(f"  {'':24s} ratio to {reference}: {_ratios(series, times[reference])}")
             print(f"  {'':24s} rounds: {' '.join(f'{t:.3f}' for t in series)}")
             print(f"  {'':24s} protects: {PROTECTS[kind]}")
@@ -355,7 +355,8 @@ def seal_throughput(work: Path, runs: int, nbytes: int) -> None:
     print(f"\n4. seal into tmpfs {seal_s:6.3f} s vs plain copy {copy_s:6.3f} s ({seal_s / copy_s:4.2f}x the time)")
 
 
-def prepare(work: Path, size: int) -> tuple[int, list[str]]:
+def prepare_plain_and_sealed(work: Path, size: int) -> int:
+    """The checkpoint as plain safetensors (``work/model``) and sealed (``work/sealed``, KEK file keyring)."""
     from safetensors.numpy import save_file
 
     from strongroom.keys import LocalKeyring
@@ -368,12 +369,17 @@ def prepare(work: Path, size: int) -> tuple[int, list[str]]:
     os.chmod(work / "kek", 0o600)
     keyring = LocalKeyring.init(work / "keys", kek_file=work / "kek")
     seal_path(work / "model", work / "sealed", keyring)
-    notes = write_peers(tensors, work)
+    return (work / "model" / "model.safetensors").stat().st_size
+
+
+def prepare(work: Path, size: int) -> tuple[int, list[str]]:
+    nbytes = prepare_plain_and_sealed(work, size)
+    notes = write_peers(build_tensors(size), work)
     for path in [work / "model" / "model.safetensors", *work.glob("sealed/*"), *work.glob("model.*")]:
         with open(path, "rb") as f:  # warm the page cache
             while f.read(64 * MIB):
                 pass
-    return (work / "model" / "model.safetensors").stat().st_size, notes
+    return nbytes, notes
 
 
 def main() -> None:
