@@ -23,6 +23,7 @@ import argparse
 import base64
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -176,32 +177,32 @@ def child(kind: str, work: Path) -> dict[str, float]:
         if framework == "torch":
             import torch  # noqa: F401 - imported before the timer, as for the peers
         keyring = LocalKeyring.open(work / "keys", kek_file=work / "kek")
-        start = time.perf_counter()
+        cpu_start, start = _cpu(), time.perf_counter()
         loaded = load_model_dir(work / "sealed", keyring, framework)  # type: ignore[arg-type]
     elif kind == "safetensors.numpy":
         from safetensors.numpy import load_file
 
-        start = time.perf_counter()
+        cpu_start, start = _cpu(), time.perf_counter()
         loaded = load_file(work / "model" / "model.safetensors")
     elif kind.startswith("safetensors.torch"):
         from safetensors.torch import load_file as torch_load_file
 
         backend = "pread" if kind.endswith("pread") else "mmap"
-        start = time.perf_counter()
+        cpu_start, start = _cpu(), time.perf_counter()
         loaded = torch_load_file(work / "model" / "model.safetensors", backend=backend)
     elif kind == "cryptotensors.numpy":
         import cryptotensors  # type: ignore[import-not-found,unused-ignore]
         from cryptotensors.numpy import load_file as ct_load  # type: ignore[import-not-found,unused-ignore]
 
         cryptotensors.register_direct_key_provider(keys=json.loads((work / "cryptotensors-keys.json").read_text()))
-        start = time.perf_counter()
+        cpu_start, start = _cpu(), time.perf_counter()
         loaded = ct_load(str(work / "model.cryptotensors"))
     elif kind == "tensorizer.torch":
         from tensorizer import TensorDeserializer  # type: ignore[import-not-found,unused-ignore]
         from tensorizer.serialization import DecryptionParams  # type: ignore[import-not-found,unused-ignore]
 
         key = (work / "tensorizer.key").read_bytes()
-        start = time.perf_counter()
+        cpu_start, start = _cpu(), time.perf_counter()
         deserializer = TensorDeserializer(
             str(work / "model.tensors"), device="cpu", encryption=DecryptionParams.from_key(key)
         )
@@ -209,9 +210,14 @@ def child(kind: str, work: Path) -> dict[str, float]:
     else:
         raise SystemExit(f"unknown loader {kind}")
     loaded_at = time.perf_counter()
-    (touch_torch if kind.endswith("torch") else touch_numpy)(loaded)
+    (touch_torch if "torch" in kind else touch_numpy)(loaded)
     end = time.perf_counter()
-    return {"load_s": loaded_at - start, "total_s": end - start}
+    return {"load_s": loaded_at - start, "total_s": end - start, "cpu_s": _cpu() - cpu_start}
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run_child(kind: str, work: Path, env: dict[str, str]) -> dict[str, float]:
@@ -240,14 +246,20 @@ def median_ms(fn: Callable[[], object], runs: int) -> float:
     return statistics.median(samples) * 1e3
 
 
-def fresh_process_rounds(work: Path, loaders: list[str], rounds: int) -> dict[str, list[float]]:
+def fresh_process_rounds(
+    work: Path, loaders: list[str], rounds: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Wall seconds and CPU seconds (all threads) per loader, one entry per round."""
     env = dict(os.environ)
     times: dict[str, list[float]] = {k: [] for k in loaders}
+    cpu: dict[str, list[float]] = {k: [] for k in loaders}
     for r in range(rounds):
         order = loaders[r % len(loaders) :] + loaders[: r % len(loaders)]
         for kind in order:
-            times[kind].append(run_child(kind, work, env)["total_s"])
-    return times
+            result = run_child(kind, work, env)
+            times[kind].append(result["total_s"])
+            cpu[kind].append(result["cpu_s"])
+    return times, cpu
 
 
 def _ratios(series: list[float], ref: list[float]) -> str:
@@ -255,7 +267,7 @@ def _ratios(series: list[float], ref: list[float]) -> str:
     return f"median {statistics.median(ratios):4.2f}x, rounds {min(ratios):4.2f}-{max(ratios):4.2f}x"
 
 
-def report_fresh(times: dict[str, list[float]], nbytes: int) -> None:
+def report_fresh(times: dict[str, list[float]], cpu: dict[str, list[float]], nbytes: int) -> None:
     print("\n1. fresh process, one load each, every page touched (open + unwrap + load + touch)")
     groups = (
         (NUMPY_LOADERS, ["safetensors.numpy"]),
@@ -268,7 +280,10 @@ def report_fresh(times: dict[str, list[float]], nbytes: int) -> None:
                 continue
             series = times[kind]
             med = statistics.median(series)
-            print(f"  {kind:24s} median {med:6.3f} s ({nbytes / med / 1e9:5.2f} GB/s)")
+            print(
+                f"  {kind:24s} median {med:6.3f} s ({nbytes / med / 1e9:5.2f} GB/s);"
+                f" CPU {statistics.median(cpu[kind]):6.3f} s (all threads)"
+            )
             for reference in references:
                 if kind not in references and reference in times:
                     print(f"  {'':24s} ratio to {reference}: {_ratios(series, times[reference])}")
@@ -390,6 +405,7 @@ def main() -> None:
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--loaders", default=None, help="comma-separated subset of the fresh-process loaders")
     parser.add_argument("--skip-seal", action="store_true")
+    parser.add_argument("--only-fresh", action="store_true", help="only the fresh-process loads")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args.child, args.dir)))
@@ -408,8 +424,11 @@ def main() -> None:
         )
         for note in notes:
             print("  note:", note)
-        times = fresh_process_rounds(work, loaders, args.rounds)
-        report_fresh(times, nbytes)
+        times, cpu = fresh_process_rounds(work, loaders, args.rounds)
+        report_fresh(times, cpu, nbytes)
+        if args.only_fresh:
+            print(f"\nloadavg at end {os.getloadavg()[0]:.2f}")
+            return
         one_tensor(work, 50)
         in_process(work, 3, nbytes)
         if not args.skip_seal:
