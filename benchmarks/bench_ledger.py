@@ -221,7 +221,8 @@ def compare_add(rounds: int, count: int, clients: int, raw_clients: bool = False
     ratio = [a / b for a, b in zip(rates[False], rates[True], strict=True)]
     kind = "raw asyncio" if raw_clients else "httpx"
     print(
-        f"one entry per request, {clients} {kind} clients, {count} entries a round, loadavg {os.getloadavg()[0]:.2f}: lean "
+        f"one entry per request, {clients} {kind} clients, {count} entries a round, "
+        f"loadavg {os.getloadavg()[0]:.2f}: lean "
         f"median {statistics.median(rates[False]):,.0f}/s vs route {statistics.median(rates[True]):,.0f}/s "
         f"({min(ratio):.2f}-{max(ratio):.2f}x per round); server CPU/append "
         f"{statistics.median(costs[False]) * 1e3:.3f} vs {statistics.median(costs[True]) * 1e3:.3f} ms"
