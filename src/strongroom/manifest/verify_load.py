@@ -25,7 +25,7 @@ from strongroom.manifest.records import FileRecord, Manifest, TensorRecord
 from strongroom.manifest.safetensors_layout import read_header
 from strongroom.manifest.sealed_hash import hash_sealed_tensors
 from strongroom.manifest.walk import DEFAULT_IGNORED, is_ignored, list_files
-from strongroom.seal.buffers import owned_buffer
+from strongroom.seal.buffers import Prefaulter, owned_buffer
 from strongroom.seal.directory import SealedModel
 from strongroom.seal.safetensors_header import TensorInfo
 from strongroom.seal.tensors import Framework, view_tensor
@@ -112,7 +112,13 @@ def load_verified(
                 view = memoryview(buffer.data).cast("B")
                 ordered = hd.tensors_in_order()
                 digests = hash_sealed_tensors(
-                    sealed, ordered, algorithm, threads=threads, out=view, out_base=hd.data_start
+                    sealed,
+                    ordered,
+                    algorithm,
+                    threads=threads,
+                    out=view,
+                    out_base=hd.data_start,
+                    prefault=Prefaulter(buffer).populate,
                 )
                 for t in ordered:
                     if t.name in buffers:
