@@ -255,3 +255,34 @@ def test_non_cpu_device_goes_through_staging(
     with open_sealed(sealed_dir / (SHARD + ".sealed"), keyring) as st:
         loaded = st.load_all("torch", device="cuda:0")
     assert calls == ["cuda:0"] and all(t.device.type == "cpu" for t in loaded.values())
+
+
+def test_reopened_member_reuses_its_cipher_until_the_file_changes(
+    sealed_dir: Path, keyring: LocalKeyring, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import strongroom.seal.header as header_module
+
+    derived: list[str] = []
+    real = header_module.key_commitment
+
+    def counting(data_key: bytes | bytearray, seal_id: str) -> str:
+        derived.append(seal_id)
+        return real(data_key, seal_id)
+
+    monkeypatch.setattr(header_module, "key_commitment", counting)
+    path = sealed_dir / (SHARD + ".sealed")
+    with SealedModel.open(sealed_dir, keyring) as model:
+        with model.safetensors(SHARD) as st:
+            first = st.get_tensor("layer.2.weight")
+        assert len(derived) == 1
+        with model.safetensors(SHARD) as st:
+            np.testing.assert_array_equal(st.get_tensor("layer.2.weight"), first)
+        assert len(derived) == 1  # the commitment check and key derivation were not repeated
+        with SealedFile(path) as f:
+            salt_at = f.stream_offset + 1
+        data = bytearray(path.read_bytes())
+        data[salt_at] ^= 0x01  # another salt: another segment key
+        path.write_bytes(data)
+        with pytest.raises(SegmentAuthError), model.safetensors(SHARD) as st:
+            st.get_tensor("layer.2.weight")
+        assert len(derived) == 2  # a changed stream header is not served from the cache

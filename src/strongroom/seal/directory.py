@@ -30,7 +30,7 @@ from strongroom.seal.errors import FileIdentityError, SealedDirectoryError, Seal
 from strongroom.seal.header import check_binding_matches, plaintext_digest
 from strongroom.seal.reader import SealedFile
 from strongroom.seal.safetensors_header import SafetensorsHeader
-from strongroom.seal.stream import DEFAULT_SEGMENT_SIZE
+from strongroom.seal.stream import DEFAULT_SEGMENT_SIZE, SegmentCipher
 from strongroom.seal.tensors import Framework, SealedSafetensors
 from strongroom.seal.writer import Progress, seal_file
 
@@ -197,6 +197,7 @@ class SealedModel:
         self._raw_index = raw_index
         self._data_key: bytearray | None = None
         self._headers: dict[tuple[str, str], SafetensorsHeader] = {}
+        self._ciphers: dict[bytes, SegmentCipher] = {}  # members reopened skip the key derivations
 
     @property
     def binding(self) -> KeyBinding:
@@ -317,7 +318,7 @@ class SealedModel:
                 raise FileIdentityError(f"{display}: holds the sealed file {h.name!r}, not {name!r} (renamed?)")
             if (h.plaintext_length, h.plaintext_digest) != (entry.plaintext_length, entry.plaintext_digest):
                 raise FileIdentityError(f"{display}: length or digest differs from the index")
-            sealed.unlock(self._data_key)
+            sealed.unlock(self._data_key, self._ciphers)
         except BaseException:
             sealed.close()
             raise
@@ -369,6 +370,7 @@ class SealedModel:
 
     def close(self) -> None:
         self._headers.clear()
+        self._ciphers.clear()
         if self._data_key is not None:
             wipe(self._data_key)
             self._data_key = None

@@ -66,14 +66,25 @@ class SealedFile:
         if actual > expected:
             raise TrailingDataError(f"{self.display}: {actual - expected} unexpected bytes after the last segment")
 
-    def unlock(self, data_key: bytes | bytearray) -> None:
-        """Check the key commitment and derive the segment key; the data key itself is not kept."""
-        self.header.check_key(data_key, self.display)
+    def unlock(self, data_key: bytes | bytearray, ciphers: dict[bytes, SegmentCipher] | None = None) -> None:
+        """Check the key commitment and derive the segment key; the data key itself is not kept.
+
+        ``ciphers``: a cache, for one data key only, of segment ciphers by (outer header || stream header).
+        Equal bytes there mean the same seal id, key commitment and salt, so the commitment check and the
+        derivation would repeat exactly; a cached entry exists only after both succeeded.
+        """
         stream_header = os.pread(self._fd, HEADER_BYTES, self.stream_offset)
+        key = self.prefix + stream_header
+        if ciphers is not None and key in ciphers:
+            self._cipher = ciphers[key]
+            return
+        self.header.check_key(data_key, self.display)
         try:
             self._cipher = SegmentCipher(data_key, stream_header, self.prefix)
         except ValueError:
             raise SealedFormatError(f"{self.display}: malformed stream header") from None
+        if ciphers is not None:
+            ciphers[key] = self._cipher
 
     @property
     def plaintext_length(self) -> int:
