@@ -18,7 +18,7 @@ from strongroom.memory import libc
 from strongroom.seal import SealedFile, SealedModel, SegmentAuthError, open_sealed, seal_path
 from strongroom.seal.buffers import PAGE, Prefaulter, owned_buffer
 from strongroom.seal.staging import chunk_bounds
-from strongroom.seal.tensors import PARALLEL_BYTES
+from strongroom.seal.tensors import _POOLS, PARALLEL_BYTES
 from tests.seal.conftest import SMALL_SEGMENT
 
 SHARD = "model-00001-of-00002.safetensors"
@@ -133,12 +133,13 @@ def test_large_tensor_alone_uses_threads_and_equals_plain(
 ) -> None:
     sealed, arrays = big_model
     with open_sealed(sealed / "model.safetensors.sealed", keyring) as st:
+        earlier = _POOLS.pop(st.threads, None)
+        if earlier is not None:
+            earlier.shutdown()
         for name, array in arrays.items():
             np.testing.assert_array_equal(st.get_tensor(name), array)
-        assert (st._pool is not None) == (st.threads > 1)  # the big one went through the kept pool
-        pool = st._pool
+        assert (st.threads in _POOLS) == (st.threads > 1)  # the big one went through the shared pool
         np.testing.assert_array_equal(st.load_all()["big"], arrays["big"])
-    assert st._pool is None and (pool is None or pool._shutdown)
 
 
 def test_tampered_segment_fails_a_single_tensor_read(sealed_dir: Path, keyring: LocalKeyring) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
@@ -84,6 +85,21 @@ def device_view(buffer: Any, base: int, info: TensorInfo, file: str) -> Any:
     return buffer[offset : offset + info.nbytes].view(dtype).reshape(info.shape)
 
 
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def shared_pool(workers: int) -> ThreadPoolExecutor:
+    """A process-wide pool of ``workers`` threads for single-tensor reads, started on first need and kept,
+    so that reading one tensor does not start threads (its workers only ever decrypt segments, so a
+    caller never waits on the pool from inside it)."""
+    with _POOLS_LOCK:
+        pool = _POOLS.get(workers)
+        if pool is None:
+            pool = _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="strongroom-read")
+        return pool
+
+
 class SealedSafetensors:
     """A sealed safetensors file opened with its data key; reads decrypt only the segments they need."""
 
@@ -93,7 +109,6 @@ class SealedSafetensors:
             raise NotSafetensorsError(f"{sealed.display}: sealed content is not a safetensors file")
         self.sealed = sealed
         self.threads = threads or default_threads()
-        self._pool: ThreadPoolExecutor | None = None  # for single-tensor reads, started on first need
         self.header: SafetensorsHeader = header or parse_safetensors_header(
             sealed.read, sealed.plaintext_length, sealed.display
         )
@@ -120,9 +135,8 @@ class SealedSafetensors:
         lo, hi = self.sealed.segment_span(info.start, info.end)
         buffer = _aligned_empty(hi - lo)
         if info.nbytes >= PARALLEL_BYTES and self.threads > 1:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="strongroom-read")
-            self.sealed.read_into(lo, hi, _bytes_view(buffer), threads=self.threads, executor=self._pool)
+            pool = shared_pool(self.threads)
+            self.sealed.read_into(lo, hi, _bytes_view(buffer), threads=self.threads, executor=pool)
         else:
             self.sealed.read_into(lo, hi, _bytes_view(buffer))
         return view_tensor(buffer, lo, info, framework, device, self.sealed.display)
@@ -157,9 +171,6 @@ class SealedSafetensors:
         }
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
         self.sealed.close()
 
     def __enter__(self) -> SealedSafetensors:
