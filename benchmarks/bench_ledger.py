@@ -121,6 +121,119 @@ def over_http(count: int, workdir: Path, clients: int) -> tuple[float, float, fl
     return appends, bundled, tiles
 
 
+async def _raw_clients(url: str, chunks: list[list[bytes]]) -> None:
+    """Keep-alive HTTP/1.1 clients on one event loop, as little client CPU as a client can cost."""
+    import asyncio
+
+    host, port = url.removeprefix("http://").split(":")
+
+    async def one(chunk: list[bytes]) -> None:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            for raw in chunk:
+                writer.write(
+                    b"POST /add HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n%s" % (host.encode(), len(raw), raw)
+                )
+                head = await reader.readuntil(b"\r\n\r\n")
+                if not head.startswith(b"HTTP/1.1 201"):
+                    raise RuntimeError(head.decode(errors="replace").splitlines()[0])
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                await reader.readexactly(length)
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(one(chunk) for chunk in chunks))
+
+
+def one_entry_rate(
+    count: int, workdir: Path, clients: int, framework: bool, raw_clients: bool = False
+) -> tuple[float, float, float]:
+    """One entry per request from ``clients`` threads; returns (appends/s, server and client CPU seconds
+    per append).
+    ``framework``: serve ``/add`` through the FastAPI route instead of the lean ASGI path. ``raw_clients``:
+    minimal keep-alive clients on one event loop instead of httpx threads (less client CPU on the shared
+    cores; not what ``LedgerClient`` costs)."""
+    operator = Signer.generate("ed25519")
+    workdir.mkdir(mode=0o700, parents=True)
+    (workdir / "appenders").mkdir()
+    (workdir / "appenders" / "bench.pub").write_bytes(operator.verifier.pem())
+    env = {**SERVE_ENV, "STRONGROOM_FRAMEWORK_ADD": "1" if framework else "0"}
+    raws = entries(operator, count)
+    chunks = [raws[i::clients] for i in range(clients)]
+    with serve_process(workdir, env=env) as url:
+
+        def client(chunk: list[bytes]) -> None:
+            with httpx.Client(base_url=url) as http:
+                for raw in chunk:
+                    http.post("/add", content=raw).raise_for_status()
+
+        cpu, mine = server_cpu_of(url), time.process_time()
+        start = time.perf_counter()
+        if raw_clients:
+            import asyncio
+
+            asyncio.run(_raw_clients(url, chunks))
+        else:
+            with ThreadPoolExecutor(clients) as pool:
+                list(pool.map(client, chunks))
+        elapsed = time.perf_counter() - start
+        used, client_used = server_cpu_of(url) - cpu, time.process_time() - mine
+    return count / elapsed, used / count, client_used / count
+
+
+def server_cpu_of(url: str) -> float:
+    """CPU seconds (user + system) used so far by the ``strongroom serve`` process on ``url``'s port."""
+    port = url.rsplit(":", 1)[1]
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with suppress(OSError):
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if b"serve" in argv and b"--port" in argv and argv[argv.index(b"--port") + 1] == port.encode():
+                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return float("nan")
+
+
+def compare_add(rounds: int, count: int, clients: int, raw_clients: bool = False) -> None:
+    """The lean ``/add`` against the FastAPI route, alternating in the same run."""
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    costs: dict[bool, list[float]] = {True: [], False: []}
+    client_costs: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(rounds):
+            for framework in (r % 2 == 0, r % 2 != 0):
+                rate, cost, client = one_entry_rate(
+                    count, Path(tmp) / f"{r}-{framework}", clients, framework, raw_clients
+                )
+                rates[framework].append(rate)
+                costs[framework].append(cost)
+                client_costs.append(client)
+                label = "FastAPI route" if framework else "lean ASGI    "
+                print(
+                    f"  round {r + 1} {label}: {rate:7,.0f} appends/s, CPU per append: server {cost * 1e3:.3f} ms,"
+                    f" clients {client * 1e3:.3f} ms, loadavg {os.getloadavg()[0]:.2f}"
+                )
+    ratio = [a / b for a, b in zip(rates[False], rates[True], strict=True)]
+    kind = "raw asyncio" if raw_clients else "httpx"
+    print(
+        f"one entry per request, {clients} {kind} clients, {count} entries a round, "
+        f"loadavg {os.getloadavg()[0]:.2f}: lean "
+        f"median {statistics.median(rates[False]):,.0f}/s vs route {statistics.median(rates[True]):,.0f}/s "
+        f"({min(ratio):.2f}-{max(ratio):.2f}x per round); server CPU/append "
+        f"{statistics.median(costs[False]) * 1e3:.3f} vs {statistics.median(costs[True]) * 1e3:.3f} ms"
+    )
+    per_append = statistics.median(costs[False]) + statistics.median(client_costs)
+    print(
+        f"bound on {os.cpu_count()} CPUs shared with the clients: {os.cpu_count() or 1} / "
+        f"{per_append * 1e3:.3f} ms = {(os.cpu_count() or 1) / per_append:,.0f} appends/s at best"
+    )
+
+
 def hostile_bundle(size: int = 8 << 20) -> bytes:
     """The review's attack: ``size`` bytes of model.evaluated entries signed by a fresh P-521 key (64 distinct
     entries repeated; a server that verifies before it checks the signer verifies every copy)."""
@@ -303,7 +416,12 @@ def main() -> None:
     parser.add_argument("--only-hostile", action="store_true")
     parser.add_argument("--skip-hostile", action="store_true")
     parser.add_argument("--only-http", action="store_true", help="only the HTTP append rates")
+    parser.add_argument("--compare-add", type=int, default=0, metavar="ROUNDS", help="lean /add vs FastAPI route")
+    parser.add_argument("--raw-clients", action="store_true", help="--compare-add with minimal asyncio clients")
     args = parser.parse_args()
+    if args.compare_add:
+        compare_add(args.compare_add, args.http_entries, args.clients, args.raw_clients)
+        return
     if not args.skip_hostile:
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint_under_attack(Path(tmp) / "hostile", args.hostile_seconds)

@@ -64,7 +64,8 @@ def test_readme_quickstart_is_what_ci_and_the_demo_do() -> None:
     for step in ("apt-packages", "pip install", ".ci/services/", "ruff check", "mypy", "pytest"):
         assert step in script
     installed = re.search(r"pip install -q -e '\.\[([a-z,]+)\]'", script)
-    assert installed is not None and set(installed.group(1).split(",")) == set(extras)
+    # every extra but the benchmarks' peers (bench: CryptoTensors, tensorizer; no test imports them)
+    assert installed is not None and set(installed.group(1).split(",")) == set(extras) - {"bench"}
     readme = README.read_text()
     assert f"pip install -e '.[{installed.group(1)}]'" in readme, "the README says which extras .ci/run installs"
     services = (ROOT / ".ci" / "services" / "postgresql.sh").read_text()

@@ -28,6 +28,29 @@ def test_load_with_model_id_returns_exact_tensors(model_dir: Path, sealed_model:
     assert "config.json" in loaded.files
 
 
+def test_verified_load_prefaults_the_whole_owned_buffer(
+    model_dir: Path, sealed_model: Path, keyring: LocalKeyring, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The verifying loader fills memory it owns and populates every byte of it just before decrypting."""
+    from strongroom.seal import buffers
+
+    covered: list[tuple[int, int]] = []
+    real = buffers.Prefaulter.populate
+
+    def spy(self: buffers.Prefaulter, start: int, end: int) -> None:
+        covered.append((start, end))
+        real(self, start, end)
+
+    monkeypatch.setattr(buffers.Prefaulter, "populate", spy)
+    loaded = load_verified(sealed_model, keyring, expected_model_id=build_manifest(model_dir).model_id)
+    total = sum(int(np.asarray(v).nbytes) for v in loaded.tensors.values())
+    merged = 0
+    for lo, hi in sorted(covered):
+        assert lo >= merged, "a range was populated twice"
+        merged = hi
+    assert merged == total and sum(hi - lo for lo, hi in covered) == total
+
+
 def test_load_with_trusted_signer(
     model_dir: Path, sealed_model: Path, keyring: LocalKeyring, signer_keys: dict[str, Path], tmp_path: Path
 ) -> None:

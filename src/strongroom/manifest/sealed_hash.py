@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from strongroom.manifest.digest import Hasher, new_hasher
-from strongroom.seal.reader import SealedFile
+from strongroom.seal.reader import Prefault, SealedFile
 from strongroom.seal.safetensors_header import TensorInfo
 
 WINDOW = 16 << 20
@@ -51,11 +51,13 @@ def hash_sealed_tensors(
     out_base: int = 0,
     whole: Hasher | None = None,
     window: int = WINDOW,
+    prefault: Prefault | None = None,
 ) -> dict[str, str]:
     """Digest of every tensor (name -> hex), decrypting each byte exactly once.
 
     ``out``: a buffer holding plaintext bytes [out_base, out_base + len) to decrypt into (for loading).
     ``whole``: a hasher to feed every tensor byte in file order as well (forces one worker).
+    ``prefault``: called with ``out``-relative ranges just before each is decrypted into (``seal.buffers``).
     """
     ordered = sorted(tensors, key=lambda t: (t.start, t.end))
     digests: dict[str, str] = {}
@@ -89,6 +91,8 @@ def hash_sealed_tensors(
                 if len(scratch) < stop - position:
                     scratch = memoryview(bytearray(stop - position))
                 target = scratch[: stop - position]
+            if out is not None and prefault is not None:
+                prefault(position - out_base, stop - out_base)
             sealed.read_into(position, stop, target, threads=1)
             pending = whole_pool.submit(whole.update, target) if whole is not None and whole_pool else None
             cursor = position

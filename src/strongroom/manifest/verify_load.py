@@ -25,9 +25,10 @@ from strongroom.manifest.records import FileRecord, Manifest, TensorRecord
 from strongroom.manifest.safetensors_layout import read_header
 from strongroom.manifest.sealed_hash import hash_sealed_tensors
 from strongroom.manifest.walk import DEFAULT_IGNORED, is_ignored, list_files
+from strongroom.seal.buffers import Prefaulter, owned_buffer
 from strongroom.seal.directory import SealedModel
 from strongroom.seal.safetensors_header import TensorInfo
-from strongroom.seal.tensors import Framework, _aligned_empty, view_tensor
+from strongroom.seal.tensors import Framework, view_tensor
 from strongroom.signing import Verifier
 
 
@@ -107,11 +108,17 @@ def load_verified(
                     entry.name, size, algorithm, None, True, hd.header.header_length,
                     hd.header_digest, hd.canonical_header_digest,
                 )  # fmt: skip
-                buffer = _aligned_empty(size - hd.data_start)
+                buffer = owned_buffer(size - hd.data_start)
                 view = memoryview(buffer.data).cast("B")
                 ordered = hd.tensors_in_order()
                 digests = hash_sealed_tensors(
-                    sealed, ordered, algorithm, threads=threads, out=view, out_base=hd.data_start
+                    sealed,
+                    ordered,
+                    algorithm,
+                    threads=threads,
+                    out=view,
+                    out_base=hd.data_start,
+                    prefault=Prefaulter(buffer).populate,
                 )
                 for t in ordered:
                     if t.name in buffers:

@@ -29,7 +29,8 @@ from strongroom.memory import wipe
 from strongroom.seal.errors import FileIdentityError, SealedDirectoryError, SealedFormatError, SealError
 from strongroom.seal.header import check_binding_matches, plaintext_digest
 from strongroom.seal.reader import SealedFile
-from strongroom.seal.stream import DEFAULT_SEGMENT_SIZE
+from strongroom.seal.safetensors_header import SafetensorsHeader
+from strongroom.seal.stream import DEFAULT_SEGMENT_SIZE, SegmentCipher
 from strongroom.seal.tensors import Framework, SealedSafetensors
 from strongroom.seal.writer import Progress, seal_file
 
@@ -195,6 +196,8 @@ class SealedModel:
         self.single = single
         self._raw_index = raw_index
         self._data_key: bytearray | None = None
+        self._headers: dict[tuple[str, str], SafetensorsHeader] = {}
+        self._ciphers: dict[bytes, SegmentCipher] = {}  # members reopened skip the key derivations
 
     @property
     def binding(self) -> KeyBinding:
@@ -315,7 +318,7 @@ class SealedModel:
                 raise FileIdentityError(f"{display}: holds the sealed file {h.name!r}, not {name!r} (renamed?)")
             if (h.plaintext_length, h.plaintext_digest) != (entry.plaintext_length, entry.plaintext_digest):
                 raise FileIdentityError(f"{display}: length or digest differs from the index")
-            sealed.unlock(self._data_key)
+            sealed.unlock(self._data_key, self._ciphers)
         except BaseException:
             sealed.close()
             raise
@@ -334,7 +337,22 @@ class SealedModel:
             return sealed.read(0, sealed.plaintext_length)
 
     def safetensors(self, name: str) -> SealedSafetensors:
-        return SealedSafetensors(self.open_file(name))
+        """Open one safetensors member; its parsed header is cached for this open model.
+
+        The cache is keyed by the member's keyed plaintext digest, which ``open_file`` has checked against
+        the authenticated index and which the file's stream authenticates (its header is the stream's
+        associated data): a file with another plaintext under the same digest would need a holder of the
+        data key to seal it, and such a holder can already seal anything.
+        """
+        sealed = self.open_file(name)
+        key = (name, sealed.header.plaintext_digest)
+        try:
+            st = SealedSafetensors(sealed, header=self._headers.get(key))
+        except BaseException:
+            sealed.close()
+            raise
+        self._headers[key] = st.header
+        return st
 
     def safetensors_names(self) -> list[str]:
         return [n for n, e in self.entries.items() if e.content_type == "safetensors"]
@@ -351,6 +369,8 @@ class SealedModel:
         return out
 
     def close(self) -> None:
+        self._headers.clear()
+        self._ciphers.clear()
         if self._data_key is not None:
             wipe(self._data_key)
             self._data_key = None

@@ -27,7 +27,8 @@ from strongroom.ledger.witnessing import Witnessing
 from strongroom.server import errors
 from strongroom.server.bodies import BodyLimit
 from strongroom.server.custody_routes import custody_router
-from strongroom.server.ledger_routes import ledger_router
+from strongroom.server.lean_add import LeanAdd
+from strongroom.server.ledger_routes import Appends, ledger_router
 from strongroom.signing import Signer, Verifier
 
 SERVICE_KEY = "service.key"
@@ -175,6 +176,9 @@ def create_app(services: Services, data_dir: Path) -> FastAPI:
 
     witnesses_file = data_dir / "witnesses"
     urls = witnesses_file.read_text().split() if witnesses_file.exists() else []
-    app.include_router(ledger_router(services.ledger, appenders, Witnessing(services.ledger, urls)))
+    appends = Appends(services.ledger, appenders)
+    app.include_router(ledger_router(services.ledger, appenders, Witnessing(services.ledger, urls), appends))
+    if os.environ.get("STRONGROOM_FRAMEWORK_ADD") != "1":  # the FastAPI route instead, for same-run comparisons
+        app.add_middleware(LeanAdd, appends=appends)  # POST /add without the framework (lean_add.py)
     app.include_router(custody_router(services.custody, services.custody.clock))
     return app

@@ -78,21 +78,51 @@ def verify(raws: list[bytes], claims: list[Claim]) -> list[Entry]:
     return entries
 
 
-def ledger_router(ledger: Ledger, authorised: Callable[[], Authorised], witnessing: Witnessing) -> APIRouter:
+class Appends:
+    """The one-entry append, shared by the lean ASGI path (``strongroom.server.lean_add``) and the FastAPI
+    route: claim, authorisation, duplicate check, verification off the event loop, sequencing."""
+
+    def __init__(self, ledger: Ledger, authorised: Callable[[], Authorised]) -> None:
+        self.ledger = ledger
+        self.authorised = authorised
+        self.verifiers = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="strongroom-verify")
+
+    async def verified(self, raws: list[bytes], claims: list[Claim]) -> list[Entry]:
+        return await asyncio.get_running_loop().run_in_executor(self.verifiers, verify, raws, claims)
+
+    async def sequenced(self, entries: list[Entry]) -> list[Receipt]:
+        return list(await asyncio.gather(*(asyncio.wrap_future(self.ledger.submit(e)) for e in entries)))
+
+    async def append_one(self, raw: bytes) -> Receipt:
+        """Append one entry (already read, within ``MAX_ENTRY_BYTES``); a refusal is raised after the pause."""
+        try:
+            claim = claimed_signer(raw)
+            refusal = self.authorised().refusal(claim.key_id, claim.type)
+            if refusal is not None:
+                _refuse(refusal)
+            receipt = self.ledger.known(raw)
+            if receipt is None:
+                (receipt,) = await self.sequenced(await self.verified([raw], [claim]))
+            return receipt
+        except StrongroomError as exc:
+            raw = b""
+            await refused_slowly(exc)
+            raise
+
+
+async def refused_slowly(exc: StrongroomError) -> None:
+    if not isinstance(exc, StorageError):
+        await asyncio.sleep(REFUSAL_PAUSE)
+
+
+def ledger_router(
+    ledger: Ledger, authorised: Callable[[], Authorised], witnessing: Witnessing, appends: Appends | None = None
+) -> APIRouter:
     """``authorised`` gives the appenders once per request (custody's authority model decides who may write
-    what: ``Appenders.refusal``)."""
+    what: ``Appenders.refusal``). ``appends``: the shared one-entry append (made here if not given)."""
     router = APIRouter()
-    verifiers = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="strongroom-verify")
-
-    async def verified(raws: list[bytes], claims: list[Claim]) -> list[Entry]:
-        return await asyncio.get_running_loop().run_in_executor(verifiers, verify, raws, claims)
-
-    async def refused_slowly(exc: StrongroomError) -> None:
-        if not isinstance(exc, StorageError):
-            await asyncio.sleep(REFUSAL_PAUSE)
-
-    async def sequenced(entries: list[Entry]) -> list[Receipt]:
-        return list(await asyncio.gather(*(asyncio.wrap_future(ledger.submit(e)) for e in entries)))
+    appends = appends or Appends(ledger, authorised)
+    verified, sequenced = appends.verified, appends.sequenced
 
     @router.get("/checkpoint")
     def checkpoint() -> Response:
@@ -133,19 +163,13 @@ def ledger_router(ledger: Ledger, authorised: Callable[[], Authorised], witnessi
 
     @router.post("/add")
     async def add(request: Request) -> Response:
+        """Reached only where the lean ASGI path is not installed (``create_app`` installs it)."""
         try:
             raw = await read_body(request, MAX_ENTRY_BYTES, "entry")
-            claim = claimed_signer(raw)
-            refusal = authorised().refusal(claim.key_id, claim.type)
-            if refusal is not None:
-                _refuse(refusal)
-            receipt = ledger.known(raw)
-            if receipt is None:
-                (receipt,) = await sequenced(await verified([raw], [claim]))
         except StrongroomError as exc:
-            raw = b""
             await refused_slowly(exc)
             raise
+        receipt = await appends.append_one(raw)
         return JSONResponse(receipt.to_json(), status_code=201)
 
     @router.post("/add-bundle")
