@@ -137,6 +137,7 @@ def test_geo_and_inference_name_their_extra(base_python: Path, tmp_path: Path) -
         "geo audit": ["geo", "audit", "--statement", "s.json", "--opening", "o.json", "--landmarks", "l.json"],
         "geo show": ["geo", "show", "h1", "--ledger", "http://127.0.0.1:9"],
         "egress inference serve": ["egress", "inference", "serve", "--listen", "127.0.0.1:0"],
+        "demo-incident": ["demo-incident", "--workdir", str(tmp_path / "incident")],
         **{
             f"{group} attest": [group, "attest", "--identity", "i.pub", "--out", "e.json", "--tcti", "swtpm:port=9"]
             for group in ("host", "hosts")

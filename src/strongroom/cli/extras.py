@@ -1,14 +1,14 @@
 """Optional extras: which commands need which, and an error that names the extra and the pip line.
 
-The base install (``pip install -e .``) runs every command except those listed here: ``demo`` and ``egress
-inference serve`` need the ``torch`` extra (the bundled model, the embedding check, the reference models),
-``meetings transcribe`` the ``meetings`` extra (speech, audio decoding, diarization), and ``geo verify``, ``geo
-audit`` and ``geo show`` the ``geo`` extra (geodesic disks, polygons, country outlines), and ``host attest`` the
-``attest`` extra (tpm2-pytss, to talk to the TPM; officers' ``host enrol --evidence`` and a host's ``load --tcti``
-need it too, and name it through ``extra_for_module``). A command calls
-``require`` before it does any work, so nothing is half done; and ``extra_for_module`` lets the CLI's one error
-handler name the extra of any module a command failed to import, so a command that forgets ``require`` still ends
-in the same one-line error."""
+The base install (``pip install -e .``) runs every command except those listed here: ``demo``,
+``demo-incident`` and ``egress inference serve`` need the ``torch`` extra (the bundled model, the embedding
+check, the reference models), ``meetings transcribe`` the ``meetings`` extra (speech, audio decoding,
+diarization), ``geo verify``, ``geo audit`` and ``geo show`` the ``geo`` extra (geodesic disks, polygons,
+country outlines), and ``host attest`` the ``attest`` extra (tpm2-pytss, to talk to the TPM; the officers'
+``host enrol --evidence`` and a host's ``load --tcti`` need it too, and name it through ``extra_for_module``).
+A command calls ``require`` before it does any work, so nothing is half done; and ``extra_for_module`` lets the
+CLI's one error handler name the extra of any module a command failed to import, so a command that forgets
+``require`` still ends in the same one-line error."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
 # table and tests/cli/test_no_extras.py are checked against this
 COMMAND_EXTRAS: dict[tuple[str, ...], str] = {
     ("demo",): "torch",
+    ("demo-incident",): "torch",
     ("egress", "inference", "serve"): "torch",
     ("meetings", "transcribe"): "meetings",
     ("geo", "verify"): "geo",

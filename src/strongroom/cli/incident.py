@@ -34,7 +34,9 @@ from strongroom.incident.errors import IncidentError, PlaybookError
 from strongroom.ledger.client import LedgerClient
 from strongroom.signing import load_signer
 
-incident_app = typer.Typer(help="Incident response: declare, contain, rotate, investigate, attribute, lift.")
+incident_app = typer.Typer(
+    help="Incident response: declare, contain, rotate, investigate, attribute, lift.", no_args_is_help=True
+)
 playbook_app = typer.Typer(help="Playbooks as data (CACAO 2.0 JSON).", no_args_is_help=True)
 incident_app.add_typer(playbook_app, name="playbook")
 
