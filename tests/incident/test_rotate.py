@@ -5,6 +5,7 @@ provider retirement that would strand another model's key is refused."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,25 @@ def test_reseal_keeps_the_model_under_a_new_key(sealed_model: Path, keyring: Loc
     assert not any(p.suffix not in (".sealed", ".json") for p in out.sealed.rglob("*") if p.is_file())
     with pytest.raises(ResealError, match="already exists"):
         reseal(sealed_model, out.sealed, keyring, keyring)
+
+
+@pytest.mark.parametrize("where", ["first half", "last segment"])
+def test_a_tampered_source_leaves_no_output(
+    sealed_model: Path, keyring: LocalKeyring, tmp_path: Path, where: str
+) -> None:
+    """The re-seal decrypts twice (digest, then encryption): a flipped bit is caught by AES-GCM in the
+    first pass wherever it is, and nothing is left at the output or beside it."""
+    source = tmp_path / "source"
+    shutil.copytree(sealed_model, source)
+    member = source / "model.safetensors.sealed"
+    raw = bytearray(member.read_bytes())
+    raw[len(raw) // 3 if where == "first half" else len(raw) - 40] ^= 0x01
+    member.write_bytes(bytes(raw))
+    out = tmp_path / "out" / "resealed"
+    out.parent.mkdir()
+    with pytest.raises(ResealError, match="re-seal failed, nothing written"):
+        reseal(source, out, keyring, keyring)
+    assert list(out.parent.iterdir()) == []
 
 
 def test_pkcs11_old_key_no_longer_unwraps(model_dir: Path, hsm: Hsm, tmp_path: Path) -> None:

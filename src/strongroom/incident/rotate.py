@@ -1,12 +1,13 @@
 """Rotation: re-seal a model under a fresh data key, and retire the old key in the provider where it can be.
 
-The re-seal (``reseal``) opens the sealed model with the old key (which authenticates the index), and for
-each member file decrypts it into anonymous memory (never a file; every segment authenticated with its index
-and the final-segment flag, so nothing can be cut, reordered or swapped), and seals it again under a
-new data key bound to the same model id and a new seal id, writing into a staging directory that becomes
-the output only when every file is done (``strongroom.atomic.atomic_directory``). The plaintext buffer is
-zeroed before it is unmapped. The model id does not change (it is the plaintext's), so hosts and manifests
-stay valid; only the wrapped key and the seal id do.
+The re-seal (``reseal``) opens the sealed model with the old key (which authenticates the index), and seals
+each member file again under a new data key bound to the same model id and a new seal id
+(``strongroom.seal.writer.seal_decrypted``): the plaintext is decrypted twice in small wiped buffers, never
+whole and never to a file (once for the new header's keyed digest, once a batch at a time just before it
+is encrypted; every segment authenticated with its index and the final-segment flag, so nothing can be
+cut, reordered or swapped), into a staging directory that becomes the output only when every file is done
+(``strongroom.atomic.atomic_directory``). The model id does not change (it is the plaintext's), so hosts
+and manifests stay valid; only the wrapped key and the seal id do.
 
 Custody learns of the new key through a ``model.rekey`` change co-signed by threshold officers (the
 decision is custody's: ``strongroom.custody.state``); the old key is then *retired at a time* on the ledger,
@@ -30,8 +31,6 @@ Where the provider can make the old wrapped key useless, ``retire_*`` does it:
 
 from __future__ import annotations
 
-import contextlib
-import mmap
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,11 +42,10 @@ from strongroom.canonical_json import canonical_json
 from strongroom.incident.errors import ResealError, RetireError
 from strongroom.keys.provider import KeyBinding, KeyProvider, WrappedKey
 from strongroom.memory import wipe
-from strongroom.seal.buffers import Prefaulter, owned_buffer
 from strongroom.seal.directory import INDEX_FILE, INDEX_FORMAT, SUFFIX, SealedEntry, SealedModel, index_mac
 from strongroom.seal.errors import SealError
 from strongroom.seal.reader import default_threads
-from strongroom.seal.writer import Progress, seal_bytes
+from strongroom.seal.writer import Progress, seal_decrypted
 
 FileCallback = Callable[[str, int], None]
 
@@ -143,45 +141,18 @@ def _reseal_file(
     threads: int,
     progress: Progress | None,
 ) -> Any:
-    length = entry.plaintext_length
-    # the loader's owned memory: each decrypting thread populates its next batch just before writing it, so
-    # the page faulting (the largest cost after the encryption: ~28 ms of 53 for 73 MiB in one MAP_POPULATE
-    # call) runs on every core beside the decryption
-    array = owned_buffer(max(length, 1))
-    buffer = array.base if isinstance(array.base, mmap.mmap) else None
-    view = array.data[:length]
-    try:
-        with old.open_file(entry.name) as sealed:
-            segment_size = sealed.header.segment_size
-            if length:
-                sealed.read_into(0, length, view, threads, Prefaulter(array).populate)
-        return seal_bytes(
-            view,
+    with old.open_file(entry.name) as sealed:
+        return seal_decrypted(
+            sealed,
             out,
             name=entry.name,
             seal_id=seal_id,
             data_key=data_key,
             wrapped=wrapped,
-            segment_size=segment_size,
             content_type=entry.content_type,
             threads=threads,
             progress=progress,
         )
-    finally:
-        view.release()
-        _zero(array.data)
-        del array
-        if buffer is not None:
-            with contextlib.suppress(BufferError):  # a view still alive elsewhere: unmapped when it goes
-                buffer.close()
-
-
-def _zero(buffer: memoryview) -> None:
-    """Zero a plaintext mapping in 1 MiB strides before it is unmapped (no second full-size copy)."""
-    chunk = bytes(1 << 20)
-    for start in range(0, buffer.nbytes, len(chunk)):
-        end = min(buffer.nbytes, start + len(chunk))
-        buffer[start:end] = chunk[: end - start]
 
 
 # -- retiring the old key in its provider ----------------------------------------------------------

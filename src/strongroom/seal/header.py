@@ -57,9 +57,18 @@ def plaintext_digest(data_key: bytes | bytearray, seal_id: str, data: memoryview
     A plain digest in a header anyone can read would let an outsider confirm a guessed plaintext (a
     config file, a short transcript); keying it keeps the header free of that oracle.
     """
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=bytes.fromhex(seal_id), info=DIGEST_INFO)
-    hasher = blake3.blake3(key=hkdf.derive(bytes(data_key)), max_threads=blake3.blake3.AUTO)
+    hasher = plaintext_hasher(data_key, seal_id)
     hasher.update(data)
+    return finish_digest(hasher)
+
+
+def plaintext_hasher(data_key: bytes | bytearray, seal_id: str) -> blake3.blake3:
+    """The keyed hasher of ``plaintext_digest``, for plaintext that arrives in pieces (a re-seal)."""
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=bytes.fromhex(seal_id), info=DIGEST_INFO)
+    return blake3.blake3(key=hkdf.derive(bytes(data_key)), max_threads=blake3.blake3.AUTO)
+
+
+def finish_digest(hasher: blake3.blake3) -> str:
     return "blake3-keyed:" + hasher.hexdigest()
 
 
