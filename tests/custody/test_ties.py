@@ -11,7 +11,7 @@ import pytest
 
 from strongroom.custody import admin
 from strongroom.custody.audit import audit_custody
-from strongroom.custody.errors import MessageError, NotAuthorisedError, PolicyError
+from strongroom.custody.errors import MessageError, NotAuthorisedError, NotFoundError, PolicyError
 from strongroom.custody.policy import EgressRule, LocationRule, ModelPolicy
 from strongroom.custody.projection import EGRESS_TYPES, MAX_LAG, AppenderRecord, Projection
 from strongroom.custody.service import CustodyService
@@ -81,7 +81,19 @@ def test_location_policy_refuses_each_missing_or_wrong_verdict_and_releases_on_a
     for body, reason in cases:
         verifier.append("geo.verdict", body)
         refused(env, request_id, reason)
+        if reason == "INCONSISTENT":  # an alarm: it stays open under later verdicts until officers clear it
+            verdicts = env.services.ledger.query(type="geo.verdict")
+            (alarm,) = [e for e in verdicts if e[1].body["verdict"] == "INCONSISTENT"]
     verifier.append("geo.verdict", verdict("gpu-01", digest))
+    refused(env, request_id, f"open INCONSISTENT verdict \\(entry {alarm[0]}\\)")
+    clearance = admin.clear_location_alarm("gpu-01", alarm[0], "a landmark's clock was off; re-measured")
+    with pytest.raises(NotAuthorisedError, match="needs 2 distinct officers, signed by 1"):
+        env.admin(clearance, "olga")
+    with pytest.raises(NotFoundError, match="no open INCONSISTENT verdict at entry"):
+        env.admin(admin.clear_location_alarm("gpu-01", alarm[0] - 1, "not that one"))
+    env.admin(clearance)
+    with pytest.raises(NotFoundError, match="no open INCONSISTENT verdict"):
+        env.admin(clearance)  # cleared already
     assert env.status(request_id)["ready"]
     bundle = env.client.release(request_id, env.session().fetch(request_id))
     assert bundle["approvers"] == ["bob", "carol"]

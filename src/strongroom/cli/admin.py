@@ -22,6 +22,7 @@ from strongroom.custody.admin import (
     change_landmark,
     change_policy,
     clear_egress_alarm,
+    clear_location_alarm,
     enrol_appender,
     enrol_landmark,
     propose,
@@ -170,6 +171,21 @@ def egress_clear(
 ) -> None:
     """Clear an open egress alarm (threshold officers), so releases to the host can resume."""
     send_or_save(clear_egress_alarm(host, alarm_id, reason), officer_key, out, server, json_out, hours)
+
+
+@admin_app.command("location-clear")
+def location_clear(
+    host: Annotated[str, typer.Argument(help="The host whose INCONSISTENT location verdict is cleared.")],
+    verdict: Annotated[int, typer.Argument(min=0, help="The ledger index of that geo.verdict entry.")],
+    reason: Annotated[str, typer.Option(help="What the officers found.")],
+    officer_key: OfficerKeys,
+    out: OutOption = None,
+    hours: HoursOption = 1.0,
+    server: ServerOption = DEFAULT_SERVER,
+    json_out: JsonOption = False,
+) -> None:
+    """Clear a host's INCONSISTENT location verdict, an alarm (threshold officers), so IN verdicts count again."""
+    send_or_save(clear_location_alarm(host, verdict, reason), officer_key, out, server, json_out, hours)
 
 
 @admin_app.command("appender")

@@ -234,6 +234,11 @@ def clear_egress_alarm(host: str, alarm_id: str, reason: str) -> Proposal:
     return Proposal("egress.clear", {"change": "clear", "host": host, "alarm_id": alarm_id, "reason": reason})
 
 
+def clear_location_alarm(host: str, verdict_index: int, reason: str) -> Proposal:
+    """Threshold officers clear a host's INCONSISTENT location verdict (ledger index) after investigating."""
+    return Proposal("location.clear", {"change": "clear", "host": host, "verdict": verdict_index, "reason": reason})
+
+
 def enrol_landmark(body: dict[str, Any]) -> Proposal:
     """A landmark's enrolment body (``strongroom geo landmark enrol --json``), for threshold officers."""
     return Proposal("landmark.enrol", {**body, "change": "enrol"})

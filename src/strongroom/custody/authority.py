@@ -15,8 +15,8 @@ replays (``strongroom.custody.state`` enforces it for both). docs/architecture.m
 - Custody counts an appender's egress or location entry only if the officers enrolled that appender on the
   ledger (``appender.enrol``, threshold officers; an egress gateway is bound to its one host) before the
   entry and did not retire it (one officer) before it; any other is ignored (``strongroom.custody.projection``).
-  Clearing a host's egress alarm (``egress.clear``) and enrolling or clearing a landmark need threshold
-  officers; retiring or flagging a landmark needs one.
+  Clearing a host's egress alarm (``egress.clear``) or its INCONSISTENT location verdict (``location.clear``)
+  and enrolling or clearing a landmark need threshold officers; retiring or flagging a landmark needs one.
 """
 
 from __future__ import annotations
@@ -119,6 +119,10 @@ WRITERS: dict[str, Writer] = {
         "appender.enrol (a key allowed egress or location types; an egress gateway names its host) co-signed by "
         "threshold officers; appender.retire by one",
     ),
+    "location.cleared": Writer(
+        "custody service",
+        "location.clear co-signed by threshold officers, naming the host's open INCONSISTENT verdict entry",
+    ),
     "egress.cleared": Writer(
         "custody service", "egress.clear co-signed by threshold officers, naming an open alarm of that host"
     ),
@@ -157,6 +161,7 @@ ENTRY_FOR_ACTION = {
     "appender.enrol": "appender.changed",
     "appender.retire": "appender.changed",
     "egress.clear": "egress.cleared",
+    "location.clear": "location.cleared",
     **{f"landmark.{kind}": "geo.landmark" for kind in ("enrol", "retire", "flag", "clear")},
     "policy.golden": "attest.policy",
     "policy.tpm-ca": "attest.policy",

@@ -51,10 +51,26 @@ def egress_reasons(rule: EgressRule, host: HostEgress, cleared: Mapping[str, int
 
 
 def location_reasons(
-    rule: LocationRule, host_id: str, verdict: VerdictRecord | None, now: datetime, landmark_set: str
+    rule: LocationRule,
+    host_id: str,
+    verdict: VerdictRecord | None,
+    now: datetime,
+    landmark_set: str,
+    open_alarm: int | None = None,
 ) -> list[str]:
-    """Why the location condition does not hold for this host now (empty: it holds)."""
+    """Why the location condition does not hold for this host now (empty: it holds); ``open_alarm``: the
+    ledger index of an INCONSISTENT verdict no officers have cleared (it refuses whatever came after it)."""
     who = f"location: host {host_id}"
+    alarm = [] if open_alarm is None else [
+        f"{who} has an open INCONSISTENT verdict (entry {open_alarm}): an alarm until threshold officers "
+        "clear it (location.clear)"
+    ]  # fmt: skip
+    return alarm + _verdict_reasons(rule, who, verdict, now, landmark_set)
+
+
+def _verdict_reasons(
+    rule: LocationRule, who: str, verdict: VerdictRecord | None, now: datetime, landmark_set: str
+) -> list[str]:
     allowed = ", ".join(rule.countries)
     if verdict is None:
         return [f"{who} has no location verdict on the ledger"]

@@ -62,7 +62,18 @@ class AlarmClearance:
     reason: str
 
 
-def parse_tie_change(action: str, change: dict[str, Any]) -> AppenderChange | AlarmClearance | dict[str, Any]:
+@dataclass(frozen=True)
+class LocationClearance:
+    """Officers clear a host's INCONSISTENT verdict (and any earlier one): the alarm it raised is over."""
+
+    host: str
+    verdict: int  # the ledger index of the INCONSISTENT verdict
+    reason: str
+
+
+def parse_tie_change(
+    action: str, change: dict[str, Any]
+) -> AppenderChange | AlarmClearance | LocationClearance | dict[str, Any]:
     """Check the form of an appender, egress or landmark change (a landmark change is returned as is)."""
     what = action
     try:
@@ -91,6 +102,13 @@ def parse_tie_change(action: str, change: dict[str, Any]) -> AppenderChange | Al
             check_fields(change, fields, fields, what)
             host = check_id(change["host"], "host id")
             return AlarmClearance(host, hex_text(change, "alarm_id", what, exact=32), text(change, "reason", what, 256))
+        if action == "location.clear":
+            fields = {"change", "host", "verdict", "reason"}
+            check_fields(change, fields, fields, what)
+            index = change["verdict"]
+            if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+                raise MessageError(f"{what}: verdict must be the ledger index of the INCONSISTENT verdict")
+            return LocationClearance(check_id(change["host"], "host id"), index, text(change, "reason", what, 256))
         kind = action.split(".", 1)[1]
         if kind not in LANDMARK_CHANGES:
             raise MessageError(f"{what}: unknown landmark change")
@@ -189,11 +207,14 @@ class _Fold:
 
     egress: EgressState = field(default_factory=EgressState)
     verdicts: dict[str, VerdictRecord] = field(default_factory=dict)
+    inconsistent: dict[str, int] = field(default_factory=dict)  # host -> index of its latest INCONSISTENT verdict
     upto: int = 0
 
     def apply(self, index: int, entry: Entry) -> None:
         if entry.type == VERDICT:
             verdict = parse_verdict(index, entry.body)
+            if verdict.outcome == "INCONSISTENT":  # an alarm: a later IN does not end it, officers do
+                self.inconsistent[verdict.host_id] = index
             current = self.verdicts.get(verdict.host_id)
             if current is None or verdict.epoch >= current.epoch:
                 self.verdicts[verdict.host_id] = verdict
@@ -201,7 +222,7 @@ class _Fold:
             self.egress.apply(entry, index)
 
     def copy(self) -> _Fold:
-        return _Fold(copy.deepcopy(self.egress), dict(self.verdicts), self.upto)
+        return _Fold(copy.deepcopy(self.egress), dict(self.verdicts), dict(self.inconsistent), self.upto)
 
 
 @dataclass
@@ -217,6 +238,7 @@ class Projection:
     appenders: dict[str, AppenderRecord] = field(default_factory=dict)
     landmarks: LandmarkSet = field(default_factory=LandmarkSet)
     cleared: dict[str, int] = field(default_factory=dict)  # alarm id -> index of its clearance
+    location_cleared: dict[str, int] = field(default_factory=dict)  # host -> latest INCONSISTENT verdict cleared
     window: list[tuple[int, Entry]] = field(default_factory=list)  # accepted entries at or after _base.upto
     ignored: list[Ignored] = field(default_factory=list)
     frontier: int = 0  # every projected entry before this index has been added
@@ -284,6 +306,12 @@ class Projection:
             self._cursor += 1
         self._work.upto = seen
         return self._work
+
+    def open_inconsistent(self, host_id: str, seen: int) -> int | None:
+        """The index of the host's latest INCONSISTENT verdict before ``seen``, unless officers cleared it."""
+        with self._lock:
+            index = self._fold_to(seen).inconsistent.get(host_id)
+        return index if index is not None and index > self.location_cleared.get(host_id, -1) else None
 
     def egress(self, host_id: str, now: datetime, seen: int) -> HostEgress:
         """The host's egress as the accepted entries before ``seen`` state it, at ``now``."""

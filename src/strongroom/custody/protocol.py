@@ -537,7 +537,8 @@ PLAYBOOK_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 APPENDER_ACTIONS = {"appender.enrol", "appender.retire"}  # keys that write egress and location entries
 EGRESS_ACTIONS = {"egress.clear"}  # clearing a host's egress alarm
 LANDMARK_ACTIONS = {f"landmark.{kind}" for kind in ("enrol", "retire", "flag", "clear")}
-TIE_ACTIONS = APPENDER_ACTIONS | EGRESS_ACTIONS | LANDMARK_ACTIONS
+LOCATION_ACTIONS = {"location.clear"}  # clearing a host's INCONSISTENT location verdict (an alarm)
+TIE_ACTIONS = APPENDER_ACTIONS | EGRESS_ACTIONS | LANDMARK_ACTIONS | LOCATION_ACTIONS
 ATTEST_ACTIONS = {"policy.golden", "policy.tpm-ca"}
 ACTIONS = (
     PERSON_ACTIONS
@@ -771,6 +772,8 @@ class AdminChange:
             return f"playbook:{self.change.get('name')}"
         if self.action in APPENDER_ACTIONS:
             return f"appender:{self.change.get('appender')}"
+        if self.action in LOCATION_ACTIONS:
+            return f"location:{self.change.get('host')}:{self.change.get('verdict')}"
         if self.action in LANDMARK_ACTIONS:
             return f"landmark:{self.change.get('landmark')}"
         if self.action in EGRESS_ACTIONS:

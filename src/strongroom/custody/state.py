@@ -55,6 +55,7 @@ from strongroom.custody.projection import (
     AlarmClearance,
     AppenderChange,
     AppenderRecord,
+    LocationClearance,
     Projection,
     parse_tie_change,
 )
@@ -512,6 +513,19 @@ class CustodyState:
 
             body = {"host": parsed.host, "alarm_id": parsed.alarm_id, "authorisation": auth}
             return Prepared("egress.cleared", body, clear)
+        if isinstance(parsed, LocationClearance):
+            open_index = projection.open_inconsistent(parsed.host, projection.frontier)
+            if open_index is None or open_index != parsed.verdict:
+                raise NotFoundError(
+                    f"host {parsed.host} has no open INCONSISTENT verdict at entry {parsed.verdict}"
+                    + (f" (its open one is entry {open_index})" if open_index is not None else "")
+                )
+
+            def clear_location() -> None:
+                projection.location_cleared[parsed.host] = parsed.verdict
+
+            cleared: dict[str, Any] = {"host": parsed.host, "verdict": parsed.verdict, "authorisation": auth}
+            return Prepared("location.cleared", cleared, clear_location)
         landmarks = LandmarkSet()
         landmarks.landmarks = dict(projection.landmarks.landmarks)
         try:
@@ -575,7 +589,8 @@ class CustodyState:
             reasons += egress_reasons(policy.egress, projection.egress(host_id, at, seen), projection.cleared)
         if policy.location is not None:
             verdict = projection.verdict(host_id, seen)
-            reasons += location_reasons(policy.location, host_id, verdict, at, projection.landmarks.digest)
+            alarm = projection.open_inconsistent(host_id, seen)
+            reasons += location_reasons(policy.location, host_id, verdict, at, projection.landmarks.digest, alarm)
         return reasons
 
     def freezes(self, model_id: str, host_id: str, people: tuple[str, ...]) -> list[str]:

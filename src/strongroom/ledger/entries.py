@@ -49,6 +49,7 @@ SCHEMAS: dict[str, dict[str, type | tuple[type, ...]]] = {
     # custody ties to egress and location (strongroom.custody.projection): officers' changes
     "appender.changed": {"appender": str, "change": str, "authorisation": dict},
     "egress.cleared": {"host": str, "alarm_id": str, "authorisation": dict},
+    "location.cleared": {"host": str, "verdict": int, "authorisation": dict},
     # attestation (strongroom.custody.attestation): golden values / manufacturer CAs, and refused attestations
     "attest.policy": {"policy": str, "change": dict, "authorisation": dict},
     "attest.refused": {"model_id": str, "request_id": str, "host": str, "reasons": list},
