@@ -131,8 +131,11 @@ def run_demo(workdir: Path, say: Say) -> dict[str, Any]:
             )
             say(f"enrolled host gpu-node-01 with its Ed25519 identity key (ledger entry {enrolled['ledger']['index']})")
         data = workdir / "server"
-        ties = {"egress": demo_ties.guard_egress(two_officers, data, url, host.host_id, model_id,
-                                                 sealed["plaintext_bytes"], services.custody, say)}  # fmt: skip
+        size = sealed["plaintext_bytes"]
+        egress, gateway_key, gateway = demo_ties.guard_egress(
+            two_officers, data, url, host.host_id, model_id, size, services.custody, say
+        )
+        ties: dict[str, Any] = {"egress": egress}
         if policy.location is not None:
             ties["location"] = demo_ties.guard_location(two_officers, data, url, host, say)
         request = SignedMessage.sign(host.request_payload(model_id, "embedding evaluation", "alice"), people["alice"])
@@ -153,12 +156,14 @@ def run_demo(workdir: Path, say: Say) -> dict[str, Any]:
             f"anything could unwrap it); {summary['tensors']} tensors loaded into memory, model id verified while "
             "decrypting"
         )
-        embedding = _embed(verified.files, verified.tensors)
+        loaded = _loaded(verified.files, verified.tensors)
+        embedding = _embed(loaded) if loaded is not None else None
         if embedding is not None:
             say(
                 f"embedded {DEMO_SENTENCE!r}: {embedding['dims']} dims, equal to the original model's: "
                 f"{embedding['equal_to_original']}"
             )
+            egress["served"] = demo_ties.serve_behind_gateway(gateway_key, gateway, url, loaded, DEMO_SENTENCE, say)
         say(f"host reported model.loaded under the release's nonce (ledger entry {summary['loaded_entry']['index']})")
         released_body = services.ledger.read(summary["released_entry"]["index"]).body
         loaded_body = services.ledger.read(summary["loaded_entry"]["index"]).body
@@ -264,18 +269,26 @@ def _enrol(
     return keys
 
 
-def _embed(files: dict[str, bytes], tensors: dict[str, Any]) -> dict[str, Any] | None:
-    """Embed the demo sentence with the released, verified model and compare with the original files."""
+def _loaded(files: dict[str, bytes], tensors: dict[str, Any]) -> Any:
+    """The released, verified model built in memory (None without the torch extra)."""
     try:
-        import torch
-        from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as transformers_logging
     except ImportError:
         return None
-    from strongroom.seal.transformers_loader import LoadedTransformer, build_transformers, mean_pooled_embedding
+    from strongroom.seal.transformers_loader import build_transformers
 
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-    sealed = mean_pooled_embedding(build_transformers(files, tensors), [DEMO_SENTENCE])
+    return build_transformers(files, tensors)
+
+
+def _embed(loaded: Any) -> dict[str, Any]:
+    """Embed the demo sentence with the released model and compare with the original files."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from strongroom.seal.transformers_loader import LoadedTransformer, mean_pooled_embedding
+
+    sealed = mean_pooled_embedding(loaded, [DEMO_SENTENCE])
     source = bundled_model_dir()
     original = LoadedTransformer(AutoModel.from_pretrained(source).eval(), AutoTokenizer.from_pretrained(source), {})
     plain = mean_pooled_embedding(original, [DEMO_SENTENCE])

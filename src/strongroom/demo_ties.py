@@ -2,9 +2,12 @@
 
 - Egress: the host's budget from ``strongroom.egress.budget`` and the sealed model's size; its gateway key
   enrolled by both officers as an appender bound to the host; one real ``Gateway.tick`` on loopback appends
-  a signed ``egress.checkpoint`` from the gateway's meter. Installing the nftables quota needs root (the
-  namespace suite does that), so the checkpoint says "no kernel rules", and custody's egress check is shown
-  as the refusal it would give: the demo's policy therefore does not require egress control.
+  a signed ``egress.checkpoint`` from the gateway's meter. After the release, the host serves the model from
+  memory (``strongroom.egress.inference``) behind that gateway, and the demo's embedding request goes
+  through it: schema-checked, metered against the day's budget, recorded in the next checkpoint.
+  Installing the nftables quota needs root (the namespace suite does that), so the checkpoint says "no
+  kernel rules", and custody's egress check is shown as the refusal it would give: the demo's policy
+  therefore does not require egress control.
 - Location: four landmarks, enrolled by both officers, serve real signed challenges on loopback; the host
   answers with its identity key; the verifier (an appender both officers enrolled) computes the verdict and
   appends it; the model's policy requires a fresh ``IN(US)``, which custody checks before the release.
@@ -45,7 +48,7 @@ def location_rule() -> LocationRule | None:
 
 def guard_egress(
     officers: Officers, data: Path, url: str, host_id: str, model_id: str, size: int, custody: CustodyService, say: Say
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], Signer, Any]:
     """Budget the host, enrol its gateway, append one checkpoint from the gateway's meter; say what custody sees."""
     from strongroom.custody.projection import EGRESS_TYPES
     from strongroom.egress.budget import ModelHolding, plan
@@ -82,7 +85,63 @@ def guard_egress(
     folded.apply(entry, index)
     reasons = egress_reasons(EgressRule(), folded.status(host_id, custody.clock().timestamp()), {})
     say(f"custody's egress check for {host_id}: {'; '.join(reasons) or 'passes'} (so this policy does not require it)")
-    return {"budget": host.to_json(), "fleet": fleet.to_json(), "checkpoint_index": index, "egress_check": reasons}
+    summary = {"budget": host.to_json(), "fleet": fleet.to_json(), "checkpoint_index": index, "egress_check": reasons}
+    return summary, key, config
+
+
+class _LoadedEmbedding:
+    """The released model, in this process's memory, as the inference server's embedding backend."""
+
+    kind = "embedding"
+
+    def __init__(self, loaded: Any) -> None:
+        self.loaded = loaded
+
+    def run(self, body: dict[str, Any]) -> dict[str, Any]:
+        from strongroom.seal.transformers_loader import mean_pooled_embedding
+
+        vectors = mean_pooled_embedding(self.loaded, [str(t) for t in body["input"]])
+        return {"model": body["model"], "embeddings": [[round(float(v), 6) for v in row] for row in vectors]}
+
+
+def serve_behind_gateway(key: Signer, config: Any, url: str, loaded: Any, sentence: str, say: Say) -> dict[str, Any]:
+    """The host's inference server (the released model in memory) behind its gateway on loopback: the demo's
+    embedding request goes through the gateway, which checks it against the narrow schema and meters the
+    reply against the day's budget, and a checkpoint records what it counted."""
+    import dataclasses
+
+    import httpx
+
+    from strongroom.egress.gateway import Gateway
+    from strongroom.egress.inference import InferenceServer
+    from strongroom.egress.records import EgressLedger
+
+    async def run() -> tuple[httpx.Response, dict[str, Any]]:
+        server = InferenceServer({"minilm": _LoadedEmbedding(loaded)})
+        port = await server.start("127.0.0.1", 0)
+        ledger = EgressLedger(url, key)
+        gateway = Gateway(dataclasses.replace(config, upstream=f"127.0.0.1:{port}"), ledger)
+        await gateway.start()
+        try:
+            async with httpx.AsyncClient(trust_env=False, timeout=60) as client:
+                reply = await client.post(
+                    f"http://127.0.0.1:{gateway.port}/v1/embeddings", json={"model": "minilm", "input": [sentence]}
+                )
+            await gateway.tick()
+            return reply, gateway.snapshot()
+        finally:
+            await gateway.stop(final=False)
+            await server.stop()
+            ledger.close()
+
+    reply, snapshot = asyncio.run(run())
+    if reply.status_code == 200:
+        dims = len(reply.json()["embeddings"][0])
+        outcome = f"served ({dims} dims), {snapshot['used_bytes']:,} of {snapshot['budget_bytes']:,} bytes counted"
+    else:
+        outcome = f"refused by the gateway (HTTP {reply.status_code}: {reply.json().get('error', reply.text)})"
+    say(f"the embedding request through {config.host_id}'s gateway (schema-checked, metered): {outcome}")
+    return {"status": reply.status_code, "gateway": snapshot}
 
 
 def guard_location(officers: Officers, data: Path, url: str, host: HostSession, say: Say) -> dict[str, Any]:

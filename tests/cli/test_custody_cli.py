@@ -79,6 +79,10 @@ def test_demo_main_job_json(tmp_path: Path) -> None:
     assert story["ledger_size"] >= 10 and story["model_id"].startswith("blake3:")
     assert story["audit"]["ok"] and [r["verified"] for r in story["audit"]["releases"]] == [True]
     assert story["embedding"]["equal_to_original"]
+    # the weight host sits behind its gateway: the demo's request went through it and was metered
+    served = story["egress"]["served"]
+    assert served["status"] == 200 and 0 < served["gateway"]["used_bytes"] <= served["gateway"]["budget_bytes"]
+    assert story["egress"]["budget"]["gateway_bytes"] == served["gateway"]["budget_bytes"]
     if shutil.which("swtpm"):  # gpu-node-01 on a software TPM: the release's verdict is on the ledger
         assert story["attestation"]["result"] == "trusted" and story["attestation"]["host_class"] == "inference"
 

@@ -16,7 +16,7 @@ import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from strongroom.egress.httpio import MAX_HEAD, HttpError, error_body, read_head, response
 
@@ -94,7 +94,14 @@ class GenerationBackend:
         return {"model": body["model"], "tokens": tokens, "text": "".join(chr(32 + t % 95) for t in tokens)}
 
 
-Backend = EmbeddingBackend | GenerationBackend
+class Backend(Protocol):
+    """What the server calls: ``kind`` picks the path, ``run`` answers one checked request body."""
+
+    kind: str
+
+    def run(self, body: dict[str, Any]) -> dict[str, Any]: ...
+
+
 PATHS = {"/v1/embeddings": "embedding", "/v1/generate": "generation"}
 
 
