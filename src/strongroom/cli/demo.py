@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -29,23 +30,9 @@ def demo(
     Needs the torch extra. Its work directory is removed at the end unless --keep (or --workdir) is given.
     """
     require("torch", "strongroom demo")
-    if workdir is not None and workdir.exists() and (not workdir.is_dir() or any(workdir.iterdir())):
-        raise StrongroomError(f"{workdir}: demo directory must be empty or absent")
     from strongroom.demo import run_demo
 
-    temporary = workdir is None
-    target = workdir or Path(tempfile.mkdtemp(prefix="strongroom-demo-"))
-    kept = keep or not temporary
-    if not json_out:
-        what = "kept at the end" if kept else "removed at the end; --keep keeps it"
-        console.print(f"work directory {target} ({what})", soft_wrap=True)
-    say = (lambda _: None) if json_out else (lambda line: console.print(f"[green]•[/] {line}", highlight=False))
-    try:
-        story = run_demo(target, say)
-    finally:
-        if not kept:
-            shutil.rmtree(target, ignore_errors=True)
-    story["workdir_kept"] = kept
+    story, target, kept = _in_workdir(workdir, keep, json_out, "strongroom-demo-", run_demo)
     if json_out:
         print_json(story)
     elif kept:
@@ -72,23 +59,9 @@ def demo_incident(
 
     Needs the torch extra (the bundled model). Its work directory is removed unless --keep or --workdir."""
     require("torch", "strongroom demo-incident")
-    if workdir is not None and workdir.exists() and (not workdir.is_dir() or any(workdir.iterdir())):
-        raise StrongroomError(f"{workdir}: demo directory must be empty or absent")
     from strongroom.incident.demo import run_incident_demo
 
-    temporary = workdir is None
-    target = workdir or Path(tempfile.mkdtemp(prefix="strongroom-incident-"))
-    kept = keep or not temporary
-    if not json_out:
-        what = "kept at the end" if kept else "removed at the end; --keep keeps it"
-        console.print(f"work directory {target} ({what})", soft_wrap=True)
-    say = (lambda _: None) if json_out else (lambda line: console.print(f"[green]•[/] {line}", highlight=False))
-    try:
-        story = run_incident_demo(target, say)
-    finally:
-        if not kept:
-            shutil.rmtree(target, ignore_errors=True)
-    story["workdir_kept"] = kept
+    story, _, _ = _in_workdir(workdir, keep, json_out, "strongroom-incident-", run_incident_demo)
     if json_out:
         print_json(story)
     if not story["audit"]["ok"] or story["timeline_culprit"] != story["leaked_release"]:
@@ -100,3 +73,30 @@ def demo_incident(
 def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
     app.command("demo-incident")(demo_incident)
+
+
+def _in_workdir(
+    workdir: Path | None,
+    keep: bool,
+    json_out: bool,
+    prefix: str,
+    run: Callable[[Path, Callable[[str], None]], dict[str, Any]],
+) -> tuple[dict[str, Any], Path, bool]:
+    """Run a demo story in ``workdir`` (empty or absent) or a new temporary directory, saying each step unless
+    ``json_out``; the temporary one is removed afterwards unless ``keep``. Returns the story (with
+    ``workdir_kept``), the directory and whether it was kept."""
+    if workdir is not None and workdir.exists() and (not workdir.is_dir() or any(workdir.iterdir())):
+        raise StrongroomError(f"{workdir}: demo directory must be empty or absent")
+    target = workdir or Path(tempfile.mkdtemp(prefix=prefix))
+    kept = keep or workdir is not None
+    if not json_out:
+        what = "kept at the end" if kept else "removed at the end; --keep keeps it"
+        console.print(f"work directory {target} ({what})", soft_wrap=True)
+    say = (lambda _: None) if json_out else (lambda line: console.print(f"[green]•[/] {line}", highlight=False))
+    try:
+        story = run(target, say)
+    finally:
+        if not kept:
+            shutil.rmtree(target, ignore_errors=True)
+    story["workdir_kept"] = kept
+    return story, target, kept

@@ -191,8 +191,11 @@ class Scannable(Protocol):
     def scan(self, types: Any = (), start: int = 0) -> Iterator[tuple[int, Entry]]: ...
 
 
-@dataclass
+@dataclass(frozen=True)
 class Ignored:
+    """An appender's entry custody does not count (or, as ``state.Problem``, one replay refused): where,
+    what, and why."""
+
     index: int
     type: str
     reason: str

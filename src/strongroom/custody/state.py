@@ -55,6 +55,7 @@ from strongroom.custody.projection import (
     AlarmClearance,
     AppenderChange,
     AppenderRecord,
+    Ignored,
     LocationClearance,
     Projection,
     parse_tie_change,
@@ -114,15 +115,8 @@ class ReleaseRecord:
 
 
 @dataclass(frozen=True)
-class Problem:
+class Problem(Ignored):
     """A ledger entry replay refused: where, what, and why."""
-
-    index: int
-    type: str
-    reason: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"index": self.index, "type": self.type, "reason": self.reason}
 
 
 @dataclass

@@ -37,12 +37,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from strongroom.atomic import atomic_directory, write_atomic
-from strongroom.canonical_json import canonical_json
+from strongroom.atomic import atomic_directory
 from strongroom.incident.errors import ResealError, RetireError
 from strongroom.keys.provider import KeyBinding, KeyProvider, WrappedKey
 from strongroom.memory import wipe
-from strongroom.seal.directory import INDEX_FILE, INDEX_FORMAT, SUFFIX, SealedEntry, SealedModel, index_mac
+from strongroom.seal.directory import SUFFIX, SealedEntry, SealedModel, write_index
 from strongroom.seal.errors import SealError
 from strongroom.seal.reader import default_threads
 from strongroom.seal.writer import Progress, seal_decrypted
@@ -113,15 +112,7 @@ def reseal(
                     entries.append(
                         SealedEntry(entry.name, header.plaintext_length, header.plaintext_digest, entry.content_type)
                     )
-                body: dict[str, Any] = {
-                    "format": INDEX_FORMAT,
-                    "seal_id": seal_id,
-                    "key": wrapped.to_json(),
-                    "segment_size": header.segment_size,
-                    "files": [e.to_json() for e in entries],
-                }
-                body["index_mac"] = index_mac(data_key, body)
-                write_atomic(staging / INDEX_FILE, canonical_json(body) + b"\n", mode=0o644)
+                write_index(staging, seal_id, wrapped, header.segment_size, entries, data_key)
         finally:
             wipe(data_key)
     except SealError as exc:

@@ -63,6 +63,26 @@ class SealedEntry:
         }
 
 
+def write_index(
+    directory: Path,
+    seal_id: str,
+    wrapped: WrappedKey,
+    segment_size: int,
+    entries: list[SealedEntry],
+    data_key: bytes | bytearray,
+) -> None:
+    """Write a sealed directory's index (``SEALED.json``), authenticated by ``index_mac`` under the data key."""
+    body: dict[str, Any] = {
+        "format": INDEX_FORMAT,
+        "seal_id": seal_id,
+        "key": wrapped.to_json(),
+        "segment_size": segment_size,
+        "files": [e.to_json() for e in entries],
+    }
+    body["index_mac"] = index_mac(data_key, body)
+    write_atomic(directory / INDEX_FILE, canonical_json(body) + b"\n", mode=0o644)
+
+
 def index_mac(data_key: bytes | bytearray, body: dict[str, Any]) -> str:
     hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=INDEX_MAC_INFO)
     return hmac.new(hkdf.derive(bytes(data_key)), canonical_json(body), sha256).hexdigest()
@@ -155,15 +175,7 @@ def seal_path(
                     entries.append(
                         SealedEntry(name, header.plaintext_length, header.plaintext_digest, header.content_type)
                     )
-                body = {
-                    "format": INDEX_FORMAT,
-                    "seal_id": seal_id,
-                    "key": wrapped.to_json(),
-                    "segment_size": segment_size,
-                    "files": [e.to_json() for e in entries],
-                }
-                body["index_mac"] = index_mac(data_key, body)
-                write_atomic(staging / INDEX_FILE, canonical_json(body) + b"\n", mode=0o644)
+                write_index(staging, seal_id, wrapped, segment_size, entries, data_key)
     finally:
         wipe(data_key)
     return {
