@@ -105,6 +105,8 @@ def _late_conditions(state: CustodyState, index: int, entry: Entry) -> list[str]
     try:
         policy = state.model(str(body.get("model_id"))).policy
         request = ReleaseRequest.parse(SignedMessage.from_json(body.get("request"), "request"))
+        if not state.projection.arrived(request.host_id, seen, index):
+            return []  # nothing about this host arrived in between: the same inputs, the same decision
         return state.host_reasons(policy, request.host_id, parse_time(entry.time, "time"), index)
     except (StrongroomError, TypeError):
         return []

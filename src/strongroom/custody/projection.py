@@ -310,6 +310,14 @@ class Projection:
         self._work.upto = seen
         return self._work
 
+    def arrived(self, host_id: str, start: int, end: int) -> bool:
+        """Whether an accepted entry about ``host_id`` lies in [start, end); True when the window no longer
+        reaches back to ``start`` (the caller then decides in full)."""
+        with self._lock:
+            if start < self._base.upto:
+                return True
+            return any(start <= i < end and e.body.get("host") == host_id for i, e in self.window)
+
     def open_inconsistent(self, host_id: str, seen: int) -> int | None:
         """The index of the host's latest INCONSISTENT verdict before ``seen``, unless officers cleared it."""
         with self._lock:

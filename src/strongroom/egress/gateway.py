@@ -39,6 +39,7 @@ from strongroom.egress.httpio import (
     read_head,
     read_reply,
     response,
+    stop_on_signals,
 )
 from strongroom.egress.kernel import Kernel, KernelReading, KernelRules
 from strongroom.egress.meter import GatewayMeter, TokenBucket
@@ -613,7 +614,6 @@ async def run(
     config: GatewayConfig, stop: asyncio.Event | None = None, ready: Callable[[Gateway], None] | None = None
 ) -> None:
     """Serve until ``stop`` is set (or SIGTERM/SIGINT), then write a final checkpoint."""
-    import signal
 
     from strongroom.signing import load_signer
 
@@ -621,10 +621,7 @@ async def run(
     kernel = Kernel(config.kernel_netns) if config.kernel_netns else (Kernel() if config.kernel_local else None)
     gateway = Gateway(config, ledger, kernel)
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop_on_signals(stop)
     await gateway.start()
     if ready is not None:
         ready(gateway)

@@ -110,6 +110,19 @@ async def read_head(reader: asyncio.StreamReader, limit: int = MAX_HEAD) -> Head
     return Head(found.group(1).decode(), found.group(2).decode(), int(found.group(3)), _headers(lines[1:]), len(raw))
 
 
+def stop_on_signals(stop: asyncio.Event) -> None:
+    """Set ``stop`` on SIGTERM or SIGINT; a loop off the main thread (tests, embedding) cannot take signal
+    handlers and keeps its caller's way of stopping."""
+    import signal
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except RuntimeError:  # not the main thread
+            return
+
+
 def response(status: int, body: bytes, extra: dict[str, str] | None = None, close: bool = False) -> bytes:
     head = [
         f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}",

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from strongroom.egress.httpio import MAX_HEAD, HttpError, error_body, read_head, response
+from strongroom.egress.httpio import MAX_HEAD, HttpError, error_body, read_head, response, stop_on_signals
 
 MAX_BODY = 1024 * 1024
 
@@ -168,17 +168,13 @@ def load_backends(embedding: dict[str, Path], generation: dict[str, int]) -> dic
 
 
 async def serve(backends: dict[str, Backend], host: str, port: int, ready: Callable[[int], None] | None = None) -> None:
-    import signal
 
     server = InferenceServer(backends)
     bound = await server.start(host, port)
     if ready is not None:
         ready(bound)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop_on_signals(stop)
     try:
         await stop.wait()
     finally:
